@@ -1,0 +1,152 @@
+using MessagePack;
+
+namespace IotDsd.Contracts.Messages;
+
+// Every message is a [MessagePackObject] with integer keys. Fields are append-only: never renumber or reuse a key.
+// The envelope (WireCodec) carries the protocol version and the message type in front of each body.
+
+/// <summary>Sampling settings shared by both sides; P and Q are built with exactly these.</summary>
+[MessagePackObject]
+public sealed record SamplingSettings
+{
+    [Key(0)] public float Temperature { get; init; }
+    [Key(1)] public int TopK { get; init; }
+    [Key(2)] public float TopP { get; init; } = 1f;
+}
+
+/// <summary>Device → verifier: start (or restart) a session. The prefix itself travels in the first round's pending tokens.</summary>
+[MessagePackObject]
+public sealed record OpenSession
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public string DeviceId { get; init; } = "";
+    [Key(2)] public int Epoch { get; init; }
+    [Key(3)] public DecodingMode Mode { get; init; }
+    [Key(4)] public SamplingSettings Sampling { get; init; } = new();
+    [Key(5)] public ulong Seed { get; init; }
+    [Key(6)] public int MaxTokens { get; init; }
+    [Key(7)] public int VocabSize { get; init; }
+    [Key(8)] public int MaxGamma { get; init; }
+}
+
+/// <summary>Device → verifier: one speculative round.</summary>
+[MessagePackObject]
+public sealed record DraftRound
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public int Epoch { get; init; }
+    [Key(2)] public long Round { get; init; }
+
+    /// <summary>Committed length including <see cref="Pending"/>.</summary>
+    [Key(3)] public int CommittedLength { get; init; }
+
+    /// <summary>FNV-1a digest of the whole committed prefix including <see cref="Pending"/>.</summary>
+    [Key(4)] public ulong PrefixDigest { get; init; }
+
+    /// <summary>Committed tokens the verifier has not been sent yet (the prompt, then each round's next token).</summary>
+    [Key(5)] public int[] Pending { get; init; } = [];
+
+    /// <summary>Drafted tokens d_1..d_γ.</summary>
+    [Key(6)] public int[] Draft { get; init; } = [];
+
+    /// <summary><c>dssd</c>/<c>rsr</c>: Q_i(d_i) for each drafted token.</summary>
+    [Key(7)] public float[]? DraftProbs { get; init; }
+
+    /// <summary><c>dsd</c>: the full rows Q_1..Q_γ, little-endian fp32, γ·V values.</summary>
+    [Key(8)] public byte[]? DraftDistributions { get; init; }
+
+    /// <summary><c>rsr</c>: how many proposals to send on a rejection.</summary>
+    [Key(9)] public int Proposals { get; init; }
+}
+
+/// <summary>Device → verifier (<c>rsr</c>): every proposal was rejected; send <see cref="Proposals"/> more for the same round.</summary>
+[MessagePackObject]
+public sealed record MoreProposals
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public int Epoch { get; init; }
+    [Key(2)] public long Round { get; init; }
+    [Key(3)] public int Attempt { get; init; }
+    [Key(4)] public int Proposals { get; init; }
+}
+
+/// <summary>Device → verifier: the generation is complete; the verifier may drop the session's cache.</summary>
+[MessagePackObject]
+public sealed record CloseSession
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public int Epoch { get; init; }
+}
+
+/// <summary>Verifier → device: the session is open.</summary>
+[MessagePackObject]
+public sealed record SessionOpened
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public int Epoch { get; init; }
+    [Key(2)] public string VerifierId { get; init; } = "";
+    [Key(3)] public string TargetModel { get; init; } = "";
+}
+
+/// <summary>What follows the accepted drafts in a <see cref="Verdict"/>.</summary>
+public enum VerdictKind : byte
+{
+    /// <summary>The next token is <see cref="Verdict.Token"/> (greedy, dsd, or every draft accepted).</summary>
+    Token = 0,
+
+    /// <summary><c>dssd</c>: the target row P_j in <see cref="Verdict.TargetDistribution"/>; the device samples the residual.</summary>
+    TargetDistribution = 1,
+
+    /// <summary><c>rsr</c>: proposals (t, P_j(t)) in <see cref="Verdict.ProposalTokens"/>/<see cref="Verdict.ProposalProbs"/>.</summary>
+    Proposals = 2,
+}
+
+/// <summary>Verifier → device: the outcome of one round (or one <see cref="MoreProposals"/> attempt).</summary>
+[MessagePackObject]
+public sealed record Verdict
+{
+    [Key(0)] public string SessionId { get; init; } = "";
+    [Key(1)] public int Epoch { get; init; }
+    [Key(2)] public long Round { get; init; }
+    [Key(3)] public int Attempt { get; init; }
+    [Key(4)] public int Accepted { get; init; }
+    [Key(5)] public VerdictKind Kind { get; init; }
+    [Key(6)] public int Token { get; init; }
+    [Key(7)] public byte[]? TargetDistribution { get; init; }
+    [Key(8)] public int[]? ProposalTokens { get; init; }
+    [Key(9)] public float[]? ProposalProbs { get; init; }
+
+    /// <summary>Sessions in the forward pass that verified this round.</summary>
+    [Key(10)] public int BatchSize { get; init; }
+
+    /// <summary>Rounds waiting at the verifier when this one was taken.</summary>
+    [Key(11)] public int QueueDepth { get; init; }
+
+    /// <summary>Time the verifier spent on the batch, microseconds.</summary>
+    [Key(12)] public int VerifyMicros { get; init; }
+}
+
+/// <summary>Why a request was refused.</summary>
+public enum ErrorCode : byte
+{
+    Malformed = 1,
+    TooLarge = 2,
+    UnsupportedVersion = 3,
+    UnexpectedMessage = 4,
+    WrongTopic = 5,
+    UnknownSession = 6,
+    PrefixMismatch = 7,
+    InvalidRequest = 8,
+    Overloaded = 9,
+    Internal = 10,
+}
+
+/// <summary>Verifier → device: a request was refused. Sent only where a reply makes sense.</summary>
+[MessagePackObject]
+public sealed record ErrorReply
+{
+    [Key(0)] public ErrorCode Code { get; init; }
+    [Key(1)] public string Message { get; init; } = "";
+    [Key(2)] public string? SessionId { get; init; }
+    [Key(3)] public long Round { get; init; }
+}

@@ -1,0 +1,78 @@
+namespace IotDsd.Contracts.Topics;
+
+/// <summary>
+/// The topic tree (PROTOCOL.md §8). Every level that names a device or verifier is that client's own identity, so
+/// broker ACL patterns (<c>%c</c>, <c>%u</c>) can confine a device to its own topics.
+/// </summary>
+public static class TopicScheme
+{
+    /// <summary>Root of every topic.</summary>
+    public const string Root = "iotdsd/v1";
+
+    /// <summary>Longest identifier accepted in a topic level.</summary>
+    public const int MaxIdLength = 64;
+
+    /// <summary>Retained device presence: birth <c>online</c>, last will <c>offline</c>.</summary>
+    public static string DeviceStatus(string deviceId) => $"{Root}/devices/{deviceId}/status";
+
+    /// <summary>Verifier → device replies; the device subscribes once.</summary>
+    public static string DeviceReplies(string deviceId) => $"{Root}/devices/{deviceId}/replies";
+
+    /// <summary>Retained verifier presence.</summary>
+    public static string VerifierStatus(string verifierId) => $"{Root}/verifiers/{verifierId}/status";
+
+    /// <summary>Filter for every verifier's presence.</summary>
+    public const string AllVerifierStatus = Root + "/verifiers/+/status";
+
+    /// <summary>Device → the verifier that holds its session.</summary>
+    public static string VerifierRounds(string verifierId, string deviceId) => $"{Root}/verifiers/{verifierId}/rounds/{deviceId}";
+
+    /// <summary>Filter a verifier subscribes to for all of its devices' requests.</summary>
+    public static string VerifierRoundsFilter(string verifierId) => $"{Root}/verifiers/{verifierId}/rounds/+";
+
+    /// <summary>Extracts the device id from a rounds topic of <paramref name="verifierId"/>; null if the topic is not one.</summary>
+    public static string? DeviceFromRoundsTopic(string topic, string verifierId)
+    {
+        var prefix = $"{Root}/verifiers/{verifierId}/rounds/";
+        if (!topic.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var id = topic[prefix.Length..];
+        return IsValidId(id) ? id : null;
+    }
+
+    /// <summary>Extracts the verifier id from a verifier status topic; null if the topic is not one.</summary>
+    public static string? VerifierFromStatusTopic(string topic)
+    {
+        var prefix = $"{Root}/verifiers/";
+        const string suffix = "/status";
+        if (!topic.StartsWith(prefix, StringComparison.Ordinal) || !topic.EndsWith(suffix, StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var id = topic[prefix.Length..^suffix.Length];
+        return IsValidId(id) ? id : null;
+    }
+
+    /// <summary>Identifiers are 1–64 characters of <c>[A-Za-z0-9_.-]</c>: no wildcards, no separators.</summary>
+    public static bool IsValidId(string? id)
+    {
+        if (string.IsNullOrEmpty(id) || id.Length > MaxIdLength)
+        {
+            return false;
+        }
+
+        foreach (var c in id)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,280 @@
+using System.Runtime.InteropServices;
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Models;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Speculative;
+
+namespace IotDsd.Core.Sessions;
+
+/// <summary>
+/// The device side of one generation: drafts γ tokens with the small model, keeps Q_i locally, owns the committed
+/// text, and applies the verifier's verdicts. No I/O: it builds and consumes wire messages only.
+/// </summary>
+public sealed class DraftSession : IDisposable
+{
+    private readonly ILanguageModel _model;
+    private readonly IModelSequence _sequence;
+    private readonly List<int> _committed;
+    private readonly ulong _sessionKey;
+    private readonly int _vocab;
+    private float[] _logits;
+    private Outstanding? _outstanding;
+
+    /// <summary>Starts a generation after <paramref name="prompt"/>, which must not be empty.</summary>
+    public DraftSession(ILanguageModel draftModel, SessionSettings settings, ReadOnlySpan<int> prompt)
+    {
+        if (prompt.IsEmpty)
+        {
+            throw new ArgumentException("the prompt must hold at least one token", nameof(prompt));
+        }
+
+        if (settings.Validate() is { } bad)
+        {
+            throw new ArgumentException(bad, nameof(settings));
+        }
+
+        _model = draftModel;
+        Settings = settings;
+        _vocab = draftModel.VocabSize;
+        _sequence = draftModel.CreateSequence();
+        _committed = new List<int>(prompt.Length + settings.MaxTokens + 64);
+        _committed.AddRange(prompt.ToArray());
+        PromptLength = prompt.Length;
+        _sessionKey = DeterministicRandom.SessionKey(settings.SessionId);
+        _logits = new float[_vocab];
+    }
+
+    public SessionSettings Settings { get; }
+    public int PromptLength { get; }
+
+    /// <summary>Every committed token, prompt included.</summary>
+    public IReadOnlyList<int> Committed => _committed;
+
+    /// <summary>Generated tokens committed so far (may exceed MaxTokens by the last round's overshoot).</summary>
+    public int Generated => _committed.Count - PromptLength;
+
+    /// <summary>True once <see cref="SessionSettings.MaxTokens"/> tokens are committed.</summary>
+    public bool IsComplete => Generated >= Settings.MaxTokens;
+
+    /// <summary>The round the next <see cref="PrepareRound"/> builds (or the one outstanding).</summary>
+    public long Round { get; private set; } = 1;
+
+    /// <summary>Epoch of the verifier session; bumped by <see cref="ResetVerifier"/>.</summary>
+    public int Epoch { get; private set; } = 1;
+
+    /// <summary>Committed tokens the verifier is known to hold.</summary>
+    public int VerifierKnown { get; private set; }
+
+    /// <summary>The request in flight, if any (resent verbatim on retry).</summary>
+    public object? OutstandingRequest => _outstanding?.Request;
+
+    /// <summary>The verifier lost or never had this session: the next round resends the whole prefix under a new epoch.</summary>
+    public void ResetVerifier()
+    {
+        VerifierKnown = 0;
+        Epoch++;
+        _outstanding = null;
+    }
+
+    /// <summary>The open request for the current epoch.</summary>
+    public OpenSession OpenRequest(string deviceId) => new()
+    {
+        SessionId = Settings.SessionId,
+        DeviceId = deviceId,
+        Epoch = Epoch,
+        Mode = Settings.Mode,
+        Sampling = Settings.Sampling.ToWire(),
+        Seed = Settings.Seed,
+        MaxTokens = Settings.MaxTokens,
+        VocabSize = _vocab,
+        MaxGamma = Settings.Gamma,
+    };
+
+    /// <summary>Drafts up to <paramref name="gamma"/> tokens and builds the round request.</summary>
+    public DraftRound PrepareRound(int gamma, int proposals)
+    {
+        if (IsComplete)
+        {
+            throw new InvalidOperationException("the generation is complete");
+        }
+
+        gamma = Math.Clamp(gamma, 0, Math.Min(Settings.Gamma, Settings.MaxTokens - Generated - 1));
+        var n = _committed.Count;
+        var committed = CollectionsMarshal.AsSpan(_committed);
+        var draft = new int[gamma];
+        var rows = new float[gamma * _vocab];
+        var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
+        if (gamma > 0)
+        {
+            // Bring the draft cache up to the committed prefix; the last row is Q_1.
+            _sequence.Feed(committed[_sequence.Length..], _logits);
+            for (var i = 0; i < gamma; i++)
+            {
+                var q = rows.AsSpan(i * _vocab, _vocab);
+                Distribution.FromLogits(_logits, Settings.Sampling, q);
+                draft[i] = Settings.Sampling.IsGreedy
+                    ? Distribution.ArgMax(q)
+                    : Distribution.Sample(q, random.Uniform(RandomStream.Draft, n + i));
+                if (i + 1 < gamma)
+                {
+                    _sequence.Feed([draft[i]], _logits);
+                }
+            }
+        }
+
+        var request = new DraftRound
+        {
+            SessionId = Settings.SessionId,
+            Epoch = Epoch,
+            Round = Round,
+            CommittedLength = n,
+            PrefixDigest = PrefixDigest.Of(committed),
+            Pending = committed[VerifierKnown..].ToArray(),
+            Draft = draft,
+            DraftProbs = Settings.Mode is DecodingMode.Dssd or DecodingMode.Rsr ? ProbsOf(draft, rows) : null,
+            DraftDistributions = Settings.Mode == DecodingMode.Dsd ? MemoryMarshal.AsBytes(rows.AsSpan()).ToArray() : null,
+            Proposals = Settings.Mode == DecodingMode.Rsr ? proposals : 0,
+        };
+        _outstanding = new Outstanding(request, draft, rows, n, 0);
+        return request;
+    }
+
+    private float[] ProbsOf(int[] draft, float[] rows)
+    {
+        var probs = new float[draft.Length];
+        for (var i = 0; i < draft.Length; i++)
+        {
+            probs[i] = rows[(i * _vocab) + draft[i]];
+        }
+
+        return probs;
+    }
+
+    /// <summary>
+    /// Applies a verdict. Verdicts for anything but the outstanding round and attempt are ignored. A malformed verdict
+    /// throws <see cref="ProtocolViolationException"/> and changes nothing.
+    /// </summary>
+    public RoundStep Apply(Verdict verdict, int nextProposals = 8)
+    {
+        var o = _outstanding;
+        if (o is null || verdict.SessionId != Settings.SessionId || verdict.Epoch != Epoch || verdict.Round != Round || verdict.Attempt != o.Attempt)
+        {
+            return RoundStep.Ignored;
+        }
+
+        var gamma = o.Draft.Length;
+        if (verdict.Accepted < 0 || verdict.Accepted > gamma)
+        {
+            throw new ProtocolViolationException($"verdict accepts {verdict.Accepted} of {gamma} drafted tokens");
+        }
+
+        var k = verdict.Accepted;
+        var position = o.CommittedAt + k;
+        var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
+        int next;
+        switch (verdict.Kind)
+        {
+            case VerdictKind.Token:
+                next = verdict.Token;
+                break;
+            case VerdictKind.TargetDistribution when Settings.Mode == DecodingMode.Dssd && k < gamma:
+                var p = verdict.TargetDistribution is { } bytes && bytes.Length == _vocab * sizeof(float)
+                    ? MemoryMarshal.Cast<byte, float>(bytes)
+                    : throw new ProtocolViolationException($"target distribution must hold {_vocab} fp32 values");
+                next = DraftSide.SampleResidual(p, o.Row(k, _vocab), random.Uniform(RandomStream.Residual, position));
+                break;
+            case VerdictKind.Proposals when Settings.Mode == DecodingMode.Rsr && k < gamma:
+                var tokens = verdict.ProposalTokens ?? [];
+                var probs = verdict.ProposalProbs ?? [];
+                if (tokens.Length == 0 || tokens.Length != probs.Length)
+                {
+                    throw new ProtocolViolationException("rsr verdict carries no usable proposals");
+                }
+
+                ProposalsExamined += tokens.Length;
+                next = DraftSide.AcceptProposal(tokens, probs, o.Row(k, _vocab), random, position, o.Attempt);
+                if (next < 0)
+                {
+                    var attempt = o.Attempt + 1;
+                    var more = new MoreProposals { SessionId = Settings.SessionId, Epoch = Epoch, Round = Round, Attempt = attempt, Proposals = nextProposals };
+                    _outstanding = o with { Request = more, Attempt = attempt };
+                    FollowUps++;
+                    return RoundStep.NeedMore(more);
+                }
+
+                ProposalsAccepted++;
+                break;
+            default:
+                throw new ProtocolViolationException($"verdict kind {verdict.Kind} does not fit mode {Settings.Mode.Name()} with {k} of {gamma} accepted");
+        }
+
+        if ((uint)next >= (uint)_vocab)
+        {
+            throw new ProtocolViolationException($"verdict token {next} is outside the vocabulary of {_vocab}");
+        }
+
+        var before = _committed.Count;
+        _committed.AddRange(o.Draft.AsSpan(0, k));
+        _committed.Add(next);
+        VerifierKnown = o.CommittedAt + k;
+        if (_sequence.Length > VerifierKnown)
+        {
+            _sequence.Truncate(VerifierKnown);
+        }
+
+        Rounds++;
+        Drafted += gamma;
+        AcceptedTotal += k;
+        Round++;
+        _outstanding = null;
+        return RoundStep.Committed(before, _committed.Count - before);
+    }
+
+    /// <summary>Completed rounds.</summary>
+    public long Rounds { get; private set; }
+
+    /// <summary>Draft tokens sent for verification.</summary>
+    public long Drafted { get; private set; }
+
+    /// <summary>Draft tokens accepted.</summary>
+    public long AcceptedTotal { get; private set; }
+
+    /// <summary>rsr: proposals examined and accepted, and follow-up requests sent.</summary>
+    public long ProposalsExamined { get; private set; }
+
+    public long ProposalsAccepted { get; private set; }
+
+    public long FollowUps { get; private set; }
+
+    public void Dispose() => _sequence.Dispose();
+
+    private sealed record Outstanding(object Request, int[] Draft, float[] Rows, int CommittedAt, int Attempt)
+    {
+        public ReadOnlySpan<float> Row(int i, int vocab) => Rows.AsSpan(i * vocab, vocab);
+    }
+}
+
+/// <summary>What applying a verdict did.</summary>
+public readonly record struct RoundStep(RoundStepKind Kind, int Start, int Count, MoreProposals? FollowUp)
+{
+    public static RoundStep Ignored => new(RoundStepKind.Ignored, 0, 0, null);
+
+    public static RoundStep Committed(int start, int count) => new(RoundStepKind.Committed, start, count, null);
+
+    public static RoundStep NeedMore(MoreProposals request) => new(RoundStepKind.NeedMoreProposals, 0, 0, request);
+}
+
+public enum RoundStepKind
+{
+    /// <summary>Not for the outstanding round: dropped.</summary>
+    Ignored,
+
+    /// <summary>Tokens were committed: <see cref="RoundStep.Start"/>, <see cref="RoundStep.Count"/>.</summary>
+    Committed,
+
+    /// <summary>rsr: every proposal was rejected; send <see cref="RoundStep.FollowUp"/>.</summary>
+    NeedMoreProposals,
+}
+
+/// <summary>The peer sent something the protocol does not allow.</summary>
+public sealed class ProtocolViolationException(string message) : Exception(message);
