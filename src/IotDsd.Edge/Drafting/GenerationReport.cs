@@ -1,0 +1,36 @@
+using IotDsd.Contracts.Messages;
+
+namespace IotDsd.Edge.Drafting;
+
+/// <summary>What one generation did, for the summary line and the JSON report (PROTOCOL.md §7).</summary>
+public sealed record GenerationReport
+{
+    public required string SessionId { get; init; }
+    public required DecodingMode Mode { get; init; }
+    public required int Gamma { get; init; }
+    public required ulong Seed { get; init; }
+    public required IReadOnlyList<int> Tokens { get; init; }
+    public required string VerifierId { get; init; }
+    public long Rounds { get; init; }
+    public long Drafted { get; init; }
+    public long Accepted { get; init; }
+    public long FollowUps { get; init; }
+    public long Retries { get; init; }
+    public long Reopens { get; init; }
+    public TimeSpan Elapsed { get; init; }
+    public TimeSpan TimeToFirstToken { get; init; }
+    public long UplinkPayloadBytes { get; init; }
+    public long UplinkWireBytes { get; init; }
+    public long DownlinkPayloadBytes { get; init; }
+    public long DownlinkWireBytes { get; init; }
+    public IReadOnlyList<double> RoundMillis { get; init; } = [];
+    public double MeanBatch { get; init; }
+
+    public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
+    public double MeanAccepted => Rounds == 0 ? 0 : (double)Accepted / Rounds;
+    public double TokensPerRound => Rounds == 0 ? 0 : (double)Tokens.Count / Rounds;
+    public double TokensPerSecond => Elapsed.TotalSeconds <= 0 ? 0 : Tokens.Count / Elapsed.TotalSeconds;
+    public double TimePerTokenMs => Tokens.Count == 0 ? 0 : Elapsed.TotalMilliseconds / Tokens.Count;
+    public double UplinkBytesPerToken => Tokens.Count == 0 ? 0 : (double)UplinkPayloadBytes / Tokens.Count;
+    public double DownlinkBytesPerToken => Tokens.Count == 0 ? 0 : (double)DownlinkPayloadBytes / Tokens.Count;
+}

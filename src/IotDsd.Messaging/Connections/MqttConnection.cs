@@ -1,0 +1,426 @@
+using System.Buffers;
+using System.Threading.Channels;
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Wire;
+using Microsoft.Extensions.Logging;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+
+namespace IotDsd.Messaging.Connections;
+
+/// <summary>
+/// One MQTT 5 client connection with everything the roles need: large socket buffers and no Nagle delay, a receive
+/// handler that only decodes and hands off to a bounded queue, publishes bounded by a timeout, a reconnect
+/// supervisor with exponential backoff and jitter that resubscribes when the broker lost the session, and retained
+/// presence (birth on every connect, last will with a delay).
+/// </summary>
+public sealed partial class MqttConnection : IAsyncDisposable
+{
+    private readonly MqttSettings _settings;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly IMqttClient _client;
+    private readonly Channel<InboundMessage> _inbound;
+    private readonly Func<string, bool> _isWireTopic;
+    private readonly List<string> _subscriptions = [];
+    private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _supervisor;
+    private long _connections;
+
+    /// <param name="settings">Broker, identity and limits.</param>
+    /// <param name="isWireTopic">Topics whose payloads are IotDsd envelopes; others are handed over raw.</param>
+    /// <param name="logger">Where reasons for refused input go (never payloads).</param>
+    /// <param name="time">Clock for timestamps and backoff.</param>
+    public MqttConnection(MqttSettings settings, Func<string, bool> isWireTopic, ILogger logger, TimeProvider? time = null)
+    {
+        _settings = settings;
+        _isWireTopic = isWireTopic;
+        _logger = logger;
+        _time = time ?? TimeProvider.System;
+        _client = new MqttClientFactory().CreateMqttClient();
+        _inbound = Channel.CreateBounded<InboundMessage>(new BoundedChannelOptions(settings.InboundQueue)
+        {
+            SingleReader = false,
+            SingleWriter = true,
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        _client.ApplicationMessageReceivedAsync += OnReceivedAsync;
+        _client.DisconnectedAsync += OnDisconnectedAsync;
+    }
+
+    /// <summary>Decoded inbound messages, in arrival order.</summary>
+    public ChannelReader<InboundMessage> Inbound => _inbound.Reader;
+
+    /// <summary>True while the client believes it is connected.</summary>
+    public bool IsConnected => _client.IsConnected;
+
+    /// <summary>Successful connects so far (the birth counter).</summary>
+    public long Connections => Interlocked.Read(ref _connections);
+
+    /// <summary>Payloads refused at decode, by reason.</summary>
+    public ErrorCounters DecodeErrors { get; } = new();
+
+    /// <summary>Raised after every successful (re)connect; the flag says whether the broker kept the session.</summary>
+    public event Action<bool>? Connected;
+
+    /// <summary>Raised when the link drops.</summary>
+    public event Action? Disconnected;
+
+    /// <summary>Connects (failing after the connect timeout), subscribes and starts the reconnect supervisor.</summary>
+    public async Task ConnectAsync(IReadOnlyList<string> subscriptions, CancellationToken ct)
+    {
+        _subscriptions.AddRange(subscriptions);
+        await ConnectOnceAsync(ct).ConfigureAwait(false);
+        _supervisor = Task.Run(() => SuperviseAsync(_stopping.Token), CancellationToken.None);
+    }
+
+    private async Task ConnectOnceAsync(CancellationToken ct)
+    {
+        await _connectLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            if (_client.IsConnected)
+            {
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(_settings.ConnectTimeout);
+            var result = await _client.ConnectAsync(BuildOptions(), timeout.Token).ConfigureAwait(false);
+            if (result.ResultCode != MqttClientConnectResultCode.Success)
+            {
+                throw new MqttConnectionException($"broker {_settings.Broker} refused the connection: {result.ResultCode} {result.ReasonString}");
+            }
+
+            var counter = Interlocked.Increment(ref _connections);
+            if (!result.IsSessionPresent && _subscriptions.Count > 0)
+            {
+                var builder = new MqttClientSubscribeOptionsBuilder();
+                foreach (var filter in _subscriptions)
+                {
+                    builder.WithTopicFilter(filter, MqttQualityOfServiceLevel.AtLeastOnce);
+                }
+
+                var sub = await _client.SubscribeAsync(builder.Build(), timeout.Token).ConfigureAwait(false);
+                foreach (var item in sub.Items)
+                {
+                    if ((int)item.ResultCode > 2)
+                    {
+                        throw new MqttConnectionException($"broker {_settings.Broker} refused subscription '{item.TopicFilter.Topic}': {item.ResultCode}");
+                    }
+                }
+            }
+
+            if (_settings.Presence is { } presence)
+            {
+                await PublishRawAsync(presence.Topic, presence.Birth(counter), retain: true, timeout.Token).ConfigureAwait(false);
+            }
+
+            Log.Connected(_logger, _settings.ClientId, _settings.Broker.ToString(), counter, result.IsSessionPresent);
+            Connected?.Invoke(result.IsSessionPresent);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new MqttConnectionException($"could not connect to broker {_settings.Broker} within {_settings.ConnectTimeout.TotalSeconds:0.#} s");
+        }
+        catch (MQTTnet.Exceptions.MqttCommunicationException ex)
+        {
+            throw new MqttConnectionException($"could not connect to broker {_settings.Broker}: {ex.Message}", ex);
+        }
+        finally
+        {
+            _connectLock.Release();
+        }
+    }
+
+    private MqttClientOptions BuildOptions()
+    {
+        var builder = new MqttClientOptionsBuilder()
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithClientId(_settings.ClientId)
+            .WithTcpServer(o =>
+            {
+                o.RemoteEndpoint = new System.Net.DnsEndPoint(_settings.Broker.Host, _settings.Broker.Port);
+                o.NoDelay = true;
+                o.BufferSize = _settings.BufferBytes;
+            })
+            .WithKeepAlivePeriod(_settings.KeepAlive)
+            .WithTimeout(_settings.ConnectTimeout)
+            .WithCleanStart(_settings.CleanStart)
+            .WithSessionExpiryInterval(_settings.SessionExpirySeconds);
+        if (_settings.Username is not null)
+        {
+            builder.WithCredentials(_settings.Username, _settings.Password ?? "");
+        }
+
+        if (_settings.Presence is { } presence)
+        {
+            builder.WithWillTopic(presence.Topic)
+                .WithWillPayload(presence.Will)
+                .WithWillRetain(true)
+                .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+                .WithWillDelayInterval(presence.WillDelaySeconds);
+        }
+
+        var options = builder.Build();
+        options.WriterBufferSize = _settings.BufferBytes;
+        options.WriterBufferSizeMax = Math.Max(_settings.BufferBytes, _settings.MaxPayloadBytes + 4096);
+        return options;
+    }
+
+    private readonly SemaphoreSlim _linkLost = new(0, 1);
+
+    private Task OnDisconnectedAsync(MqttClientDisconnectedEventArgs args)
+    {
+        // Never reconnect from inside this handler: wake the supervisor instead.
+        if (!_stopping.IsCancellationRequested && args.ClientWasConnected)
+        {
+            Log.Disconnected(_logger, _settings.ClientId, args.Reason.ToString());
+            Disconnected?.Invoke();
+            if (_linkLost.CurrentCount == 0)
+            {
+                _linkLost.Release();
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private async Task SuperviseAsync(CancellationToken ct)
+    {
+        var attempt = 0;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                if (_client.IsConnected)
+                {
+                    await _linkLost.WaitAsync(ct).ConfigureAwait(false);
+                    attempt = 0;
+                    continue;
+                }
+
+                await ConnectOnceAsync(ct).ConfigureAwait(false);
+                attempt = 0;
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex) when (ex is MqttConnectionException or MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException)
+            {
+                attempt++;
+                var delay = Backoff(attempt);
+                Log.ReconnectFailed(_logger, _settings.ClientId, attempt, delay.TotalMilliseconds, ex.Message);
+                await Task.Delay(delay, _time, ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Exponential backoff from 100 ms to 10 s with ±50 % jitter.</summary>
+    public static TimeSpan Backoff(int attempt)
+    {
+        var baseMs = Math.Min(10_000, 100 * Math.Pow(2, Math.Min(attempt - 1, 10)));
+        return TimeSpan.FromMilliseconds(baseMs * (0.5 + Random.Shared.NextDouble()));
+    }
+
+    private async Task OnReceivedAsync(MqttApplicationMessageReceivedEventArgs args)
+    {
+        // Decode and hand off; nothing else happens on the client's receive loop.
+        var message = args.ApplicationMessage;
+        var payload = message.Payload;
+        var length = (int)Math.Min(payload.Length, int.MaxValue);
+        DecodeResult decoded = default;
+        byte[]? raw = null;
+        if (_isWireTopic(message.Topic))
+        {
+            decoded = WireCodec.Decode(payload, _settings.MaxPayloadBytes);
+            if (!decoded.Ok)
+            {
+                DecodeErrors.Increment(decoded.Error!.Value);
+                Log.Refused(_logger, message.Topic, decoded.Error!.Value, decoded.Reason ?? "");
+            }
+        }
+        else if (length <= 64 * 1024)
+        {
+            raw = payload.ToArray();
+        }
+
+        var inbound = new InboundMessage(
+            message.Topic, decoded, raw, message.ResponseTopic, message.CorrelationData, length, _time.GetTimestamp());
+        try
+        {
+            await _inbound.Writer.WriteAsync(inbound, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Shutting down: the message stays unacknowledged and the broker redelivers it to the persistent session.
+        }
+        catch (ChannelClosedException)
+        {
+        }
+    }
+
+    /// <summary>Encodes and publishes a wire message at QoS 1; returns bytes on the link (payload, framed).</summary>
+    public async Task<(int Payload, int Wire)> PublishAsync(string topic, object message, string? responseTopic, byte[]? correlation, CancellationToken ct)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        WireCodec.Write(buffer, message);
+        var builder = new MqttApplicationMessageBuilder()
+            .WithTopic(topic)
+            .WithPayload(new ReadOnlySequence<byte>(buffer.WrittenMemory))
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce);
+        if (responseTopic is not null)
+        {
+            builder.WithResponseTopic(responseTopic);
+        }
+
+        if (correlation is not null)
+        {
+            builder.WithCorrelationData(correlation);
+        }
+
+        await PublishBuiltAsync(builder.Build(), ct).ConfigureAwait(false);
+        return (buffer.WrittenCount, MqttFraming.PublishBytes(topic, buffer.WrittenCount, responseTopic, correlation?.Length ?? 0));
+    }
+
+    /// <summary>Publishes raw bytes (status, diagnostics) at QoS 1.</summary>
+    public Task PublishRawAsync(string topic, byte[] payload, bool retain, CancellationToken ct) =>
+        PublishBuiltAsync(
+            new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).WithRetainFlag(retain)
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build(),
+            ct);
+
+    private async Task PublishBuiltAsync(MqttApplicationMessage message, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(_settings.PublishTimeout);
+        MqttClientPublishResult result;
+        try
+        {
+            result = await _client.PublishAsync(message, timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new MqttPublishException($"publish to '{message.Topic}' timed out after {_settings.PublishTimeout.TotalSeconds:0.#} s");
+        }
+        catch (MQTTnet.Exceptions.MqttClientNotConnectedException ex)
+        {
+            throw new MqttPublishException($"publish to '{message.Topic}' failed: not connected to {_settings.Broker}", ex);
+        }
+        catch (MQTTnet.Exceptions.MqttCommunicationException ex)
+        {
+            throw new MqttPublishException($"publish to '{message.Topic}' failed: {ex.Message}", ex);
+        }
+
+        if (!result.IsSuccess && result.ReasonCode != MqttClientPublishReasonCode.NoMatchingSubscribers)
+        {
+            throw new MqttPublishException($"broker refused publish to '{message.Topic}': {result.ReasonCode} {result.ReasonString}");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_supervisor is not null)
+        {
+            try
+            {
+                await _supervisor.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        if (_client.IsConnected)
+        {
+            try
+            {
+                if (_settings.Presence is { } presence)
+                {
+                    using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                    await PublishRawAsync(presence.Topic, presence.Will, retain: true, cts.Token).ConfigureAwait(false);
+                }
+
+                using var disconnect = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+                await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), disconnect.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is MqttPublishException or OperationCanceledException or MQTTnet.Exceptions.MqttCommunicationException)
+            {
+                Log.DisconnectFailed(_logger, _settings.ClientId, ex.Message);
+            }
+        }
+
+        _inbound.Writer.TryComplete();
+        _client.Dispose();
+        _stopping.Dispose();
+        _connectLock.Dispose();
+        _linkLost.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "MQTT client {ClientId} connected to {Broker} (connection {Counter}, session present {SessionPresent})")]
+        public static partial void Connected(ILogger logger, string clientId, string broker, long counter, bool sessionPresent);
+
+        [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "MQTT client {ClientId} lost its link: {Reason}")]
+        public static partial void Disconnected(ILogger logger, string clientId, string reason);
+
+        [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "MQTT client {ClientId} reconnect attempt {Attempt} failed, next in {DelayMs:0} ms: {Reason}")]
+        public static partial void ReconnectFailed(ILogger logger, string clientId, int attempt, double delayMs, string reason);
+
+        [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Refused a message on {Topic}: {Code}: {Reason}")]
+        public static partial void Refused(ILogger logger, string topic, ErrorCode code, string reason);
+
+        [LoggerMessage(EventId = 104, Level = LogLevel.Debug, Message = "MQTT client {ClientId} could not disconnect cleanly: {Reason}")]
+        public static partial void DisconnectFailed(ILogger logger, string clientId, string reason);
+    }
+}
+
+/// <summary>Connecting to the broker failed; the message says how and where.</summary>
+public sealed class MqttConnectionException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>A publish failed or timed out.</summary>
+public sealed class MqttPublishException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>Thread-safe counts by error code.</summary>
+public sealed class ErrorCounters
+{
+    private readonly long[] _counts = new long[256];
+
+    public void Increment(ErrorCode code) => Interlocked.Increment(ref _counts[(byte)code]);
+
+    public long this[ErrorCode code] => Interlocked.Read(ref _counts[(byte)code]);
+
+    public long Total
+    {
+        get
+        {
+            long sum = 0;
+            for (var i = 0; i < _counts.Length; i++)
+            {
+                sum += Interlocked.Read(ref _counts[i]);
+            }
+
+            return sum;
+        }
+    }
+
+    /// <summary>Non-zero counts by name.</summary>
+    public IReadOnlyDictionary<string, long> Snapshot()
+    {
+        var result = new Dictionary<string, long>();
+        foreach (var code in Enum.GetValues<ErrorCode>())
+        {
+            if (this[code] > 0)
+            {
+                result[code.ToString()] = this[code];
+            }
+        }
+
+        return result;
+    }
+}

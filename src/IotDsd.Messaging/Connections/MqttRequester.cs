@@ -1,0 +1,65 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+
+namespace IotDsd.Messaging.Connections;
+
+/// <summary>
+/// MQTT 5 request/reply without per-call subscriptions: each request carries the caller's one reply topic and a
+/// unique correlation id; replies are matched back by that id. Replies nobody waits for (late duplicates) are
+/// counted and dropped.
+/// </summary>
+public sealed class MqttRequester(MqttConnection connection, string replyTopic)
+{
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<InboundMessage>> _pending = new();
+    private long _next = Random.Shared.NextInt64(1, long.MaxValue / 2);
+    private long _unmatched;
+
+    /// <summary>Replies that matched no outstanding request.</summary>
+    public long Unmatched => Interlocked.Read(ref _unmatched);
+
+    /// <summary>Bytes sent (payload and framed), for accounting.</summary>
+    public long SentPayloadBytes => Interlocked.Read(ref _sentPayload);
+
+    public long SentWireBytes => Interlocked.Read(ref _sentWire);
+
+    private long _sentPayload;
+    private long _sentWire;
+
+    /// <summary>Offers an inbound message; returns true if it was a reply to an outstanding request.</summary>
+    public bool TryComplete(InboundMessage message)
+    {
+        if (message.CorrelationData is { Length: 8 } c && _pending.TryRemove(BinaryPrimitives.ReadInt64LittleEndian(c), out var tcs))
+        {
+            tcs.TrySetResult(message);
+            return true;
+        }
+
+        Interlocked.Increment(ref _unmatched);
+        return false;
+    }
+
+    /// <summary>Publishes <paramref name="request"/> and waits up to <paramref name="timeout"/> for its reply; null on timeout.</summary>
+    public async Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, CancellationToken ct)
+    {
+        var id = Interlocked.Increment(ref _next);
+        var correlation = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(correlation, id);
+        var tcs = new TaskCompletionSource<InboundMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[id] = tcs;
+        try
+        {
+            var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
+            Interlocked.Add(ref _sentPayload, payload);
+            Interlocked.Add(ref _sentWire, wire);
+            return await tcs.Task.WaitAsync(timeout, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            _pending.TryRemove(id, out _);
+        }
+    }
+}

@@ -1,0 +1,125 @@
+using IotDsd.Contracts.Topics;
+
+namespace IotDsd.Messaging.Presence;
+
+/// <summary>
+/// The live verifiers, as their retained status topics list them. A session is assigned by rendezvous hashing over
+/// the live set, so it stays on one verifier (which holds its cache) until that verifier goes offline, and every
+/// device agrees on the assignment without coordination.
+/// </summary>
+public sealed class VerifierDirectory
+{
+    private readonly Dictionary<string, PresencePayload> _verifiers = [];
+    private readonly Lock _lock = new();
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Applies a status message; returns false if the topic is not a verifier status.</summary>
+    public bool Update(string topic, byte[]? payload)
+    {
+        var id = TopicScheme.VerifierFromStatusTopic(topic);
+        if (id is null)
+        {
+            return false;
+        }
+
+        var status = PresencePayload.TryParse(payload);
+        TaskCompletionSource changed;
+        lock (_lock)
+        {
+            if (status is { State: "online" })
+            {
+                _verifiers[id] = status;
+            }
+            else
+            {
+                _verifiers.Remove(id);
+            }
+
+            changed = _changed;
+            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+        return true;
+    }
+
+    /// <summary>Ids of the verifiers now online.</summary>
+    public IReadOnlyList<string> Online
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _verifiers.Keys.Order(StringComparer.Ordinal)];
+            }
+        }
+    }
+
+    /// <summary>The verifier that owns <paramref name="sessionKey"/> among those online, or null if none is.</summary>
+    public string? Pick(string sessionKey)
+    {
+        string? best = null;
+        ulong bestScore = 0;
+        foreach (var id in Online)
+        {
+            var score = Score(id, sessionKey);
+            if (best is null || score > bestScore)
+            {
+                best = id;
+                bestScore = score;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>Rendezvous weight of a (verifier, session) pair: FNV-1a over both, then a SplitMix64 finaliser.</summary>
+    public static ulong Score(string verifierId, string sessionKey)
+    {
+        var h = 14695981039346656037UL;
+        foreach (var c in verifierId + "\n" + sessionKey)
+        {
+            h ^= c;
+            h *= 1099511628211UL;
+        }
+
+        h += 0x9E3779B97F4A7C15UL;
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9UL;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBUL;
+        return h ^ (h >> 31);
+    }
+
+    /// <summary>Waits until some verifier is online or the timeout passes; returns the pick or null.</summary>
+    public async Task<string?> WaitForAsync(string sessionKey, TimeSpan timeout, TimeProvider time, CancellationToken ct)
+    {
+        var deadline = time.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        while (true)
+        {
+            Task changed;
+            lock (_lock)
+            {
+                changed = _changed.Task;
+            }
+
+            if (Pick(sessionKey) is { } id)
+            {
+                return id;
+            }
+
+            var left = TimeSpan.FromSeconds((double)(deadline - time.GetTimestamp()) / System.Diagnostics.Stopwatch.Frequency);
+            if (left <= TimeSpan.Zero)
+            {
+                return null;
+            }
+
+            try
+            {
+                await changed.WaitAsync(left, time, ct).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return null;
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Core.Models;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
+using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Sessions;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Verifier.Hosting;
+
+/// <summary>
+/// Handles one batch of inbound requests: checks each against its session, runs every verifiable round through one
+/// batched forward pass, and publishes all replies concurrently. Bad input is refused with a reply where the sender
+/// can be identified, otherwise logged and counted; it never stops the loop or affects other sessions.
+/// </summary>
+internal sealed partial class RoundProcessor(
+    VerifierOptions options,
+    ILanguageModel target,
+    SessionTable sessions,
+    MqttConnection connection,
+    VerifierStats stats,
+    ErrorCounters errors,
+    ILogger logger,
+    TimeProvider time)
+{
+    private readonly List<InboundMessage> _deferred = [];
+
+    public async Task ProcessAsync(List<InboundMessage> batch, CancellationToken ct)
+    {
+        var replies = new List<Task>(batch.Count);
+        var work = new List<(InboundMessage Message, string Device, VerifierSession Session, DraftRound Round)>();
+        var inBatch = new HashSet<VerifierSession>();
+        var pending = new List<InboundMessage>(_deferred);
+        _deferred.Clear();
+        pending.AddRange(batch);
+        foreach (var message in pending)
+        {
+            var device = TopicScheme.DeviceFromRoundsTopic(message.Topic, options.VerifierId);
+            if (device is null)
+            {
+                Refuse(null, message, ErrorCode.WrongTopic, $"'{message.Topic}' is not a rounds topic of verifier {options.VerifierId}", replies, ct);
+                continue;
+            }
+
+            if (!message.Decoded.Ok)
+            {
+                Refuse(device, message, message.Decoded.Error!.Value, message.Decoded.Reason ?? "undecodable", replies, ct);
+                continue;
+            }
+
+            if (message.ResponseTopic is not null && message.ResponseTopic != TopicScheme.DeviceReplies(device))
+            {
+                Refuse(device, message, ErrorCode.WrongTopic, $"response topic must be {TopicScheme.DeviceReplies(device)}", replies, ct);
+                continue;
+            }
+
+            try
+            {
+                switch (message.Decoded.Message)
+                {
+                    case OpenSession open:
+                        HandleOpen(device, message, open, replies, ct);
+                        break;
+                    case DraftRound round:
+                        var session = sessions.Find(device, round.SessionId);
+                        if (session is null)
+                        {
+                            Refuse(device, message, ErrorCode.UnknownSession, $"session '{round.SessionId}' is not open here; open it and resend the prefix", replies, ct, round.SessionId, round.Round);
+                            break;
+                        }
+
+                        if (inBatch.Contains(session))
+                        {
+                            _deferred.Add(message); // a second round for a session already in this pass: after it
+                            break;
+                        }
+
+                        session.LastUsedTicks = time.GetTimestamp();
+                        var check = session.Check(round);
+                        if (Answer(device, message, check, round.SessionId, round.Round, replies, ct))
+                        {
+                            inBatch.Add(session);
+                            work.Add((message, device, session, round));
+                        }
+
+                        break;
+                    case MoreProposals more:
+                        var s = sessions.Find(device, more.SessionId);
+                        if (s is null)
+                        {
+                            Refuse(device, message, ErrorCode.UnknownSession, $"session '{more.SessionId}' is not open here", replies, ct, more.SessionId, more.Round);
+                            break;
+                        }
+
+                        s.LastUsedTicks = time.GetTimestamp();
+                        Answer(device, message, s.MoreProposals(more), more.SessionId, more.Round, replies, ct);
+                        break;
+                    case CloseSession close:
+                        sessions.Remove(device, close.SessionId);
+                        break;
+                    default:
+                        Refuse(device, message, ErrorCode.UnexpectedMessage, $"{message.Decoded.Message!.GetType().Name} is not a request a verifier takes", replies, ct);
+                        break;
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RequestFailed(logger, ex, device);
+                Refuse(device, message, ErrorCode.Internal, "the verifier failed on this request", replies, ct);
+            }
+        }
+
+        if (work.Count > 0)
+        {
+            Verify(work, replies, ct);
+        }
+
+        await Task.WhenAll(replies).ConfigureAwait(false);
+    }
+
+    private void HandleOpen(string device, InboundMessage message, OpenSession open, List<Task> replies, CancellationToken ct)
+    {
+        string? problem = null;
+        if (open.DeviceId != device)
+        {
+            problem = $"device id '{open.DeviceId}' does not match the topic's device '{device}'";
+        }
+        else if (!TopicScheme.IsValidId(open.SessionId))
+        {
+            problem = "session id must be 1-64 characters of A-Z a-z 0-9 _ . -";
+        }
+        else if (open.VocabSize != target.VocabSize)
+        {
+            problem = $"draft vocabulary has {open.VocabSize} tokens, the target {target.VocabSize}: the models do not share a vocabulary";
+        }
+        else if (!Enum.IsDefined(open.Mode))
+        {
+            problem = $"unknown mode {(int)open.Mode}";
+        }
+        else if (open.MaxGamma is < 1 or > 64)
+        {
+            problem = $"max gamma must be between 1 and 64, got {open.MaxGamma}";
+        }
+        else if (SamplingParams.From(open.Sampling).Validate() is { } bad)
+        {
+            problem = bad;
+        }
+        else if (open.Mode == DecodingMode.Greedy && open.Sampling.Temperature > 0)
+        {
+            problem = "greedy mode needs temperature 0";
+        }
+
+        if (problem is not null)
+        {
+            var code = open.DeviceId != device ? ErrorCode.WrongTopic : ErrorCode.InvalidRequest;
+            Refuse(device, message, code, problem, replies, ct, open.SessionId);
+            return;
+        }
+
+        var existing = sessions.Find(device, open.SessionId);
+        if (existing is not null && open.Epoch < existing.Epoch)
+        {
+            Log.StaleOpen(logger, device, open.Epoch, existing.Epoch);
+            return;
+        }
+
+        if (existing is null || open.Epoch > existing.Epoch)
+        {
+            if (existing is null && sessions.Count >= options.MaxSessions)
+            {
+                Refuse(device, message, ErrorCode.Overloaded, $"verifier holds its maximum of {options.MaxSessions} sessions", replies, ct, open.SessionId);
+                return;
+            }
+
+            var session = new VerifierSession(target, open, device) { LastUsedTicks = time.GetTimestamp() };
+            sessions.Put(device, session);
+        }
+
+        Reply(device, message, new SessionOpened { SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name }, replies, ct);
+    }
+
+    /// <summary>Replies for a check that is not "verify"; returns true when the round should be verified.</summary>
+    private bool Answer(string device, InboundMessage message, RoundCheck check, string sessionId, long round, List<Task> replies, CancellationToken ct)
+    {
+        switch (check.Kind)
+        {
+            case RoundCheckKind.Ok:
+                return true;
+            case RoundCheckKind.Reply:
+                stats.Duplicate();
+                Reply(device, message, check.Verdict!, replies, ct);
+                return false;
+            case RoundCheckKind.Stale:
+                stats.Duplicate();
+                return false;
+            default:
+                Refuse(device, message, check.Code, check.Reason ?? "refused", replies, ct, sessionId, round);
+                return false;
+        }
+    }
+
+    private void Verify(List<(InboundMessage Message, string Device, VerifierSession Session, DraftRound Round)> work, List<Task> replies, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var requests = new FeedRequest[work.Count];
+        for (var i = 0; i < work.Count; i++)
+        {
+            requests[i] = work[i].Session.BeginFeed(work[i].Round);
+        }
+
+        try
+        {
+            target.FeedBatch(requests);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The caches of these sessions are now unknown: drop them so their devices re-open with the prefix.
+            Log.ForwardFailed(logger, ex, work.Count);
+            foreach (var w in work)
+            {
+                sessions.Remove(w.Device, w.Session.Open.SessionId);
+                Refuse(w.Device, w.Message, ErrorCode.UnknownSession, "the verifier lost this session's cache; reopen it", replies, ct, w.Round.SessionId, w.Round.Round);
+            }
+
+            return;
+        }
+
+        var micros = (int)Math.Min(int.MaxValue, Stopwatch.GetElapsedTime(started).Ticks / 10);
+        var depth = connection.Inbound.CanCount ? connection.Inbound.Count : 0;
+        stats.Batch(work.Count);
+        for (var i = 0; i < work.Count; i++)
+        {
+            var (message, device, session, round) = work[i];
+            var verdict = session.Complete(round, requests[i].Logits.Span, work.Count, depth, micros);
+            Reply(device, message, verdict, replies, ct);
+        }
+    }
+
+    private void Reply(string device, InboundMessage message, object reply, List<Task> replies, CancellationToken ct) =>
+        replies.Add(PublishAsync(message.ResponseTopic ?? TopicScheme.DeviceReplies(device), reply, message.CorrelationData, ct));
+
+    private void Refuse(string? device, InboundMessage message, ErrorCode code, string reason, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0)
+    {
+        errors.Increment(code);
+        Log.Refused(logger, device ?? "?", code, reason);
+        if (device is not null)
+        {
+            // Only ever to the device's own reply topic: a request cannot aim the verifier at another device.
+            replies.Add(PublishAsync(TopicScheme.DeviceReplies(device), new ErrorReply { Code = code, Message = reason, SessionId = sessionId, Round = round }, message.CorrelationData, ct));
+        }
+    }
+
+    private async Task PublishAsync(string topic, object reply, byte[]? correlation, CancellationToken ct)
+    {
+        try
+        {
+            await connection.PublishAsync(topic, reply, null, correlation, ct).ConfigureAwait(false);
+        }
+        catch (MqttPublishException ex)
+        {
+            // The device retries its request; the verdict is cached, so the retry gets the same answer.
+            Log.ReplyFailed(logger, topic, ex.Message);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 210, Level = LogLevel.Warning, Message = "Refused a request from device {Device}: {Code}: {Reason}")]
+        public static partial void Refused(ILogger logger, string device, ErrorCode code, string reason);
+
+        [LoggerMessage(EventId = 211, Level = LogLevel.Error, Message = "Forward pass over {Count} rounds failed; their sessions were dropped")]
+        public static partial void ForwardFailed(ILogger logger, Exception ex, int count);
+
+        [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "Could not publish a reply on {Topic}: {Reason}")]
+        public static partial void ReplyFailed(ILogger logger, string topic, string reason);
+
+        [LoggerMessage(EventId = 213, Level = LogLevel.Error, Message = "Request from device {Device} failed")]
+        public static partial void RequestFailed(ILogger logger, Exception ex, string device);
+
+        [LoggerMessage(EventId = 214, Level = LogLevel.Debug, Message = "Ignored a stale open from {Device}: epoch {Epoch} < {Current}")]
+        public static partial void StaleOpen(ILogger logger, string device, int epoch, int current);
+    }
+}

@@ -1,0 +1,53 @@
+using IotDsd.Contracts.Topics;
+using IotDsd.Messaging.Connections;
+
+namespace IotDsd.Verifier.Hosting;
+
+/// <summary>Settings of one verifier process.</summary>
+public sealed record VerifierOptions
+{
+    public string VerifierId { get; init; } = "verifier-1";
+    public required BrokerAddress Broker { get; init; }
+    public string? Username { get; init; }
+    public string? Password { get; init; }
+
+    /// <summary>Most rounds verified in one forward pass.</summary>
+    public int MaxBatch { get; init; } = 32;
+
+    /// <summary>Longest a round waits for others to join its batch.</summary>
+    public TimeSpan BatchWait { get; init; } = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>Sessions unused this long are dropped (the device re-opens if it comes back).</summary>
+    public TimeSpan SessionIdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Most sessions held at once; beyond it new sessions are refused as overloaded.</summary>
+    public int MaxSessions { get; init; } = 10_000;
+
+    public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
+
+    /// <summary>Returns null when valid, else a one-line reason naming the setting and the fix.</summary>
+    public string? Validate()
+    {
+        if (!TopicScheme.IsValidId(VerifierId))
+        {
+            return $"verifier id '{VerifierId}' must be 1-64 characters of A-Z a-z 0-9 _ . -";
+        }
+
+        if (MaxBatch is < 1 or > 4096)
+        {
+            return $"max batch must be between 1 and 4096, got {MaxBatch}";
+        }
+
+        if (BatchWait < TimeSpan.Zero || BatchWait > TimeSpan.FromSeconds(1))
+        {
+            return $"batch wait must be between 0 and 1000 ms, got {BatchWait.TotalMilliseconds} ms";
+        }
+
+        if (MaxSessions < 1)
+        {
+            return $"max sessions must be positive, got {MaxSessions}";
+        }
+
+        return null;
+    }
+}

@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Core.Models;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Presence;
+using IotDsd.Verifier.Sessions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Verifier.Hosting;
+
+/// <summary>
+/// The verifier: takes rounds from many sessions off its MQTT queue, verifies them in batched forward passes of the
+/// target model, and replies on each device's reply topic. One loop owns all session state; the MQTT receive loop
+/// only decodes and enqueues.
+/// </summary>
+public sealed partial class VerifierService : BackgroundService
+{
+    private readonly VerifierOptions _options;
+    private readonly ILanguageModel _target;
+    private readonly ILogger<VerifierService> _logger;
+    private readonly TimeProvider _time;
+    private readonly SessionTable _sessions = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private MqttConnection? _connection;
+
+    public VerifierService(VerifierOptions options, ILanguageModel target, ILogger<VerifierService> logger, TimeProvider? time = null)
+    {
+        if (options.Validate() is { } bad)
+        {
+            throw new ArgumentException(bad, nameof(options));
+        }
+
+        _options = options;
+        _target = target;
+        _logger = logger;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public VerifierStats Stats { get; } = new();
+
+    /// <summary>Refusals by reason: decode failures and refused requests.</summary>
+    public ErrorCounters Errors { get; } = new();
+
+    /// <summary>Completes once connected and subscribed.</summary>
+    public Task Ready => _ready.Task;
+
+    public string VerifierId => _options.VerifierId;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = new MqttSettings
+        {
+            Broker = _options.Broker,
+            ClientId = $"iotdsd-verifier-{_options.VerifierId}",
+            Username = _options.Username,
+            Password = _options.Password,
+            MaxPayloadBytes = _options.MaxPayloadBytes,
+            CleanStart = false,
+            SessionExpirySeconds = 300,
+            Presence = PresencePayload.For(TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name),
+        };
+        var prefix = $"{TopicScheme.Root}/verifiers/{_options.VerifierId}/rounds/";
+        await using var connection = new MqttConnection(settings, t => t.StartsWith(prefix, StringComparison.Ordinal), _logger, _time);
+        _connection = connection;
+        try
+        {
+            await connection.ConnectAsync([TopicScheme.VerifierRoundsFilter(_options.VerifierId)], stoppingToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            _ready.TrySetException(ex);
+            throw;
+        }
+
+        _ready.TrySetResult();
+        Log.Started(_logger, _options.VerifierId, _options.Broker.ToString(), _target.Name);
+        var processor = new RoundProcessor(_options, _target, _sessions, connection, Stats, Errors, _logger, _time);
+        var batch = new List<InboundMessage>(_options.MaxBatch);
+        var nextSweep = _time.GetTimestamp();
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                batch.Clear();
+                batch.Add(await connection.Inbound.ReadAsync(stoppingToken).ConfigureAwait(false));
+                await GatherAsync(connection, batch, stoppingToken).ConfigureAwait(false);
+                await processor.ProcessAsync(batch, stoppingToken).ConfigureAwait(false);
+                if (_time.GetTimestamp() >= nextSweep)
+                {
+                    var cutoff = _time.GetTimestamp() - (long)(_options.SessionIdleTimeout.TotalSeconds * Stopwatch.Frequency);
+                    var expired = _sessions.Expire(cutoff);
+                    if (expired > 0)
+                    {
+                        Log.Expired(_logger, expired, _options.SessionIdleTimeout.TotalSeconds);
+                    }
+
+                    nextSweep = _time.GetTimestamp() + (10 * Stopwatch.Frequency);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            _sessions.Dispose();
+        }
+    }
+
+    /// <summary>Takes whatever else is queued, waiting at most the batch window for more.</summary>
+    private async Task GatherAsync(MqttConnection connection, List<InboundMessage> batch, CancellationToken ct)
+    {
+        var reader = connection.Inbound;
+        while (batch.Count < _options.MaxBatch && reader.TryRead(out var more))
+        {
+            batch.Add(more);
+        }
+
+        if (batch.Count >= _options.MaxBatch || _options.BatchWait <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        using var window = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        window.CancelAfter(_options.BatchWait);
+        try
+        {
+            while (batch.Count < _options.MaxBatch && await reader.WaitToReadAsync(window.Token).ConfigureAwait(false))
+            {
+                while (batch.Count < _options.MaxBatch && reader.TryRead(out var more))
+                {
+                    batch.Add(more);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Queue depth now, for load feedback.</summary>
+    public int QueueDepth => _connection?.Inbound.CanCount == true ? _connection.Inbound.Count : 0;
+
+    public override void Dispose()
+    {
+        base.Dispose();
+        _sessions.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Verifier {VerifierId} serving on {Broker} with target {Model}")]
+        public static partial void Started(ILogger logger, string verifierId, string broker, string model);
+
+        [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Expired {Count} sessions idle for more than {Seconds} s")]
+        public static partial void Expired(ILogger logger, int count, double seconds);
+    }
+}
