@@ -96,11 +96,14 @@ public sealed partial class DraftWorker : IAsyncDisposable
         TimeSpan? firstToken = null;
         long retries = 0, reopens = 0, batchSum = 0;
         var roundMillis = new List<double>();
+        var draftMillis = new List<double>();
+        var verifyMillis = new List<double>();
         var proposals = new ProposalBudget();
 
         await OpenAsync(session, topic, ct).ConfigureAwait(false);
-        object request = session.PrepareRound(settings.Gamma, proposals.Next);
         var roundStart = _time.GetTimestamp();
+        object request = session.PrepareRound(settings.Gamma, proposals.Next);
+        draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
         while (true)
         {
             var (reply, attempts) = await SendAsync(topic, request, ct).ConfigureAwait(false);
@@ -122,6 +125,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
                     proposals.Observe(session);
                     batchSum += verdict.BatchSize;
+                    verifyMillis.Add(verdict.VerifyMicros / 1000.0);
                     roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
                     firstToken ??= _time.GetElapsedTime(started);
                     for (var i = step.Start; i < step.Start + step.Count && i - session.PromptLength < settings.MaxTokens; i++)
@@ -147,8 +151,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
                 break;
             }
 
-            request = session.PrepareRound(settings.Gamma, proposals.Next);
             roundStart = _time.GetTimestamp();
+            request = session.PrepareRound(settings.Gamma, proposals.Next);
+            draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
         }
 
         await CloseAsync(session, topic, ct).ConfigureAwait(false);
@@ -174,6 +179,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
             DownlinkPayloadBytes = Interlocked.Read(ref _downPayload) - downPayload0,
             DownlinkWireBytes = Interlocked.Read(ref _downWire) - downWire0,
             RoundMillis = roundMillis,
+            DraftMillis = draftMillis,
+            VerifyMillis = verifyMillis,
             MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
         };
     }

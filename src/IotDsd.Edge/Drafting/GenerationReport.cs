@@ -23,7 +23,14 @@ public sealed record GenerationReport
     public long UplinkWireBytes { get; init; }
     public long DownlinkPayloadBytes { get; init; }
     public long DownlinkWireBytes { get; init; }
+    /// <summary>Per round: draft + request + verify + reply, as the device saw it.</summary>
     public IReadOnlyList<double> RoundMillis { get; init; } = [];
+
+    /// <summary>Per round: time spent drafting on the device.</summary>
+    public IReadOnlyList<double> DraftMillis { get; init; } = [];
+
+    /// <summary>Per round: the verifier's forward pass and decision, as it reported.</summary>
+    public IReadOnlyList<double> VerifyMillis { get; init; } = [];
     public double MeanBatch { get; init; }
 
     public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;

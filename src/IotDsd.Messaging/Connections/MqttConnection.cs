@@ -140,12 +140,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
         var builder = new MqttClientOptionsBuilder()
             .WithProtocolVersion(MqttProtocolVersion.V500)
             .WithClientId(_settings.ClientId)
-            .WithTcpServer(o =>
-            {
-                o.RemoteEndpoint = new System.Net.DnsEndPoint(_settings.Broker.Host, _settings.Broker.Port);
-                o.NoDelay = true;
-                o.BufferSize = _settings.BufferBytes;
-            })
+            .WithTcpServer(_settings.Broker.Host, _settings.Broker.Port)
             .WithKeepAlivePeriod(_settings.KeepAlive)
             .WithTimeout(_settings.ConnectTimeout)
             .WithCleanStart(_settings.CleanStart)
@@ -165,6 +160,9 @@ public sealed partial class MqttConnection : IAsyncDisposable
         }
 
         var options = builder.Build();
+        var tcp = (MqttClientTcpOptions)options.ChannelOptions;
+        tcp.NoDelay = true;
+        tcp.BufferSize = _settings.BufferBytes;
         options.WriterBufferSize = _settings.BufferBytes;
         options.WriterBufferSizeMax = Math.Max(_settings.BufferBytes, _settings.MaxPayloadBytes + 4096);
         return options;

@@ -1,0 +1,111 @@
+using System.CommandLine;
+using System.Globalization;
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
+using IotDsd.Messaging.Connections;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>Options shared by the generating commands, and their validation into settings.</summary>
+internal sealed class CommonOptions
+{
+    public Option<string> Prompt { get; } = new("--prompt") { Description = "Text to continue.", Required = true };
+    public Option<int> MaxTokens { get; } = new("--max-tokens") { Description = "Tokens to generate.", DefaultValueFactory = _ => 200 };
+    public Option<string?> Mode { get; } = new("--mode") { Description = "greedy, dsd, dssd or rsr (default: rsr when sampling, greedy at temperature 0)." };
+    public Option<float> Temperature { get; } = new("--temperature") { Description = "Sampling temperature; 0 is greedy.", DefaultValueFactory = _ => 0.7f };
+    public Option<int> TopK { get; } = new("--top-k") { Description = "Keep the k most likely tokens; 0 is off.", DefaultValueFactory = _ => 0 };
+    public Option<float> TopP { get; } = new("--top-p") { Description = "Nucleus sampling mass; 1 is off.", DefaultValueFactory = _ => 1f };
+    public Option<int> Gamma { get; } = new("--gamma") { Description = "Draft tokens per round.", DefaultValueFactory = _ => 4 };
+    public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
+    public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
+    public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
+    public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-3 n-gram)." };
+    public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped order-5 n-gram)." };
+    public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true };
+    public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };
+    public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD)." };
+    public Option<bool> Verbose { get; } = new("--verbose") { Description = "Log informational messages to stderr." };
+
+    public void AddGeneration(Command command, bool speculative)
+    {
+        command.Add(Prompt);
+        command.Add(MaxTokens);
+        if (speculative)
+        {
+            command.Add(Mode);
+            command.Add(Gamma);
+        }
+
+        command.Add(Temperature);
+        command.Add(TopK);
+        command.Add(TopP);
+        command.Add(Seed);
+        command.Add(Samples);
+        command.Add(Json);
+        command.Add(Draft);
+        command.Add(Target);
+        command.Add(Verbose);
+    }
+
+    public void AddBroker(Command command)
+    {
+        command.Add(Broker);
+        command.Add(Username);
+        command.Add(Password);
+    }
+
+    public BrokerAddress ParseBroker(ParseResult result) =>
+        BrokerAddress.TryParse(result.GetValue(Broker), out var error) ?? throw new CliError(error!);
+
+    public string? PasswordOf(ParseResult result) =>
+        result.GetValue(Password) ?? Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
+
+    /// <summary>Validated settings of sample <paramref name="index"/>.</summary>
+    public SessionSettings Settings(ParseResult result, int index, string sessionPrefix, bool speculative = true)
+    {
+        var temperature = result.GetValue(Temperature);
+        var sampling = new SamplingParams(temperature, result.GetValue(TopK), result.GetValue(TopP));
+        var modeText = speculative ? result.GetValue(Mode) : null;
+        DecodingMode mode;
+        if (modeText is null)
+        {
+            mode = sampling.IsGreedy ? DecodingMode.Greedy : DecodingMode.Rsr;
+        }
+        else if (!DecodingModes.TryParse(modeText, out mode))
+        {
+            throw new CliError($"--mode must be greedy, dsd, dssd or rsr, got '{modeText}'");
+        }
+
+        var seed = DeterministicRandom.SampleSeed(result.GetValue(Seed), index);
+        var settings = new SessionSettings
+        {
+            SessionId = string.Create(CultureInfo.InvariantCulture, $"{sessionPrefix}-{result.GetValue(Seed):x}-{index}"),
+            Mode = mode,
+            Sampling = sampling,
+            Seed = seed,
+            MaxTokens = result.GetValue(MaxTokens),
+            Gamma = speculative ? result.GetValue(Gamma) : 4,
+        };
+        if (settings.Validate() is { } bad)
+        {
+            throw new CliError(ToFlags(bad));
+        }
+
+        return settings;
+    }
+
+    public int SampleCount(ParseResult result)
+    {
+        var n = result.GetValue(Samples);
+        return n is >= 1 and <= 100_000 ? n : throw new CliError($"--samples must be between 1 and 100000, got {n}");
+    }
+
+    private static string ToFlags(string reason) => reason
+        .Replace("temperature", "--temperature", StringComparison.Ordinal)
+        .Replace("top-k", "--top-k", StringComparison.Ordinal)
+        .Replace("top-p", "--top-p", StringComparison.Ordinal)
+        .Replace("max tokens", "--max-tokens", StringComparison.Ordinal)
+        .Replace("gamma", "--gamma", StringComparison.Ordinal)
+        .Replace("mode greedy", "--mode greedy", StringComparison.Ordinal);
+}

@@ -1,0 +1,98 @@
+using System.CommandLine;
+using IotDsd.Cli.Output;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd demo</c>: an embedded broker, a verifier and a draft worker in one process. All traffic still crosses
+/// the broker over TCP on loopback.
+/// </summary>
+internal static class DemoCommand
+{
+    public static Command Create(CommonOptions common)
+    {
+        var command = new Command("demo", "Run broker, verifier and draft worker in one process and generate text (all traffic crosses the broker over TCP).");
+        common.AddGeneration(command, speculative: true);
+        command.SetAction((result, ct) => RunAsync(common, result, ct));
+        return command;
+    }
+
+    private static async Task<int> RunAsync(CommonOptions common, ParseResult result, CancellationToken ct)
+    {
+        var samples = common.SampleCount(result);
+        var first = common.Settings(result, 0, "demo");
+        using var logging = Runtime.Logging(result.GetValue(common.Verbose));
+        using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: true);
+        await using var broker = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "demo-verifier" }, models.Target, logging.CreateLogger<VerifierService>());
+        await verifier.StartAsync(ct).ConfigureAwait(false);
+        await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "demo-device", VerifierId = "demo-verifier" }, models.Draft!, logging.CreateLogger<DraftWorker>());
+            await worker.StartAsync(ct).ConfigureAwait(false);
+            await GenerationLoop.RunAsync(worker, models, common, result, samples, "demo", ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        return 0;
+    }
+}
+
+/// <summary>Runs the requested samples through a draft worker and prints text, summaries or JSON lines.</summary>
+internal static class GenerationLoop
+{
+    public static async Task RunAsync(DraftWorker worker, ModelPair models, CommonOptions common, ParseResult result, int samples, string prefix, CancellationToken ct)
+    {
+        var json = result.GetValue(common.Json);
+        var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
+        if (prompt.Length == 0)
+        {
+            throw new CliError("--prompt must not be empty");
+        }
+
+        for (var i = 0; i < samples; i++)
+        {
+            var settings = common.Settings(result, i, prefix);
+            var stream = models.Tokenizer.CreateStreamDecoder();
+            var text = new System.Text.StringBuilder();
+            if (!json)
+            {
+                Console.Out.Write(result.GetValue(common.Prompt));
+            }
+
+            var report = await worker.GenerateAsync(prompt, settings, token =>
+            {
+                var piece = stream.Append(token);
+                text.Append(piece);
+                if (!json && piece.Length > 0)
+                {
+                    Console.Out.Write(piece);
+                    Console.Out.Flush();
+                }
+            }, ct).ConfigureAwait(false);
+            var tail = stream.Flush();
+            text.Append(tail);
+            if (json)
+            {
+                Console.Out.WriteLine(CompletionJson.From(report, text.ToString()).ToLine());
+            }
+            else
+            {
+                Console.Out.WriteLine(tail);
+                Console.Out.WriteLine();
+                Console.Out.WriteLine(Summary.Of(report));
+            }
+        }
+    }
+}

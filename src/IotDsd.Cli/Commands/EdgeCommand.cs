@@ -1,0 +1,46 @@
+using System.CommandLine;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary><c>iotdsd edge</c>: the draft worker role against any MQTT 5 broker; generates and exits.</summary>
+internal static class EdgeCommand
+{
+    public static Command Create(CommonOptions common)
+    {
+        var deviceId = new Option<string>("--device-id") { Description = "Device id (a topic level; must match the broker identity when ACLs confine devices).", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() };
+        var verifier = new Option<string?>("--verifier") { Description = "Pin a verifier id (default: discover the live ones)." };
+        var timeout = new Option<double>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 5000 };
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout };
+        common.AddBroker(command);
+        common.AddGeneration(command, speculative: true);
+        command.SetAction(async (result, ct) =>
+        {
+            var options = new EdgeOptions
+            {
+                DeviceId = result.GetValue(deviceId)!,
+                VerifierId = result.GetValue(verifier),
+                Broker = common.ParseBroker(result),
+                Username = result.GetValue(common.Username),
+                Password = common.PasswordOf(result),
+                RequestTimeout = TimeSpan.FromMilliseconds(result.GetValue(timeout)),
+            };
+            if (options.Validate() is { } bad)
+            {
+                throw new CliError(bad);
+            }
+
+            var samples = common.SampleCount(result);
+            common.Settings(result, 0, options.DeviceId);
+            using var logging = Runtime.Logging(result.GetValue(common.Verbose));
+            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: true, needTarget: false);
+            await using var worker = new DraftWorker(options, models.Draft!, logging.CreateLogger<DraftWorker>());
+            await worker.StartAsync(ct).ConfigureAwait(false);
+            await GenerationLoop.RunAsync(worker, models, common, result, samples, options.DeviceId, ct).ConfigureAwait(false);
+            return 0;
+        });
+        return command;
+    }
+}

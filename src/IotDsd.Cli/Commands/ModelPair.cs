@@ -1,0 +1,62 @@
+using IotDsd.Core.Models;
+using IotDsd.Inference.Models;
+using IotDsd.Inference.Ngram;
+using IotDsd.Inference.Tokenizers;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>The draft and target models a command runs, loaded by path (or the shipped pair, built on first use).</summary>
+internal sealed class ModelPair : IDisposable
+{
+    private ModelPair(ILanguageModel? draft, ILanguageModel target, ITokenizer tokenizer)
+    {
+        Draft = draft;
+        Target = target;
+        Tokenizer = tokenizer;
+    }
+
+    public ILanguageModel? Draft { get; }
+    public ILanguageModel Target { get; }
+    public ITokenizer Tokenizer { get; }
+
+    /// <summary>Loads the pair; directories left null fall back to the shipped n-gram pair.</summary>
+    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true)
+    {
+        if ((needDraft && draftDir is null) || (needTarget && targetDir is null))
+        {
+            var (defaultDraft, defaultTarget) = DefaultModels.Ensure();
+            draftDir ??= defaultDraft;
+            targetDir ??= defaultTarget;
+        }
+
+        ILanguageModel? draft = null;
+        ILanguageModel? target = null;
+        try
+        {
+            draft = needDraft ? ModelDirectory.Load(draftDir!) : null;
+            target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!) : null;
+            if (draft is not null && target is not null && draft.VocabSize != target.VocabSize)
+            {
+                throw new CliError($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
+            }
+
+            var tokenizer = TokenizerFactory.ForModelDirectory(needDraft ? draftDir! : targetDir!);
+            return new ModelPair(draft, (target ?? draft)!, tokenizer);
+        }
+        catch
+        {
+            draft?.Dispose();
+            target?.Dispose();
+            throw;
+        }
+    }
+
+    public void Dispose()
+    {
+        Draft?.Dispose();
+        if (!ReferenceEquals(Draft, Target))
+        {
+            Target.Dispose();
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using IotDsd.Edge.Drafting;
+
+namespace IotDsd.Cli.Output;
+
+/// <summary>The JSON line printed per completion with <c>--json</c>.</summary>
+internal sealed record CompletionJson
+{
+    [JsonPropertyName("text")] public required string Text { get; init; }
+    [JsonPropertyName("tokens")] public int Tokens { get; init; }
+    [JsonPropertyName("rounds")] public long Rounds { get; init; }
+    [JsonPropertyName("acceptance_rate")] public double AcceptanceRate { get; init; }
+    [JsonPropertyName("mean_accepted")] public double MeanAccepted { get; init; }
+    [JsonPropertyName("tokens_per_s")] public double TokensPerSecond { get; init; }
+    [JsonPropertyName("uplink_bytes")] public long UplinkBytes { get; init; }
+    [JsonPropertyName("downlink_bytes")] public long DownlinkBytes { get; init; }
+    [JsonPropertyName("mode")] public required string Mode { get; init; }
+    [JsonPropertyName("gamma")] public int Gamma { get; init; }
+    [JsonPropertyName("seed")] public ulong Seed { get; init; }
+    [JsonPropertyName("uplink_wire_bytes")] public long UplinkWireBytes { get; init; }
+    [JsonPropertyName("downlink_wire_bytes")] public long DownlinkWireBytes { get; init; }
+    [JsonPropertyName("uplink_bytes_per_token")] public double UplinkBytesPerToken { get; init; }
+    [JsonPropertyName("downlink_bytes_per_token")] public double DownlinkBytesPerToken { get; init; }
+    [JsonPropertyName("time_to_first_token_ms")] public double TimeToFirstTokenMs { get; init; }
+    [JsonPropertyName("time_per_token_ms")] public double TimePerTokenMs { get; init; }
+    [JsonPropertyName("round_ms_p50")] public double RoundMsP50 { get; init; }
+    [JsonPropertyName("round_ms_p99")] public double RoundMsP99 { get; init; }
+    [JsonPropertyName("rsr_followups")] public long FollowUps { get; init; }
+    [JsonPropertyName("retries")] public long Retries { get; init; }
+    [JsonPropertyName("mean_batch")] public double MeanBatch { get; init; }
+    [JsonPropertyName("session")] public string? Session { get; init; }
+    [JsonPropertyName("verifier")] public string? Verifier { get; init; }
+
+    public static CompletionJson From(GenerationReport r, string text) => new()
+    {
+        Text = text,
+        Tokens = r.Tokens.Count,
+        Rounds = r.Rounds,
+        AcceptanceRate = Math.Round(r.AcceptanceRate, 4),
+        MeanAccepted = Math.Round(r.MeanAccepted, 4),
+        TokensPerSecond = Math.Round(r.TokensPerSecond, 1),
+        UplinkBytes = r.UplinkPayloadBytes,
+        DownlinkBytes = r.DownlinkPayloadBytes,
+        Mode = r.Mode.ToString().ToLowerInvariant(),
+        Gamma = r.Gamma,
+        Seed = r.Seed,
+        UplinkWireBytes = r.UplinkWireBytes,
+        DownlinkWireBytes = r.DownlinkWireBytes,
+        UplinkBytesPerToken = Math.Round(r.UplinkBytesPerToken, 2),
+        DownlinkBytesPerToken = Math.Round(r.DownlinkBytesPerToken, 2),
+        TimeToFirstTokenMs = Math.Round(r.TimeToFirstToken.TotalMilliseconds, 3),
+        TimePerTokenMs = Math.Round(r.TimePerTokenMs, 4),
+        RoundMsP50 = Math.Round(Percentile(r.RoundMillis, 0.50), 3),
+        RoundMsP99 = Math.Round(Percentile(r.RoundMillis, 0.99), 3),
+        FollowUps = r.FollowUps,
+        Retries = r.Retries,
+        MeanBatch = Math.Round(r.MeanBatch, 2),
+        Session = r.SessionId,
+        Verifier = r.VerifierId,
+    };
+
+    public string ToLine() => JsonSerializer.Serialize(this);
+
+    /// <summary>Nearest-rank percentile; 0 for an empty list.</summary>
+    public static double Percentile(IReadOnlyList<double> values, double q)
+    {
+        if (values.Count == 0)
+        {
+            return 0;
+        }
+
+        var sorted = values.Order().ToArray();
+        var rank = (int)Math.Ceiling(q * sorted.Length) - 1;
+        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
+    }
+}
+
+/// <summary>The human summary printed after the streamed text.</summary>
+internal static class Summary
+{
+    public static string Of(GenerationReport r) => string.Create(
+        CultureInfo.InvariantCulture,
+        $"[{r.Mode.ToString().ToLowerInvariant()} γ={r.Gamma} seed={r.Seed}] {r.Tokens.Count} tokens, {r.Rounds} rounds, " +
+        $"acceptance {r.AcceptanceRate:P1}, mean accepted {r.MeanAccepted:0.00}/round, {r.TokensPerSecond:0} tokens/s, " +
+        $"first token {r.TimeToFirstToken.TotalMilliseconds:0.0} ms, uplink {r.UplinkBytesPerToken:0.0} B/token, " +
+        $"downlink {r.DownlinkBytesPerToken:0.0} B/token (payload; {(double)r.UplinkWireBytes / Math.Max(1, r.Tokens.Count):0.0}/" +
+        $"{(double)r.DownlinkWireBytes / Math.Max(1, r.Tokens.Count):0.0} on the wire)");
+}

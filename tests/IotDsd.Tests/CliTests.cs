@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using System.Text.Json;
+using IotDsd.Tests.Infrastructure;
+
+namespace IotDsd.Tests;
+
+/// <summary>The <c>iotdsd</c> executable as a user runs it: a real child process.</summary>
+public sealed class CliTests
+{
+    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "iotdsd.dll");
+
+    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["IOTDSD_MODEL_CACHE"] = Path.GetDirectoryName(Path.GetDirectoryName(TestEnvironment.DraftDir));
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    [Theory]
+    [InlineData("demo", "--prompt", "x", "--mode", "fast")]
+    [InlineData("demo", "--prompt", "x", "--temperature", "-1")]
+    [InlineData("demo", "--prompt", "x", "--mode", "greedy", "--temperature", "0.5")]
+    [InlineData("demo", "--prompt", "x", "--gamma", "0")]
+    [InlineData("demo", "--prompt", "x", "--top-p", "1.5")]
+    [InlineData("demo", "--prompt", "x", "--max-tokens", "abc")]
+    [InlineData("demo", "--nonsense")]
+    [InlineData("demo")]
+    [InlineData("edge", "--prompt", "x", "--broker", "localhost:99999")]
+    [InlineData("verifier", "--broker", "")]
+    [InlineData("generate", "--prompt", "x", "--target", "/nonexistent/model")]
+    [InlineData("frobnicate")]
+    public async Task Cli_BadArguments_OneLineErrorNonZeroExit(params string[] args)
+    {
+        var (code, stdout, stderr) = await RunAsync(args);
+        Assert.NotEqual(0, code);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("iotdsd", lines[0], StringComparison.Ordinal);
+        Assert.Equal("", stdout);
+    }
+
+    [Theory]
+    [InlineData("demo")]
+    [InlineData("generate")]
+    [InlineData("verifier")]
+    [InlineData("edge")]
+    [InlineData("broker")]
+    public async Task Cli_Help_DescribesCommand(string command)
+    {
+        var (code, stdout, _) = await RunAsync(command, "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("Usage:", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Demo_Json_OneObjectPerSampleWithRequiredFields()
+    {
+        var (code, stdout, stderr) = await RunAsync("demo", "--prompt", "The meaning of life is", "--max-tokens", "60", "--samples", "2", "--json", "--mode", "rsr");
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, lines.Length);
+        foreach (var line in lines)
+        {
+            using var doc = JsonDocument.Parse(line);
+            foreach (var field in new[] { "text", "tokens", "rounds", "acceptance_rate", "mean_accepted", "tokens_per_s", "uplink_bytes", "downlink_bytes", "mode", "gamma", "seed" })
+            {
+                Assert.True(doc.RootElement.TryGetProperty(field, out _), $"missing {field}");
+            }
+
+            Assert.Equal(60, doc.RootElement.GetProperty("tokens").GetInt32());
+            Assert.Equal("rsr", doc.RootElement.GetProperty("mode").GetString());
+        }
+
+        Assert.NotEqual(lines[0], lines[1]);
+    }
+
+    [Fact]
+    public async Task DemoGreedy_MatchesGenerate()
+    {
+        var demo = await RunAsync("demo", "--prompt", "A computer", "--max-tokens", "200", "--temperature", "0", "--json");
+        var generate = await RunAsync("generate", "--prompt", "A computer", "--max-tokens", "200", "--temperature", "0", "--json");
+        Assert.Equal(0, demo.Code);
+        Assert.Equal(0, generate.Code);
+        using var d = JsonDocument.Parse(demo.Out);
+        using var g = JsonDocument.Parse(generate.Out);
+        Assert.Equal(g.RootElement.GetProperty("text").GetString(), d.RootElement.GetProperty("text").GetString());
+    }
+}
