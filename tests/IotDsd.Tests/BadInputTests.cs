@@ -82,6 +82,29 @@ public sealed class BadInputTests
         Assert.Equal(ErrorCode.UnknownSession, Assert.IsType<ErrorReply>(WireCodec.Decode(reply.Payload).Message).Code);
         Assert.Equal(400, (await victim).Tokens.Count);
     }
+
+    [Fact]
+    public async Task Device_GarbageOnReplyTopic_GenerationUnchanged()
+    {
+        const string prompt = "The meaning of life is";
+        var reference = IotDsd.Core.Speculative.Autoregressive.Generate(
+            TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), IotDsd.Core.Sampling.SamplingParams.Greedy, 0, "ref", 400);
+        await using var broker = await EmbeddedBroker.StartAsync();
+        await using var pipeline = await Pipeline.StartAsync(broker.Port, deviceId: "target-device", verifierId: Verifier, pinVerifier: true);
+        await using var mallory = await RawClient.ConnectAsync(broker.Port, "mallory-client");
+        var run = pipeline.GenerateAsync(prompt, DecodingMode.Greedy, 0f, 400, session: "g");
+        var replies = TopicScheme.DeviceReplies("target-device");
+        var rng = new Random(5);
+        for (var i = 0; i < 50 && !run.IsCompleted; i++)
+        {
+            var junk = new byte[rng.Next(1, 64)];
+            rng.NextBytes(junk);
+            await mallory.PublishAsync(replies, i % 2 == 0 ? junk : WireCodec.Encode(new Verdict { SessionId = "s1", Epoch = 1, Round = i, Accepted = 99 }), correlation: junk[..Math.Min(8, junk.Length)]);
+        }
+
+        var report = await run;
+        Assert.Equal(reference, report.Tokens);
+    }
 }
 
 /// <summary>Hand-made payloads that no encoder of ours would produce.</summary>

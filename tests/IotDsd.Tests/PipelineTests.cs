@@ -69,4 +69,40 @@ public sealed class PipelineTests(ITestOutputHelper output)
         Assert.Equal(a.Tokens, b.Tokens);
         output.WriteLine($"follow-ups {a.FollowUps}, acceptance {a.AcceptanceRate:P1}");
     }
+
+    [Fact]
+    public async Task VerifierReplacedMidRun_DeviceReopensWithPrefix_TextUnchanged()
+    {
+        const string prompt = "Never";
+        const int tokens = 1500;
+        var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", tokens);
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var address = new IotDsd.Messaging.Connections.BrokerAddress("127.0.0.1", broker.Port);
+        var log = new ErrorLog();
+        var options = new IotDsd.Verifier.Hosting.VerifierOptions { Broker = address, VerifierId = "v" };
+        var first = new IotDsd.Verifier.Hosting.VerifierService(options, TestEnvironment.Target, log.CreateLogger<IotDsd.Verifier.Hosting.VerifierService>());
+        await first.StartAsync(CancellationToken.None);
+        await first.Ready;
+        await using var worker = new IotDsd.Edge.Drafting.DraftWorker(
+            new IotDsd.Edge.Hosting.EdgeOptions { Broker = address, DeviceId = "d", VerifierId = "v", RequestTimeout = TimeSpan.FromMilliseconds(300) },
+            TestEnvironment.Draft,
+            log.CreateLogger<IotDsd.Edge.Drafting.DraftWorker>());
+        await worker.StartAsync(CancellationToken.None);
+        var settings = new IotDsd.Core.Sessions.SessionSettings { SessionId = "long", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens };
+        var run = worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, null, CancellationToken.None);
+        while (first.Stats.Rounds < 50)
+        {
+            await Task.Delay(5);
+        }
+
+        await first.StopAsync(CancellationToken.None);
+        first.Dispose();
+        using var second = new IotDsd.Verifier.Hosting.VerifierService(options, TestEnvironment.Target, log.CreateLogger<IotDsd.Verifier.Hosting.VerifierService>());
+        await second.StartAsync(CancellationToken.None);
+        var report = await run;
+        await second.StopAsync(CancellationToken.None);
+        Assert.Equal(reference, report.Tokens);
+        Assert.True(report.Reopens >= 1, "the replacement verifier never had to rebuild the session");
+        output.WriteLine($"reopens {report.Reopens}, retries {report.Retries}, second verifier rounds {second.Stats.Rounds}");
+    }
 }

@@ -48,7 +48,10 @@ public static class TopicScheme
     {
         var prefix = $"{Root}/verifiers/";
         const string suffix = "/status";
-        if (!topic.StartsWith(prefix, StringComparison.Ordinal) || !topic.EndsWith(suffix, StringComparison.Ordinal))
+        // The length check keeps the prefix's last '/' and the suffix's first '/' from being the same character
+        // ("iotdsd/v1/verifiers/status"), which would make the slice below run backwards.
+        if (topic.Length <= prefix.Length + suffix.Length
+            || !topic.StartsWith(prefix, StringComparison.Ordinal) || !topic.EndsWith(suffix, StringComparison.Ordinal))
         {
             return null;
         }

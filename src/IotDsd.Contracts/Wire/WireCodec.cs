@@ -113,6 +113,11 @@ public static class WireCodec
             }
 
             var type = (MessageType)reader.ReadByte();
+            if (!Enum.IsDefined(type))
+            {
+                return DecodeResult.Fail(ErrorCode.UnexpectedMessage, $"unknown message type {(byte)type}");
+            }
+
             object? body = type switch
             {
                 MessageType.OpenSession => MessagePackSerializer.Deserialize<OpenSession>(ref reader, Options),
@@ -126,7 +131,7 @@ public static class WireCodec
             };
             if (body is null)
             {
-                return DecodeResult.Fail(ErrorCode.UnexpectedMessage, $"unknown message type {(byte)type}");
+                return DecodeResult.Fail(ErrorCode.Malformed, $"{type} body is nil");
             }
 
             return new DecodeResult(body, null, null);

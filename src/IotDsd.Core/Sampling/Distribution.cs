@@ -117,10 +117,14 @@ public static class Distribution
     /// <summary>Inverse-CDF sampling with a uniform <paramref name="u"/> in [0, 1). Never returns a zero-probability token.</summary>
     public static int Sample(ReadOnlySpan<float> probs, double u)
     {
+        // Only positive entries carry mass: NaN and negative entries are treated as zero, never returned.
         double total = 0;
         for (var i = 0; i < probs.Length; i++)
         {
-            total += probs[i];
+            if (probs[i] > 0f)
+            {
+                total += probs[i];
+            }
         }
 
         var target = u * total;
@@ -128,7 +132,7 @@ public static class Distribution
         var last = -1;
         for (var i = 0; i < probs.Length; i++)
         {
-            if (probs[i] <= 0f)
+            if (!(probs[i] > 0f))
             {
                 continue;
             }

@@ -106,6 +106,13 @@ public sealed class DraftSession : IDisposable
         var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
         if (gamma > 0)
         {
+            // A round re-drafted without a verdict (after ResetVerifier, or a retry with a smaller γ) left its own drafts
+            // in the cache: roll back so at least the last committed token is fed again.
+            if (_sequence.Length >= n)
+            {
+                _sequence.Truncate(n - 1);
+            }
+
             // Bring the draft cache up to the committed prefix; the last row is Q_1.
             _sequence.Feed(committed[_sequence.Length..], _logits);
             for (var i = 0; i < gamma; i++)
@@ -181,6 +188,11 @@ public sealed class DraftSession : IDisposable
                 var p = verdict.TargetDistribution is { } bytes && bytes.Length == _vocab * sizeof(float)
                     ? MemoryMarshal.Cast<byte, float>(bytes)
                     : throw new ProtocolViolationException($"target distribution must hold {_vocab} fp32 values");
+                if (!IsDistribution(p))
+                {
+                    throw new ProtocolViolationException("target distribution holds values outside [0, 1] or no mass");
+                }
+
                 next = DraftSide.SampleResidual(p, o.Row(k, _vocab), random.Uniform(RandomStream.Residual, position));
                 break;
             case VerdictKind.Proposals when Settings.Mode == DecodingMode.Rsr && k < gamma:
@@ -189,6 +201,14 @@ public sealed class DraftSession : IDisposable
                 if (tokens.Length == 0 || tokens.Length != probs.Length)
                 {
                     throw new ProtocolViolationException("rsr verdict carries no usable proposals");
+                }
+
+                for (var i = 0; i < tokens.Length; i++)
+                {
+                    if ((uint)tokens[i] >= (uint)_vocab || !(probs[i] > 0f && probs[i] <= 1.0001f))
+                    {
+                        throw new ProtocolViolationException($"rsr proposal {i} ({tokens[i]}, {probs[i]}) is outside the vocabulary or (0, 1]");
+                    }
                 }
 
                 ProposalsExamined += tokens.Length;
@@ -228,6 +248,22 @@ public sealed class DraftSession : IDisposable
         Round++;
         _outstanding = null;
         return RoundStep.Committed(before, _committed.Count - before);
+    }
+
+    private static bool IsDistribution(ReadOnlySpan<float> p)
+    {
+        double sum = 0;
+        foreach (var v in p)
+        {
+            if (!(v >= 0f && v <= 1.0001f))
+            {
+                return false;
+            }
+
+            sum += v;
+        }
+
+        return sum > 0;
     }
 
     /// <summary>Completed rounds.</summary>

@@ -100,7 +100,8 @@ public sealed class VerifierSession : IDisposable
             case DecodingMode.Rsr when round.Proposals is < 1 or > MaxProposals:
                 return RoundCheck.Fail(ErrorCode.InvalidRequest, $"rsr proposals must be between 1 and {MaxProposals}, got {round.Proposals}");
             case DecodingMode.Dsd when round.DraftDistributions is not { } rows || rows.Length != gamma * _vocab * sizeof(float)
-                || !AllProbabilities(MemoryMarshal.Cast<byte, float>(rows), positive: false):
+                || !AllProbabilities(MemoryMarshal.Cast<byte, float>(rows), positive: false)
+                || !DraftedTokensPositive(MemoryMarshal.Cast<byte, float>(rows), round.Draft):
                 return RoundCheck.Fail(ErrorCode.InvalidRequest, $"dsd needs {gamma} draft rows of {_vocab} probabilities");
         }
 
@@ -112,6 +113,20 @@ public sealed class VerifierSession : IDisposable
         foreach (var t in tokens)
         {
             if ((uint)t >= (uint)_vocab)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>dsd: Q_i(d_i) must be positive; a zero would make min(1, P/Q) accept d_i even where P(d_i) = 0.</summary>
+    private bool DraftedTokensPositive(ReadOnlySpan<float> rows, int[] draft)
+    {
+        for (var i = 0; i < draft.Length; i++)
+        {
+            if (!(rows[(i * _vocab) + draft[i]] > 0f))
             {
                 return false;
             }

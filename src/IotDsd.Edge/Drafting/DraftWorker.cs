@@ -66,7 +66,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
         {
             if (message.Topic == replies)
             {
-                if (requester.TryComplete(message))
+                // Undecodable replies were logged and counted by the connection; they never reach a round.
+                if (message.Decoded.Ok && requester.TryComplete(message))
                 {
                     Interlocked.Add(ref _downPayload, message.PayloadBytes);
                     Interlocked.Add(ref _downWire, MqttFraming.PublishBytes(message.Topic, message.PayloadBytes, null, message.CorrelationData?.Length ?? 0));
@@ -94,7 +95,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         using var session = new DraftSession(_draft, settings, prompt);
         var started = _time.GetTimestamp();
         TimeSpan? firstToken = null;
-        long retries = 0, reopens = 0, batchSum = 0;
+        long retries = 0, reopens = 0, batchSum = 0, violations = 0;
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
         var verifyMillis = new List<double>();
@@ -111,7 +112,23 @@ public sealed partial class DraftWorker : IAsyncDisposable
             switch (reply)
             {
                 case Verdict verdict:
-                    var step = session.Apply(verdict, proposals.Next);
+                    RoundStep step;
+                    try
+                    {
+                        step = session.Apply(verdict, proposals.Next);
+                    }
+                    catch (ProtocolViolationException ex)
+                    {
+                        // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
+                        Log.BadVerdict(_logger, session.Round, ex.Message);
+                        if (++violations >= _options.MaxAttempts)
+                        {
+                            throw new GenerationException($"verifier {verifier} kept sending invalid verdicts: {ex.Message}");
+                        }
+
+                        continue;
+                    }
+
                     if (step.Kind == RoundStepKind.NeedMoreProposals)
                     {
                         request = step.FollowUp!;
@@ -234,11 +251,6 @@ public sealed partial class DraftWorker : IAsyncDisposable
                 continue;
             }
 
-            if (!reply.Decoded.Ok)
-            {
-                throw new GenerationException($"undecodable reply from the verifier: {reply.Decoded.Error}: {reply.Decoded.Reason}");
-            }
-
             return (reply.Decoded.Message!, attempt);
         }
 
@@ -268,6 +280,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
         [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Send attempt {Attempt} failed: {Reason}")]
         public static partial void SendFailed(ILogger logger, int attempt, string reason);
+
+        [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message = "Invalid verdict for round {Round}, asking again: {Reason}")]
+        public static partial void BadVerdict(ILogger logger, long round, string reason);
 
         [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "Could not close session {SessionId}: {Reason}")]
         public static partial void CloseFailed(ILogger logger, string sessionId, string reason);

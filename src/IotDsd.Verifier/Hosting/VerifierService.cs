@@ -120,7 +120,8 @@ public sealed partial class VerifierService : BackgroundService
             batch.Add(more);
         }
 
-        if (batch.Count >= _options.MaxBatch || _options.BatchWait <= TimeSpan.Zero)
+        // Waiting only pays when other sessions may send a round within the window; a lone session never waits.
+        if (batch.Count >= _options.MaxBatch || _options.BatchWait <= TimeSpan.Zero || batch.Count >= _sessions.Count)
         {
             return;
         }

@@ -1,5 +1,6 @@
 using IotDsd.Core.Models;
 using IotDsd.Inference.Models;
+using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Tokenizers;
 
 [assembly: CollectionBehavior(DisableTestParallelization = true)]

@@ -1,0 +1,248 @@
+using System.Buffers;
+using IotDsd.Core.Models;
+using IotDsd.Inference.Models;
+using Microsoft.ML.OnnxRuntime;
+
+namespace IotDsd.Inference.Ngram;
+
+/// <summary>
+/// A byte-level n-gram model compiled to ONNX (see <see cref="NgramOnnxCompiler"/>), run by ONNX Runtime on the CPU.
+/// Sequences keep their token history; a feed builds one context row per requested logits row and runs once.
+/// Thread-safe: sequences are independent, and concurrent runs share only the session.
+/// </summary>
+public sealed class NgramOnnxModel : ILanguageModel
+{
+    private static readonly string[] InputNames = [NgramOnnxCompiler.InputName];
+    private static readonly string[] OutputNames = [NgramOnnxCompiler.OutputName];
+
+    private readonly InferenceSession _session;
+    private readonly RunOptions _runOptions = new();
+    private readonly int _width;
+    private int _disposed;
+
+    /// <summary>Loads <paramref name="modelPath"/> (an ONNX file from <see cref="NgramOnnxCompiler"/>).</summary>
+    public NgramOnnxModel(string modelPath, int order, string name, InferenceOptions? options = null)
+    {
+        if (order < 2) throw new ArgumentOutOfRangeException(nameof(order), order, "Order must be at least 2.");
+        Name = name;
+        Order = order;
+        _width = order - 1;
+        using var sessionOptions = (options ?? InferenceOptions.Default).CreateSessionOptions();
+        _session = new InferenceSession(modelPath, sessionOptions);
+    }
+
+    public string Name { get; }
+
+    public int VocabSize => KneserNeyModel.VocabSize;
+
+    /// <summary>n: predictions condition on the last n-1 tokens.</summary>
+    public int Order { get; }
+
+    internal static ILanguageModel Load(string dir, ModelManifest manifest, InferenceOptions options)
+    {
+        var path = ModelDirectory.FilePath(dir, manifest);
+        var manifestPath = Path.Combine(dir, ModelManifest.FileName);
+        if (manifest.VocabSize != KneserNeyModel.VocabSize)
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model has vocab_size 256, not {manifest.VocabSize}.");
+        if (manifest.Order is not int order || order < 2)
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model needs \"order\" of at least 2.");
+        try
+        {
+            var name = string.IsNullOrEmpty(manifest.Name) ? $"ngram-{order}-{manifest.Role}" : manifest.Name;
+            return new NgramOnnxModel(path, order, name, options);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ModelLoadException(path, $"ONNX Runtime could not load '{path}': {e.Message} " +
+                "The file may be from an incompatible builder; rebuild the model directory.", e);
+        }
+    }
+
+    public IModelSequence CreateSequence()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        return new Sequence(this);
+    }
+
+    public void FeedBatch(IReadOnlyList<FeedRequest> batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        int totalRows = 0;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            var r = batch[i];
+            OwnSequence(r.Sequence);
+            totalRows += Sequence.Validate(r.Tokens.Span, r.Logits.Length);
+        }
+
+        if (totalRows == 0)
+        {
+            foreach (var r in batch) ((Sequence)r.Sequence).Append(r.Tokens.Span);
+            return;
+        }
+
+        var lengths = new int[batch.Count];
+        long[] contexts = ArrayPool<long>.Shared.Rent(totalRows * _width);
+        try
+        {
+            int row = 0;
+            for (int i = 0; i < batch.Count; i++)
+            {
+                var r = batch[i];
+                var seq = (Sequence)r.Sequence;
+                lengths[i] = seq.Length;
+                int rows = r.Logits.Length / VocabSize;
+                seq.Append(r.Tokens.Span);
+                seq.WriteContexts(rows, contexts.AsSpan(row * _width, rows * _width));
+                row += rows;
+            }
+
+            IDisposableReadOnlyCollection<OrtValue> results;
+            try
+            {
+                results = Run(contexts, totalRows);
+            }
+            catch
+            {
+                for (int i = batch.Count - 1; i >= 0; i--) ((Sequence)batch[i].Sequence).Truncate(lengths[i]);
+                throw;
+            }
+            using (results)
+            {
+                var output = results[0].GetTensorDataAsSpan<float>();
+                row = 0;
+                for (int i = 0; i < batch.Count; i++)
+                {
+                    var dst = batch[i].Logits.Span;
+                    output.Slice(row * VocabSize, dst.Length).CopyTo(dst);
+                    row += dst.Length / VocabSize;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(contexts);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _session.Dispose();
+        _runOptions.Dispose();
+    }
+
+    private Sequence OwnSequence(IModelSequence sequence)
+    {
+        if (sequence is not Sequence s || !ReferenceEquals(s.Owner, this))
+            throw new ArgumentException($"The sequence was not created by model '{Name}'.", nameof(sequence));
+        s.ThrowIfDisposed();
+        return s;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="rows"/> context rows. ONNX Runtime allocates the output itself (aligned), so each row's
+    /// values do not depend on how many rows share the run: a managed buffer's alignment would change which elements
+    /// take the vectorized path, and so their last bit.
+    /// </summary>
+    private IDisposableReadOnlyCollection<OrtValue> Run(long[] contexts, int rows)
+    {
+        using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance,
+            contexts.AsMemory(0, rows * _width), [rows, _width]);
+        return _session.Run(_runOptions, InputNames, [input], OutputNames);
+    }
+
+    private sealed class Sequence(NgramOnnxModel owner) : IModelSequence
+    {
+        private int[] _tokens = new int[64];
+        private bool _disposed;
+
+        public NgramOnnxModel Owner { get; } = owner;
+
+        public int Length { get; private set; }
+
+        public void Feed(ReadOnlySpan<int> tokens, Span<float> logits)
+        {
+            ThrowIfDisposed();
+            ObjectDisposedException.ThrowIf(Owner._disposed != 0, Owner);
+            int rows = Validate(tokens, logits.Length);
+            int width = Owner._width;
+            int before = Length;
+            Append(tokens);
+            if (rows == 0) return;
+            long[] contexts = ArrayPool<long>.Shared.Rent(rows * width);
+            try
+            {
+                WriteContexts(rows, contexts.AsSpan(0, rows * width));
+                IDisposableReadOnlyCollection<OrtValue> results;
+                try
+                {
+                    results = Owner.Run(contexts, rows);
+                }
+                catch
+                {
+                    Truncate(before);
+                    throw;
+                }
+                using (results) results[0].GetTensorDataAsSpan<float>()[..logits.Length].CopyTo(logits);
+            }
+            finally
+            {
+                ArrayPool<long>.Shared.Return(contexts);
+            }
+        }
+
+        public void Truncate(int length)
+        {
+            ThrowIfDisposed();
+            if ((uint)length > (uint)Length)
+                throw new ArgumentOutOfRangeException(nameof(length), length, $"Length must be 0..{Length}.");
+            Length = length;
+        }
+
+        public void Dispose() => _disposed = true;
+
+        public void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+        /// <summary>Checks tokens and logits; returns the number of logits rows.</summary>
+        public static int Validate(ReadOnlySpan<int> tokens, int logitsLength)
+        {
+            const int v = KneserNeyModel.VocabSize;
+            if (logitsLength % v != 0)
+                throw new ArgumentException($"Logits length {logitsLength} is not a whole number of {v}-wide rows.", "logits");
+            int rows = logitsLength / v;
+            if (rows > tokens.Length)
+                throw new ArgumentException($"{rows} logits rows requested for {tokens.Length} tokens.", "logits");
+            foreach (var t in tokens)
+            {
+                if ((uint)t >= v) throw new ArgumentOutOfRangeException(nameof(tokens), t, "Tokens must be bytes (0..255).");
+            }
+            return rows;
+        }
+
+        public void Append(ReadOnlySpan<int> tokens)
+        {
+            if (Length + tokens.Length > _tokens.Length)
+                Array.Resize(ref _tokens, Math.Max(_tokens.Length * 2, Length + tokens.Length));
+            tokens.CopyTo(_tokens.AsSpan(Length));
+            Length += tokens.Length;
+        }
+
+        /// <summary>Context rows for the last <paramref name="rows"/> tokens: row r predicts the token after it.</summary>
+        public void WriteContexts(int rows, Span<long> dst)
+        {
+            int width = Owner._width;
+            for (int r = 0; r < rows; r++)
+            {
+                int last = Length - rows + r; // position of the token this row follows
+                var row = dst.Slice(r * width, width);
+                for (int c = 0; c < width; c++)
+                {
+                    int pos = last - (width - 1 - c);
+                    row[c] = pos >= 0 ? _tokens[pos] : KneserNeyModel.Pad;
+                }
+            }
+        }
+    }
+}
