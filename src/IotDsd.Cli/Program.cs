@@ -10,6 +10,7 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
     EdgeCommand.Create(common),
     BrokerCommand.Create(),
     BenchCommand.Create(common),
+    ModelsCommand.Create(),
 };
 
 var parsed = root.Parse(args);

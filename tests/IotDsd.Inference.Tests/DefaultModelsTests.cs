@@ -91,7 +91,7 @@ public sealed class DefaultModelsTests(DefaultPairFixture pair, ITestOutputHelpe
         output.WriteLine($"model.onnx bytes: draft {new FileInfo(Path.Combine(pair.DraftDir, "model.onnx")).Length}, " +
             $"target {new FileInfo(Path.Combine(pair.TargetDir, "model.onnx")).Length}");
         output.WriteLine($"discounts: draft [{string.Join(", ", draft.Discounts!)}], target [{string.Join(", ", target.Discounts!)}]");
-        Assert.Equal("ngram-3-draft", draft.Name);
+        Assert.Equal($"ngram-{DefaultModels.DraftOrder}-draft", draft.Name);
         Assert.Equal("ngram-5-target", target.Name);
         Assert.Equal(DefaultModels.Corpus.Length, target.Corpus!.Bytes);
         Assert.Equal(647_785, target.Corpus.Bytes);

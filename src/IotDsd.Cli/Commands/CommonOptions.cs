@@ -20,7 +20,7 @@ internal sealed class CommonOptions
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
     public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
-    public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-3 n-gram)." };
+    public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-4 n-gram)." };
     public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped order-5 n-gram)." };
     public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true };
     public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };

@@ -211,8 +211,8 @@ public sealed class DraftSession : IDisposable
                     }
                 }
 
-                ProposalsExamined += tokens.Length;
-                next = DraftSide.AcceptProposal(tokens, probs, o.Row(k, _vocab), random, position, o.Attempt);
+                next = DraftSide.AcceptProposal(tokens, probs, o.Row(k, _vocab), random, position, o.Attempt, out var examined);
+                ProposalsExamined += examined;
                 if (next < 0)
                 {
                     var attempt = o.Attempt + 1;

@@ -18,8 +18,15 @@ public static class DraftSide
     /// Returns −1 when every proposal is rejected (ask for more).
     /// </summary>
     public static int AcceptProposal(
-        ReadOnlySpan<int> tokens, ReadOnlySpan<float> targetProbs, ReadOnlySpan<float> q, RoundRandom random, long position, int attempt)
+        ReadOnlySpan<int> tokens, ReadOnlySpan<float> targetProbs, ReadOnlySpan<float> q, RoundRandom random, long position, int attempt) =>
+        AcceptProposal(tokens, targetProbs, q, random, position, attempt, out _);
+
+    /// <inheritdoc cref="AcceptProposal(ReadOnlySpan{int}, ReadOnlySpan{float}, ReadOnlySpan{float}, RoundRandom, long, int)"/>
+    /// <param name="examined">How many proposals were looked at, the accepted one included.</param>
+    public static int AcceptProposal(
+        ReadOnlySpan<int> tokens, ReadOnlySpan<float> targetProbs, ReadOnlySpan<float> q, RoundRandom random, long position, int attempt, out int examined)
     {
+        examined = tokens.Length;
         for (var k = 0; k < tokens.Length; k++)
         {
             var t = tokens[k];
@@ -32,6 +39,7 @@ public static class DraftSide
             var acceptance = 1.0 - ((double)q[t] / p);
             if (random.Uniform(RandomStream.ProposalAccept, position, RoundRandom.ProposalIndex(attempt, k)) < acceptance)
             {
+                examined = k + 1;
                 return t;
             }
         }

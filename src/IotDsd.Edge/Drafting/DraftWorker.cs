@@ -294,7 +294,7 @@ public sealed class GenerationException(string message) : Exception(message);
 
 /// <summary>
 /// rsr: how many proposals to ask for, from the observed rate r at which proposals are accepted: enough that all
-/// fail with probability about 5 %, m = ⌈ln 0.05 / ln(1 − r)⌉, between 2 and 32.
+/// fail with probability about 2 %, m = ⌈ln 0.02 / ln(1 − r)⌉, between 1 and 32.
 /// </summary>
 internal sealed class ProposalBudget
 {
@@ -303,6 +303,6 @@ internal sealed class ProposalBudget
     public void Observe(DraftSession session)
     {
         var rate = (session.ProposalsAccepted + 1.0) / (session.ProposalsExamined + 2.0);
-        Next = rate >= 0.95 ? 2 : Math.Clamp((int)Math.Ceiling(Math.Log(0.05) / Math.Log(1 - rate)), 2, 32);
+        Next = rate >= 0.95 ? 1 : Math.Clamp((int)Math.Ceiling(Math.Log(0.02) / Math.Log(1 - rate)), 1, 32);
     }
 }

@@ -6,12 +6,12 @@ using IotDsd.Inference.Models;
 namespace IotDsd.Inference.Ngram;
 
 /// <summary>
-/// The default draft/target pair: Kneser–Ney byte models of order 3 (draft) and 5 (target) built from the
+/// The default draft/target pair: Kneser–Ney byte models of order 4 (draft) and 5 (target) built from the
 /// embedded English corpus on first use — no download — and cached by role, order and corpus hash.
 /// </summary>
 public static class DefaultModels
 {
-    public const int DraftOrder = 3;
+    public const int DraftOrder = 4;
     public const int TargetOrder = 5;
     public const string CorpusName = "fortunes-en";
     public const string CacheEnvironmentVariable = "IOTDSD_MODEL_CACHE";
