@@ -11,6 +11,7 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
     BrokerCommand.Create(),
     BenchCommand.Create(common),
     ModelsCommand.Create(),
+    SimCommand.Create(),
 };
 
 var parsed = root.Parse(args);

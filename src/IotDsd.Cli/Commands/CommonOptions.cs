@@ -26,6 +26,7 @@ internal sealed class CommonOptions
     public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };
     public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD)." };
     public Option<bool> Verbose { get; } = new("--verbose") { Description = "Log informational messages to stderr." };
+    public Option<string?> CalibrationOut { get; } = new("--calibration-out") { Description = "Write a calibration file of this run for iotdsd sim --calibration." };
 
     public void AddGeneration(Command command, bool speculative)
     {
@@ -35,6 +36,7 @@ internal sealed class CommonOptions
         {
             command.Add(Mode);
             command.Add(Gamma);
+            command.Add(CalibrationOut);
         }
 
         command.Add(Temperature);

@@ -61,6 +61,7 @@ internal static class GenerationLoop
             throw new CliError("--prompt must not be empty");
         }
 
+        var reports = new List<GenerationReport>(samples);
         for (var i = 0; i < samples; i++)
         {
             var settings = common.Settings(result, i, prefix);
@@ -81,6 +82,11 @@ internal static class GenerationLoop
                     Console.Out.Flush();
                 }
             }, ct).ConfigureAwait(false);
+            if (result.GetValue(common.CalibrationOut) is not null)
+            {
+                reports.Add(report);
+            }
+
             var tail = stream.Flush();
             text.Append(tail);
             if (json)
@@ -93,6 +99,11 @@ internal static class GenerationLoop
                 Console.Out.WriteLine();
                 Console.Out.WriteLine(Summary.Of(report));
             }
+        }
+
+        if (result.GetValue(common.CalibrationOut) is { } calibrationOut)
+        {
+            CalibrationWriter.Write(calibrationOut, reports, prefix, models.Target.VocabSize, prompt.Length);
         }
     }
 }

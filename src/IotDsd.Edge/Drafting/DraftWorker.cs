@@ -99,6 +99,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
         var verifyMillis = new List<double>();
+        var acceptedPerRound = new List<int>();
+        var draftedPerRound = new List<int>();
+        long draftedBefore = 0;
         var proposals = new ProposalBudget();
 
         await OpenAsync(session, topic, ct).ConfigureAwait(false);
@@ -141,6 +144,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
                     }
 
                     proposals.Observe(session);
+                    acceptedPerRound.Add(verdict.Accepted);
+                    draftedPerRound.Add((int)(session.Drafted - draftedBefore));
+                    draftedBefore = session.Drafted;
                     batchSum += verdict.BatchSize;
                     verifyMillis.Add(verdict.VerifyMicros / 1000.0);
                     roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
@@ -198,6 +204,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
             RoundMillis = roundMillis,
             DraftMillis = draftMillis,
             VerifyMillis = verifyMillis,
+            AcceptedPerRound = acceptedPerRound,
+            DraftedPerRound = draftedPerRound,
             MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
         };
     }

@@ -33,6 +33,11 @@ public sealed record GenerationReport
     public IReadOnlyList<double> VerifyMillis { get; init; } = [];
     public double MeanBatch { get; init; }
 
+    /// <summary>Per round: drafts accepted, and drafts sent (acceptance by position, for calibration).</summary>
+    public IReadOnlyList<int> AcceptedPerRound { get; init; } = [];
+
+    public IReadOnlyList<int> DraftedPerRound { get; init; } = [];
+
     public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
     public double MeanAccepted => Rounds == 0 ? 0 : (double)Accepted / Rounds;
     public double TokensPerRound => Rounds == 0 ? 0 : (double)Tokens.Count / Rounds;
