@@ -30,7 +30,7 @@ internal static class SimValidation
         ("wan-rsr", DecodingMode.Rsr, 20, 0, 10, 10),
         ("cellular-dssd", DecodingMode.Dssd, 50, 4, 2, 5),
         ("narrow-dsd", DecodingMode.Dsd, 10, 0, 1, 1),
-        ("lan-greedy", DecodingMode.Greedy, 4, 1, 100, 100),
+        ("metro-greedy", DecodingMode.Greedy, 30, 2, 20, 20),
     ];
 
     private const int Tokens = 200;
@@ -52,7 +52,7 @@ internal static class SimValidation
             await local.GenerateAsync(prompt, Settings(DecodingMode.Rsr, "warm-up", 50), null, ct).ConfigureAwait(false);
             if (!json)
             {
-                Console.Out.WriteLine($"{"profile",-14} {"mode",-6} {"link",-28} | {"real tok/s",10} {"sim tok/s",9} {"diff",6} | {"real B/tok",10} {"sim B/tok",9} {"diff",6}");
+                Console.Out.WriteLine($"{"profile",-14} {"mode",-6} {"link",-28} | {"real tok/s",10} {"sim tok/s",9} {"diff",6} | {"real B/tok",10} {"sim B/tok",9} {"diff",6} | {"late",5}");
             }
 
             foreach (var p in Profiles)
@@ -60,21 +60,24 @@ internal static class SimValidation
                 var settings = Settings(p.Mode, "validate-" + p.Name, Tokens);
                 var calibrationRun = await local.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
                 GenerationReport real;
+                (double Up, double Down) late;
                 await using (var link = new ValidationLink(broker.Port, p.Rtt, p.Jitter, p.Up, p.Down))
                 {
                     link.Start();
                     await using var remote = await WorkerAsync(new BrokerAddress("127.0.0.1", link.Port), "validate-" + p.Name, models, ct).ConfigureAwait(false);
                     real = await remote.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
+                    late = link.MeanLateMs;
                 }
 
                 var calibration = Calibrator.FromRun(CalibrationWriter.Facts([calibrationRun], "validate", models.Target.VocabSize, prompt.Length));
                 var scenario = Calibrator.ToScenario(calibration) with
                 {
                     RequestsPerDevice = 50,
-                    Link = new LinkProfile { RttMs = p.Rtt, JitterMs = p.Jitter, UpMbps = p.Up, DownMbps = p.Down },
+                    // The link as the emulator delivered it: its configured delay plus its own measured lateness.
+                    Link = new LinkProfile { RttMs = p.Rtt + late.Up + late.Down, JitterMs = p.Jitter, UpMbps = p.Up, DownMbps = p.Down },
                 };
                 var sim = Simulator.Run(scenario, ct);
-                var row = ValidationRow.Of(p.Name, p.Mode.Name(), scenario.Link, real, sim);
+                var row = ValidationRow.Of(p.Name, p.Mode.Name(), scenario.Link with { RttMs = p.Rtt }, real, sim) with { EmulatorLateMs = Math.Round(late.Up + late.Down, 3) };
                 rows.Add(row);
                 Console.Out.WriteLine(json ? JsonSerializer.Serialize(row) : row.ToText());
             }
@@ -126,6 +129,7 @@ internal sealed record ValidationRow
     [JsonPropertyName("real_bytes_per_token")] public double RealBytesPerToken { get; init; }
     [JsonPropertyName("sim_bytes_per_token")] public double SimBytesPerToken { get; init; }
     [JsonPropertyName("bytes_per_token_error")] public double BytesPerTokenError { get; init; }
+    [JsonPropertyName("emulator_late_ms")] public double EmulatorLateMs { get; init; }
     [JsonPropertyName("within_10_percent")] public bool WithinTenPercent { get; init; }
 
     public static ValidationRow Of(string profile, string mode, LinkProfile link, GenerationReport real, SimResult sim)
@@ -152,5 +156,5 @@ internal sealed record ValidationRow
     }
 
     public string ToText() => string.Create(CultureInfo.InvariantCulture,
-        $"{Profile,-14} {Mode,-6} {$"{RttMs}±{JitterMs} ms {UpMbps}/{DownMbps} Mbps",-28} | {RealTokensPerSecond,10:0.0} {SimTokensPerSecond,9:0.0} {TokensPerSecondError,6:+0.0%;-0.0%} | {RealBytesPerToken,10:0.0} {SimBytesPerToken,9:0.0} {BytesPerTokenError,6:+0.0%;-0.0%}");
+        $"{Profile,-14} {Mode,-6} {$"{RttMs}±{JitterMs} ms {UpMbps}/{DownMbps} Mbps",-28} | {RealTokensPerSecond,10:0.0} {SimTokensPerSecond,9:0.0} {TokensPerSecondError,6:+0.0%;-0.0%} | {RealBytesPerToken,10:0.0} {SimBytesPerToken,9:0.0} {BytesPerTokenError,6:+0.0%;-0.0%} | {EmulatorLateMs,5:0.0}");
 }

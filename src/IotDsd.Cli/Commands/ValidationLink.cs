@@ -29,6 +29,9 @@ internal sealed class ValidationLink : IAsyncDisposable
         _down = new Direction(rttMs / 2, jitterMs, downMbps, new Random(seed + 1));
     }
 
+    /// <summary>Mean lateness of deliveries beyond the emulated delay, milliseconds, up and down.</summary>
+    public (double Up, double Down) MeanLateMs => (_up.MeanLateMs, _down.MeanLateMs);
+
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
 
     public void Start()
@@ -69,6 +72,7 @@ internal sealed class ValidationLink : IAsyncDisposable
             await foreach (var (due, data) in queue.Reader.ReadAllAsync(ct).ConfigureAwait(false))
             {
                 await WaitUntilAsync(due, ct).ConfigureAwait(false);
+                link.Late(Stopwatch.GetTimestamp() - due);
                 await to.WriteAsync(data, ct).ConfigureAwait(false);
             }
         }, ct);
@@ -152,6 +156,17 @@ internal sealed class ValidationLink : IAsyncDisposable
     {
         private long _freeAt;
         private long _lastDue;
+        private long _lateTicks;
+        private long _chunks;
+
+        /// <summary>Mean lateness of deliveries, milliseconds (timer wake-ups on a busy machine).</summary>
+        public double MeanLateMs => _chunks == 0 ? 0 : Interlocked.Read(ref _lateTicks) * 1000.0 / Stopwatch.Frequency / Interlocked.Read(ref _chunks);
+
+        public void Late(long ticks)
+        {
+            Interlocked.Add(ref _lateTicks, ticks);
+            Interlocked.Increment(ref _chunks);
+        }
 
         public long Due(long now, int bytes)
         {
