@@ -51,16 +51,7 @@ public sealed record Calibration
     /// <summary>Reads a calibration file; throws <see cref="FormatException"/> with the reason for anything unusable.</summary>
     public static Calibration Load(string path)
     {
-        string text;
-        try
-        {
-            text = File.ReadAllText(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new FormatException($"cannot read calibration file {path}: {ex.Message}");
-        }
-
+        var text = Scenarios.ScenarioFile.ReadText(path, "calibration");
         Calibration? calibration;
         try
         {

@@ -20,19 +20,19 @@ public static class ScenarioFile
     };
 
     /// <summary>Reads and validates a scenario; throws <see cref="FormatException"/> with the reason.</summary>
-    public static Scenario Load(string path)
+    public static Scenario Load(string path) => Parse(ReadText(path, "scenario"), path);
+
+    /// <summary>Reads a whole text file; an unreadable file becomes a <see cref="FormatException"/> naming it.</summary>
+    internal static string ReadText(string path, string what)
     {
-        string text;
         try
         {
-            text = File.ReadAllText(path);
+            return File.ReadAllText(path);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new FormatException($"cannot read scenario file {path}: {ex.Message}");
+            throw new FormatException($"cannot read {what} file {path}: {ex.Message}");
         }
-
-        return Parse(text, path);
     }
 
     public static Scenario Parse(string text, string name = "scenario")
