@@ -6,8 +6,10 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
 {
     DemoCommand.Create(common),
     GenerateCommand.Create(common),
-    VerifierCommand.Create(common),
+    VerifierCommand.Create(),
     EdgeCommand.Create(common),
+    DeviceCommand.Create(),
+    DiagCommand.Create(),
     BrokerCommand.Create(),
     BenchCommand.Create(common),
     ModelsCommand.Create(),

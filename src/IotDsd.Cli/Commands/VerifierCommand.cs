@@ -1,5 +1,8 @@
 using System.CommandLine;
+using IotDsd.Cli.Hosting;
+using IotDsd.Contracts.Topics;
 using IotDsd.Core.Models;
+using IotDsd.Messaging.Diagnostics;
 using IotDsd.Verifier.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -7,45 +10,68 @@ using Microsoft.Extensions.Logging;
 
 namespace IotDsd.Cli.Commands;
 
-/// <summary><c>iotdsd verifier</c>: the verifier role against any MQTT 5 broker, until interrupted.</summary>
+/// <summary>
+/// <c>iotdsd verifier</c>: the verifier role against any MQTT 5 broker, until interrupted; a systemd
+/// <c>Type=notify</c> service with a watchdog. Settings are layered: config file, <c>IOTDSD_*</c> environment
+/// variables, flags.
+/// </summary>
 internal static class VerifierCommand
 {
-    public static Command Create(CommonOptions common)
+    public static Command Create()
     {
-        var id = new Option<string>("--id") { Description = "Verifier id (a topic level).", DefaultValueFactory = _ => "verifier-1" };
-        var maxBatch = new Option<int>("--max-batch") { Description = "Most rounds per forward pass.", DefaultValueFactory = _ => 32 };
-        var batchWait = new Option<double>("--batch-wait-ms") { Description = "Longest a round waits for a batch to fill.", DefaultValueFactory = _ => 1.0 };
-        var command = new Command("verifier", "Run a verifier: verifies draft rounds from devices with the target model.") { id, maxBatch, batchWait };
-        common.AddBroker(command);
-        command.Add(common.Target);
-        command.Add(common.Verbose);
+        var (config, flags) = LayeredConfiguration.CreateOptions(Settings.Verifier);
+        var check = new Option<bool>("--check-config") { Description = "Validate the settings, print them (secrets redacted) with their sources, and exit." };
+        var verbose = new Option<bool>("--verbose") { Description = "Same as --log-level Information." };
+        var command = new Command("verifier", "Run a verifier: verifies draft rounds from devices with the target model.") { config, check, verbose };
+        foreach (var option in flags.Values)
+        {
+            command.Add(option);
+        }
+
         command.SetAction(async (result, ct) =>
         {
-            var options = new VerifierOptions
+            var layered = LayeredConfiguration.Build(result, config, flags, Settings.Verifier);
+            var common = ServiceHost.ReadCommon(layered);
+            var id = layered.String(Settings.VerifierId, Settings.VerifierId.Default)!;
+            if (!TopicScheme.IsValidId(id))
             {
-                VerifierId = result.GetValue(id)!,
-                Broker = common.ParseBroker(result),
-                Username = result.GetValue(common.Username),
-                Password = common.PasswordOf(result),
-                MaxBatch = result.GetValue(maxBatch),
-                BatchWait = TimeSpan.FromMilliseconds(result.GetValue(batchWait)),
-            };
-            if (options.Validate() is { } bad)
-            {
-                throw new CliError(bad);
+                layered.Problem(Settings.VerifierId, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
             }
 
-            using var models = ModelPair.Load(null, result.GetValue(common.Target), needDraft: false);
-            var builder = Host.CreateApplicationBuilder();
-            builder.Logging.ClearProviders();
-            builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-            builder.Logging.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
-            builder.Logging.SetMinimumLevel(result.GetValue(common.Verbose) ? LogLevel.Information : LogLevel.Warning);
+            var options = new VerifierOptions
+            {
+                VerifierId = id,
+                Broker = common.Broker,
+                Username = common.Username,
+                Password = common.Password,
+                MaxBatch = layered.Int(Settings.MaxBatch, 1, 4096),
+                BatchWait = layered.Millis(Settings.BatchWait, 0, 1000),
+                SessionIdleTimeout = TimeSpan.FromSeconds(layered.Int(Settings.SessionIdle, 1, 7 * 86_400)),
+                MaxSessions = layered.Int(Settings.MaxSessions, 1, 10_000_000),
+            };
+            var targetDir = layered.String(Settings.TargetModel);
+            layered.ThrowIfInvalid();
+            if (result.GetValue(check))
+            {
+                ConfigPrinter.Print(layered);
+                return 0;
+            }
+
+            using var models = ModelPair.Load(null, targetDir, needDraft: false);
+            var builder = ServiceHost.CreateBuilder(result.GetValue(verbose) ? LogLevel.Information : common.LogLevel);
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton<ILanguageModel>(models.Target);
-            builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSingleton<VerifierService>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<VerifierService>());
+            builder.Services.AddSingleton(sp => new VerifierDiagnostics(sp.GetRequiredService<VerifierService>(), models.Target.Name, layered.Entries, sp.GetRequiredService<TimeProvider>()));
+
+            // Hosted services start in order: "ready" goes to systemd only once the verifier is connected and subscribed.
+            builder.Services.AddHostedService(sp => new StartupGate(async gateCt =>
+            {
+                await sp.GetRequiredService<VerifierService>().Ready.WaitAsync(gateCt).ConfigureAwait(false);
+                sp.GetRequiredService<VerifierDiagnostics>().StartupTime = ProcessClock.SinceStart(sp.GetRequiredService<TimeProvider>());
+            }));
+            ServiceHost.AddOperations(builder, common, sp => sp.GetRequiredService<VerifierDiagnostics>(), sp => sp.GetRequiredService<VerifierService>().Connection?.IsConnected ?? false);
             using var host = builder.Build();
             await Console.Error.WriteLineAsync($"iotdsd verifier {options.VerifierId} on {options.Broker} with {models.Target.Name}. Ctrl+C stops it.").ConfigureAwait(false);
             await host.RunAsync(ct).ConfigureAwait(false);
@@ -60,4 +86,12 @@ internal static class VerifierCommand
         });
         return command;
     }
+}
+
+/// <summary>A hosted service whose start waits for a condition, holding back the host's "started" (and systemd's READY).</summary>
+internal sealed class StartupGate(Func<CancellationToken, Task> until) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => until(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

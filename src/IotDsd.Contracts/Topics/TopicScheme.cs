@@ -60,6 +60,25 @@ public static class TopicScheme
         return IsValidId(id) ? id : null;
     }
 
+    /// <summary>Periodic retained metrics of a device (field diagnostics).</summary>
+    public static string DeviceMetrics(string deviceId) => $"{Root}/devices/{deviceId}/metrics";
+
+    /// <summary>Diagnostic commands to a device (MQTT 5 request/reply).</summary>
+    public static string DeviceCommands(string deviceId) => $"{Root}/devices/{deviceId}/cmd";
+
+    /// <summary>Periodic retained metrics of a verifier.</summary>
+    public static string VerifierMetrics(string verifierId) => $"{Root}/verifiers/{verifierId}/metrics";
+
+    /// <summary>Diagnostic commands to a verifier.</summary>
+    public static string VerifierCommands(string verifierId) => $"{Root}/verifiers/{verifierId}/cmd";
+
+    /// <summary>Filters a fleet view subscribes to: every status and metrics topic.</summary>
+    public static readonly string[] FleetFilters =
+        [$"{Root}/devices/+/status", $"{Root}/devices/+/metrics", $"{Root}/verifiers/+/status", $"{Root}/verifiers/+/metrics"];
+
+    /// <summary>Where a diagnostic client with MQTT client id <paramref name="clientId"/> takes its replies.</summary>
+    public static string DiagnosticReplies(string clientId) => $"{Root}/diag/{clientId}/replies";
+
     /// <summary>Identifiers are 1–64 characters of <c>[A-Za-z0-9_.-]</c>: no wildcards, no separators.</summary>
     public static bool IsValidId(string? id)
     {

@@ -27,8 +27,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
     private Task? _pump;
     private long _downPayload;
     private long _downWire;
+    private readonly EdgeMetrics? _metrics;
 
-    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null)
+    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null, EdgeMetrics? metrics = null)
     {
         if (options.Validate() is { } bad)
         {
@@ -39,7 +40,11 @@ public sealed partial class DraftWorker : IAsyncDisposable
         _draft = draft;
         _logger = logger;
         _time = time ?? TimeProvider.System;
+        _metrics = metrics;
     }
+
+    /// <summary>The worker's MQTT connection once started (diagnostics read its state).</summary>
+    public MqttConnection? Connection => _connection;
 
     /// <summary>Connects, subscribes to its reply topic and to verifier presence.</summary>
     public async Task StartAsync(CancellationToken ct)
@@ -103,7 +108,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var draftedPerRound = new List<int>();
         long draftedBefore = 0;
         var proposals = new ProposalBudget();
-
+        _metrics?.SessionStarted();
         await OpenAsync(session, topic, ct).ConfigureAwait(false);
         var roundStart = _time.GetTimestamp();
         object request = session.PrepareRound(settings.Gamma, proposals.Next);
@@ -124,6 +129,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                     {
                         // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
                         Log.BadVerdict(_logger, session.Round, ex.Message);
+                        _metrics?.Error("invalid_verdict");
                         if (++violations >= _options.MaxAttempts)
                         {
                             throw new GenerationException($"verifier {verifier} kept sending invalid verdicts: {ex.Message}");
@@ -150,6 +156,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                     batchSum += verdict.BatchSize;
                     verifyMillis.Add(verdict.VerifyMicros / 1000.0);
                     roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
+                    _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], settings.Gamma);
                     firstToken ??= _time.GetElapsedTime(started);
                     for (var i = step.Start; i < step.Start + step.Count && i - session.PromptLength < settings.MaxTokens; i++)
                     {
@@ -160,6 +167,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                 case ErrorReply { Code: ErrorCode.UnknownSession or ErrorCode.PrefixMismatch } error:
                     Log.Reopening(_logger, settings.SessionId, error.Code, error.Message);
                     reopens++;
+                    _metrics?.Error(error.Code == ErrorCode.UnknownSession ? "unknown_session" : "prefix_mismatch");
                     session.ResetVerifier();
                     await OpenAsync(session, topic, ct).ConfigureAwait(false);
                     break;
@@ -249,6 +257,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             catch (MqttPublishException ex)
             {
                 Log.SendFailed(_logger, attempt, ex.Message);
+                _metrics?.Error("publish_failed");
                 await Task.Delay(MqttConnection.Backoff(attempt), _time, ct).ConfigureAwait(false);
                 continue;
             }
@@ -256,6 +265,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             if (reply is null)
             {
                 Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
+                _metrics?.Error("timeout");
                 continue;
             }
 

@@ -291,6 +291,28 @@ public sealed partial class MqttConnection : IAsyncDisposable
                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build(),
             ct);
 
+    /// <summary>Publishes raw bytes at QoS 1 as an MQTT 5 request or reply (diagnostic commands).</summary>
+    public Task PublishRawAsync(string topic, byte[] payload, string? responseTopic, byte[]? correlation, CancellationToken ct)
+    {
+        var builder = new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce);
+        if (responseTopic is not null)
+        {
+            builder.WithResponseTopic(responseTopic);
+        }
+
+        if (correlation is not null)
+        {
+            builder.WithCorrelationData(correlation);
+        }
+
+        return PublishBuiltAsync(builder.Build(), ct);
+    }
+
+    /// <summary>Publishes the retained birth again with the current connection counter (a diagnostic command asks for it).</summary>
+    public Task RepublishBirthAsync(CancellationToken ct) =>
+        _settings.Presence is { } presence ? PublishRawAsync(presence.Topic, presence.Birth(Connections), retain: true, ct) : Task.CompletedTask;
+
     private async Task PublishBuiltAsync(MqttApplicationMessage message, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);

@@ -39,7 +39,19 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
     }
 
     /// <summary>Publishes <paramref name="request"/> and waits up to <paramref name="timeout"/> for its reply; null on timeout.</summary>
-    public async Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, CancellationToken ct)
+    public Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, CancellationToken ct) =>
+        RequestCoreAsync(async correlation =>
+        {
+            var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
+            Interlocked.Add(ref _sentPayload, payload);
+            Interlocked.Add(ref _sentWire, wire);
+        }, timeout, ct);
+
+    /// <summary>As <see cref="RequestAsync"/> with a raw payload (diagnostic commands are plain JSON).</summary>
+    public Task<InboundMessage?> RequestRawAsync(string topic, byte[] payload, TimeSpan timeout, CancellationToken ct) =>
+        RequestCoreAsync(correlation => connection.PublishRawAsync(topic, payload, replyTopic, correlation, ct), timeout, ct);
+
+    private async Task<InboundMessage?> RequestCoreAsync(Func<byte[], Task> publish, TimeSpan timeout, CancellationToken ct)
     {
         var id = Interlocked.Increment(ref _next);
         var correlation = new byte[8];
@@ -48,9 +60,7 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
         _pending[id] = tcs;
         try
         {
-            var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
-            Interlocked.Add(ref _sentPayload, payload);
-            Interlocked.Add(ref _sentWire, wire);
+            await publish(correlation).ConfigureAwait(false);
             return await tcs.Task.WaitAsync(timeout, ct).ConfigureAwait(false);
         }
         catch (TimeoutException)

@@ -234,6 +234,7 @@ internal sealed partial class RoundProcessor(
         {
             var (message, device, session, round) = work[i];
             var verdict = session.Complete(round, requests[i].Logits.Span, work.Count, depth, micros);
+            stats.Verified(round.Draft.Length, verdict.Accepted);
             Reply(device, message, verdict, replies, ct);
         }
     }

@@ -143,6 +143,12 @@ public sealed partial class VerifierService : BackgroundService
         }
     }
 
+    /// <summary>The service's MQTT connection once started (diagnostics read its state).</summary>
+    public MqttConnection? Connection => _connection;
+
+    /// <summary>Sessions held now.</summary>
+    public int SessionCount => _sessions.Count;
+
     /// <summary>Queue depth now, for load feedback.</summary>
     public int QueueDepth => _connection?.Inbound.CanCount == true ? _connection.Inbound.Count : 0;
 

@@ -27,4 +27,20 @@ public sealed class VerifierStats
     }
 
     public void Duplicate() => Interlocked.Increment(ref _duplicates);
+
+    private long _drafted;
+    private long _accepted;
+
+    /// <summary>Draft tokens verified and accepted so far; each verified round also commits one token of the target's.</summary>
+    public long Drafted => Interlocked.Read(ref _drafted);
+    public long Accepted => Interlocked.Read(ref _accepted);
+
+    /// <summary>Tokens committed by verified rounds: the accepted drafts plus the correction or bonus token of each.</summary>
+    public long Committed => Accepted + Rounds;
+
+    public void Verified(int drafted, int accepted)
+    {
+        Interlocked.Add(ref _drafted, drafted);
+        Interlocked.Add(ref _accepted, accepted);
+    }
 }

@@ -1,0 +1,101 @@
+using System.CommandLine;
+using System.Text.Json;
+using IotDsd.Cli.Output;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Diagnostics;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd diag</c>: field diagnostics over MQTT. Without a subcommand, a live fleet table from the retained
+/// status and metrics topics (<c>--json</c> or <c>--once</c> for a one-shot); <c>ping</c>, <c>config</c> and
+/// <c>rebirth</c> send a command to one device or verifier and print its reply.
+/// </summary>
+internal static class DiagCommand
+{
+    public static Command Create()
+    {
+        var broker = new Option<string>("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true, Recursive = true };
+        var username = new Option<string?>("--username") { Description = "MQTT user name.", Recursive = true };
+        var password = new Option<string?>("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD).", Recursive = true };
+        var wait = new Option<int>("--wait-ms") { Description = "One-shot forms: how long to collect retained messages, or wait for a reply.", DefaultValueFactory = _ => 1500, Recursive = true };
+        var json = new Option<bool>("--json") { Description = "Print the fleet once as JSON and exit." };
+        var once = new Option<bool>("--once") { Description = "Print the fleet table once and exit." };
+        var refresh = new Option<int>("--refresh-ms") { Description = "Live table refresh period.", DefaultValueFactory = _ => 1000 };
+        var command = new Command("diag", "Field diagnostics over MQTT: live fleet table, or a command to one device or verifier.")
+        {
+            broker, username, password, wait, json, once, refresh,
+        };
+        foreach (var name in DiagnosticRequest.Commands)
+        {
+            command.Add(CreateRequest(name, broker, username, password, wait));
+        }
+
+        command.SetAction(async (result, ct) =>
+        {
+            var waitMs = Positive(result.GetValue(wait), "--wait-ms");
+            var refreshMs = Positive(result.GetValue(refresh), "--refresh-ms");
+            await using var client = await ConnectAsync(result, broker, username, password, ct).ConfigureAwait(false);
+            if (result.GetValue(json) || result.GetValue(once))
+            {
+                await Task.Delay(waitMs, ct).ConfigureAwait(false);
+                var rows = client.Fleet.Rows();
+                Console.Out.Write(result.GetValue(json) ? FleetTable.Json(rows) + Environment.NewLine : FleetTable.Render(rows, ProcessClock.NowMs(TimeProvider.System)));
+                return 0;
+            }
+
+            while (!ct.IsCancellationRequested)
+            {
+                var table = FleetTable.Render(client.Fleet.Rows(), ProcessClock.NowMs(TimeProvider.System));
+                Console.Out.Write(Console.IsOutputRedirected ? table + Environment.NewLine : "\u001b[H\u001b[2J" + table);
+                await Task.Delay(refreshMs, ct).ConfigureAwait(false);
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command CreateRequest(string name, Option<string> broker, Option<string?> username, Option<string?> password, Option<int> wait)
+    {
+        var id = new Argument<string>("id") { Description = "Device id, or verifier id with --verifier." };
+        var verifier = new Option<bool>("--verifier") { Description = "Address a verifier instead of a device." };
+        var what = name switch
+        {
+            "ping" => "Ping a device or verifier: is it alive, is its link up, which version.",
+            "config" => "Dump the effective configuration of a device or verifier (secrets redacted).",
+            _ => "Ask a device or verifier to re-publish its retained birth message.",
+        };
+        var command = new Command(name, what) { id, verifier };
+        command.SetAction(async (result, ct) =>
+        {
+            var timeout = TimeSpan.FromMilliseconds(Positive(result.GetValue(wait), "--wait-ms"));
+            await using var client = await ConnectAsync(result, broker, username, password, ct).ConfigureAwait(false);
+            var role = result.GetValue(verifier) ? "verifier" : "device";
+            var target = result.GetValue(id)!;
+            var started = TimeProvider.System.GetTimestamp();
+            var reply = await client.SendAsync(role, target, name, timeout, ct).ConfigureAwait(false)
+                ?? throw new CliError($"{role} {target} did not answer '{name}' within {timeout.TotalMilliseconds:0} ms (is it online? iotdsd diag --once lists the fleet)");
+            var elapsed = TimeProvider.System.GetElapsedTime(started);
+            Console.Out.WriteLine(JsonSerializer.Serialize(reply, Indented));
+            if (name == "ping")
+            {
+                Console.Error.WriteLine($"reply from {role} {target} in {elapsed.TotalMilliseconds:0.0} ms");
+            }
+
+            return reply.Ok ? 0 : 1;
+        });
+        return command;
+    }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    private static Task<DiagnosticsClient> ConnectAsync(ParseResult result, Option<string> broker, Option<string?> username, Option<string?> password, CancellationToken ct)
+    {
+        var address = BrokerAddress.TryParse(result.GetValue(broker), out var error) ?? throw new CliError("--broker: " + error);
+        var pass = result.GetValue(password) ?? Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
+        return DiagnosticsClient.ConnectAsync(address, result.GetValue(username), pass, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, ct);
+    }
+
+    private static int Positive(int value, string flag) => value > 0 ? value : throw new CliError($"{flag} must be positive, got {value}");
+}

@@ -1,0 +1,246 @@
+using System.CommandLine;
+using System.Globalization;
+using IotDsd.Cli.Commands;
+using IotDsd.Messaging.Diagnostics;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.Configuration.Memory;
+
+namespace IotDsd.Cli.Hosting;
+
+/// <summary>
+/// A role's settings, layered in the usual .NET order — defaults, then the JSON config file (<c>--config</c> or
+/// <c>IOTDSD_CONFIG</c>), then <c>IOTDSD_*</c> environment variables, then command-line flags — and read with
+/// validation that names the setting, where its value came from, and how to fix it. Every problem is collected;
+/// <see cref="ThrowIfInvalid"/> reports them all at once.
+/// </summary>
+internal sealed class LayeredConfiguration
+{
+    public const string ConfigFileVariable = "IOTDSD_CONFIG";
+    private readonly IConfigurationRoot _root;
+    private readonly List<string> _errors = [];
+    private readonly List<ConfigEntry> _entries = [];
+
+    private LayeredConfiguration(IConfigurationRoot root, string? file)
+    {
+        _root = root;
+        File = file;
+    }
+
+    public string? File { get; }
+
+    /// <summary>Settings read so far, with their sources.</summary>
+    public IReadOnlyList<ConfigEntry> Entries => _entries;
+
+    /// <summary>Command-line options for <paramref name="settings"/>: <c>--config</c> and one string flag per flagged setting.</summary>
+    public static (Option<string?> Config, Dictionary<Setting, Option<string?>> Flags) CreateOptions(IEnumerable<Setting> settings)
+    {
+        var config = new Option<string?>("--config") { Description = $"JSON settings file (also {ConfigFileVariable}); environment variables and flags override it." };
+        var flags = new Dictionary<Setting, Option<string?>>();
+        foreach (var s in settings.Where(s => s.Flag is not null))
+        {
+            var def = s.Default.Length == 0 ? "" : $" Default: {s.Default}.";
+            flags[s] = new Option<string?>(s.Flag!) { Description = $"{s.Description}{def} [{s.Key}, {s.EnvironmentVariable}]" };
+        }
+
+        return (config, flags);
+    }
+
+    public static LayeredConfiguration Build(ParseResult result, Option<string?> configOption, IReadOnlyDictionary<Setting, Option<string?>> flags, IReadOnlyList<Setting> catalog)
+    {
+        var file = result.GetValue(configOption) ?? Environment.GetEnvironmentVariable(ConfigFileVariable);
+        var builder = new ConfigurationBuilder();
+        if (!string.IsNullOrEmpty(file))
+        {
+            file = Path.GetFullPath(file);
+            if (!System.IO.File.Exists(file))
+            {
+                throw new CliError($"config file '{file}' does not exist; fix --config or {ConfigFileVariable}");
+            }
+
+            builder.AddJsonFile(file, optional: false, reloadOnChange: false);
+        }
+
+        builder.AddEnvironmentVariables("IOTDSD_");
+        var given = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (setting, option) in flags)
+        {
+            if (result.GetResult(option) is { Implicit: false } && result.GetValue(option) is { } value)
+            {
+                given[setting.Key] = value;
+            }
+        }
+
+        builder.AddInMemoryCollection(given);
+        IConfigurationRoot root;
+        try
+        {
+            root = builder.Build();
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new CliError($"config file '{file}' is not valid JSON: {ex.GetBaseException().Message}");
+        }
+
+        var layered = new LayeredConfiguration(root, file);
+        layered.RejectUnknownKeys(catalog);
+        return layered;
+    }
+
+    /// <summary>Keys in our sections that are no setting are mistakes (a typo silently ignored is worse than an error).</summary>
+    private void RejectUnknownKeys(IReadOnlyList<Setting> catalog)
+    {
+        var known = catalog.Select(s => s.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        var sections = known.Select(k => k[..k.IndexOf(':', StringComparison.Ordinal)]).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, _) in _root.AsEnumerable())
+        {
+            var colon = key.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0 && sections.Contains(key[..colon]) && !known.Contains(key) && _root.GetSection(key).GetChildren().Any() is false)
+            {
+                var guess = known.FirstOrDefault(k => k.StartsWith(key[..colon], StringComparison.OrdinalIgnoreCase)
+                    && Distance(k, key) <= 3);
+                _errors.Add($"{key} (from {SourceOf(key, null)}) is not a setting{(guess is null ? "" : $"; did you mean {guess}?")} (the settings are listed in the README)");
+            }
+        }
+    }
+
+    /// <summary>The raw value and where it came from; null when only the default applies.</summary>
+    private (string? Value, string Source) Raw(Setting s)
+    {
+        var value = _root[s.Key];
+        return (string.IsNullOrEmpty(value) ? null : value.Trim(), value is null ? "default" : SourceOf(s.Key, s));
+    }
+
+    private string SourceOf(string key, Setting? s)
+    {
+        foreach (var provider in _root.Providers.Reverse())
+        {
+            if (provider.TryGet(key, out _))
+            {
+                return provider switch
+                {
+                    MemoryConfigurationProvider => $"flag {s?.Flag}",
+                    EnvironmentVariablesConfigurationProvider => $"env {s?.EnvironmentVariable ?? "IOTDSD_" + key.Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant()}",
+                    JsonConfigurationProvider => $"file {File}",
+                    _ => provider.ToString() ?? "?",
+                };
+            }
+        }
+
+        return "default";
+    }
+
+    private void Record(Setting s, string? value, string source) => _entries.Add(new ConfigEntry(s.Key, value, source, s.Secret));
+
+    private void Fail(Setting s, string? value, string source, string problem) =>
+        _errors.Add($"{s.Key} = '{(s.Secret ? ConfigEntry.Redacted : value)}' (from {source}) {problem}; set {s.Places}");
+
+    /// <summary>A string setting; <paramref name="fallback"/> when unset.</summary>
+    public string? String(Setting s, string? fallback = null)
+    {
+        var (value, source) = Raw(s);
+        Record(s, value ?? fallback, source);
+        return value ?? fallback;
+    }
+
+    public int Int(Setting s, int min, int max) => (int)Number(s, min, max, integer: true);
+
+    public double Double(Setting s, double min, double max) => Number(s, min, max, integer: false);
+
+    public TimeSpan Millis(Setting s, double min, double max) => TimeSpan.FromMilliseconds(Number(s, min, max, integer: false));
+
+    public bool Bool(Setting s)
+    {
+        var (value, source) = Raw(s);
+        var text = value ?? s.Default;
+        Record(s, text, source);
+        if (bool.TryParse(text, out var b))
+        {
+            return b;
+        }
+
+        Fail(s, text, source, "must be true or false");
+        return bool.Parse(s.Default);
+    }
+
+    private double Number(Setting s, double min, double max, bool integer)
+    {
+        var (value, source) = Raw(s);
+        var text = value ?? s.Default;
+        Record(s, text, source);
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var number) || double.IsNaN(number))
+        {
+            Fail(s, text, source, $"is not a number");
+        }
+        else if (integer && number != Math.Floor(number))
+        {
+            Fail(s, text, source, "must be a whole number");
+        }
+        else if (number < min || number > max)
+        {
+            Fail(s, text, source, string.Create(CultureInfo.InvariantCulture, $"must be between {min} and {max}"));
+        }
+        else
+        {
+            return number;
+        }
+
+        return double.Parse(s.Default, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Parses a setting with <paramref name="parse"/>, which returns the value or a problem.</summary>
+    public T? Parsed<T>(Setting s, Func<string?, (T? Value, string? Problem)> parse, string? fallback = null)
+    {
+        var (value, source) = Raw(s);
+        var text = value ?? fallback;
+        Record(s, text, source);
+        var (result, problem) = parse(text);
+        if (problem is not null)
+        {
+            Fail(s, text, source, problem);
+        }
+
+        return result;
+    }
+
+    /// <summary>Reports a problem found by a check across settings (or by the options' own validation).</summary>
+    public void Problem(Setting s, string problem)
+    {
+        var entry = _entries.LastOrDefault(e => e.Key == s.Key);
+        Fail(s, entry?.Value, entry?.Source ?? "default", problem);
+    }
+
+    public void ThrowIfInvalid()
+    {
+        if (_errors.Count > 0)
+        {
+            throw new CliError($"invalid configuration: {string.Join("; ", _errors)}");
+        }
+    }
+
+    private static int Distance(string a, string b)
+    {
+        a = a.ToUpperInvariant();
+        b = b.ToUpperInvariant();
+        var d = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++)
+        {
+            d[j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            var previous = d[0];
+            d[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var current = d[j];
+                d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
+                previous = current;
+            }
+        }
+
+        return d[b.Length];
+    }
+}

@@ -1,0 +1,63 @@
+namespace IotDsd.Cli.Hosting;
+
+/// <summary>
+/// One setting of a service role: its configuration key (appsettings JSON path), its environment variable
+/// (<c>IOTDSD_</c> + key with <c>__</c> for <c>:</c>), its command-line flag, its default and what it does.
+/// </summary>
+internal sealed record Setting(string Key, string Default, string Description, string? Flag = null, bool Secret = false)
+{
+    public string EnvironmentVariable => "IOTDSD_" + Key.Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant();
+
+    /// <summary>Every place the setting can be given, for error messages.</summary>
+    public string Places => Flag is null
+        ? $"\"{Key}\" in the config file or {EnvironmentVariable}"
+        : $"\"{Key}\" in the config file, {EnvironmentVariable} or {Flag}";
+}
+
+/// <summary>The settings of the long-running roles, in documentation order.</summary>
+internal static class Settings
+{
+    public static readonly Setting Broker = new("Mqtt:Broker", "127.0.0.1:1883", "MQTT 5 broker as HOST:PORT.", "--broker");
+    public static readonly Setting Username = new("Mqtt:Username", "", "MQTT user name (with ACLs: the device id).", "--username");
+    public static readonly Setting Password = new("Mqtt:Password", "", "MQTT password. Prefer Mqtt:PasswordFile; IOTDSD_MQTT_PASSWORD is also read.", "--password", Secret: true);
+    public static readonly Setting PasswordFile = new("Mqtt:PasswordFile", "", "File whose first line is the MQTT password (systemd: $CREDENTIALS_DIRECTORY/mqtt-password).", "--password-file");
+
+    public static readonly Setting DeviceId = new("Edge:DeviceId", "host name, lower case", "Device id: a topic level; must match the broker identity when ACLs confine devices.", "--device-id");
+    public static readonly Setting PinVerifier = new("Edge:VerifierId", "", "Pin a verifier id; empty discovers the live ones from their retained status.", "--verifier");
+    public static readonly Setting RequestTimeout = new("Edge:RequestTimeoutMs", "5000", "Wait for a reply before resending the same round.", "--request-timeout-ms");
+    public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Sends of one request before the generation fails closed.");
+    public static readonly Setting DiscoveryTimeout = new("Edge:DiscoveryTimeoutMs", "15000", "Wait for a verifier to be online.");
+    public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped order-4 n-gram (built into $IOTDSD_MODEL_CACHE).", "--draft");
+    public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state (completions.jsonl, sessions).", "--state-dir");
+    public static readonly Setting PromptFile = new("Edge:PromptFile", "", "Prompts, one per line, generated in turn; empty: stay connected and idle.", "--prompt-file");
+    public static readonly Setting JobInterval = new("Edge:JobIntervalMs", "5000", "Pause between two generations.");
+    public static readonly Setting MaxJobs = new("Edge:MaxJobs", "0", "Generations before the device idles; 0 for no limit.");
+    public static readonly Setting MaxTokens = new("Edge:MaxTokens", "200", "Tokens per generation.", "--max-tokens");
+    public static readonly Setting Mode = new("Edge:Mode", "", "greedy, dsd, dssd or rsr; empty: rsr when sampling, greedy at temperature 0.", "--mode");
+    public static readonly Setting Temperature = new("Edge:Temperature", "0.7", "Sampling temperature; 0 is greedy.", "--temperature");
+    public static readonly Setting TopK = new("Edge:TopK", "0", "Keep the k most likely tokens; 0 is off.");
+    public static readonly Setting TopP = new("Edge:TopP", "1", "Nucleus sampling mass; 1 is off.");
+    public static readonly Setting Gamma = new("Edge:Gamma", "4", "Draft tokens per round.", "--gamma");
+    public static readonly Setting Seed = new("Edge:Seed", "42", "Seed; randomness is derived from (seed, session, round, position).", "--seed");
+
+    public static readonly Setting VerifierId = new("Verifier:Id", "verifier-1", "Verifier id (a topic level).", "--id");
+    public static readonly Setting TargetModel = new("Verifier:TargetModel", "", "Target model directory; empty: the shipped order-5 n-gram.", "--target");
+    public static readonly Setting MaxBatch = new("Verifier:MaxBatch", "32", "Most rounds verified in one forward pass.", "--max-batch");
+    public static readonly Setting BatchWait = new("Verifier:BatchWaitMs", "1", "Longest a round waits for others to join its batch.", "--batch-wait-ms");
+    public static readonly Setting SessionIdle = new("Verifier:SessionIdleTimeoutS", "600", "Sessions unused this long are dropped (the device re-opens).");
+    public static readonly Setting MaxSessions = new("Verifier:MaxSessions", "10000", "Most sessions held at once; more are refused as overloaded.");
+
+    public static readonly Setting DiagnosticsEnabled = new("Diagnostics:Enabled", "true", "Publish retained metrics and answer diagnostic commands over MQTT.");
+    public static readonly Setting MetricsInterval = new("Diagnostics:MetricsIntervalMs", "5000", "Period of the retained metrics publish.", "--metrics-interval-ms");
+    public static readonly Setting MaxOffline = new("Health:MaxOfflineMs", "600000", "Under a systemd watchdog: stop the heartbeat (so systemd restarts the service) once the broker link has been down this long.");
+    public static readonly Setting LogLevel = new("Logging:Level", "Information", "Trace, Debug, Information, Warning, Error or Critical.", "--log-level");
+
+    public static readonly Setting[] Mqtt = [Broker, Username, Password, PasswordFile];
+    public static readonly Setting[] Common = [DiagnosticsEnabled, MetricsInterval, MaxOffline, LogLevel];
+
+    public static readonly Setting[] Device =
+        [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
+            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, .. Common];
+
+    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, .. Common];
+}
