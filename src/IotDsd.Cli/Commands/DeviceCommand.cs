@@ -51,7 +51,7 @@ internal static class DeviceCommand
             ServiceHost.AddOperations(
                 builder,
                 common,
-                sp => new EdgeDiagnostics(edge, sp.GetRequiredService<DraftWorker>(), sp.GetRequiredService<EdgeService>(), metrics, models.Draft!.Name, layered.Entries, sp.GetRequiredService<TimeProvider>()),
+                sp => new EdgeDiagnostics(edge, sp.GetRequiredService<DraftWorker>(), () => sp.GetRequiredService<EdgeService>().StartupTime, metrics, models.Draft!.Name, layered.Entries, sp.GetRequiredService<TimeProvider>()),
                 sp => sp.GetRequiredService<DraftWorker>().Connection?.IsConnected ?? false);
             using var host = builder.Build();
             await host.RunAsync(ct).ConfigureAwait(false);

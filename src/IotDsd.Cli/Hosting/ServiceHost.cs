@@ -86,6 +86,11 @@ internal static class ServiceHost
         }
 
         password ??= Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
+        if (string.IsNullOrEmpty(password))
+        {
+            password = null; // an empty password file (as installed) means none
+        }
+
         if (password is not null && username is null)
         {
             config.Problem(Settings.Username, "must be set when a password is given");

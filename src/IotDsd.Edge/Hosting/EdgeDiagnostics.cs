@@ -5,7 +5,7 @@ namespace IotDsd.Edge.Hosting;
 
 /// <summary>What a device shows to field diagnostics: its worker's link, its live metrics and its settings.</summary>
 public sealed class EdgeDiagnostics(
-    EdgeOptions options, DraftWorker worker, EdgeService service, EdgeMetrics metrics, string model, IReadOnlyList<ConfigEntry> configuration, TimeProvider time)
+    EdgeOptions options, DraftWorker worker, Func<TimeSpan?> startupTime, EdgeMetrics metrics, string model, IReadOnlyList<ConfigEntry> configuration, TimeProvider time)
     : IDiagnosticsSource
 {
     public string Role => "device";
@@ -23,7 +23,7 @@ public sealed class EdgeDiagnostics(
             Model = model,
             TimestampMs = ProcessClock.NowMs(time),
             UptimeSeconds = Math.Round(ProcessClock.SinceStart(time).TotalSeconds, 1),
-            StartupMs = service.StartupTime is { } s ? Math.Round(s.TotalMilliseconds, 1) : null,
+            StartupMs = startupTime() is { } s ? Math.Round(s.TotalMilliseconds, 1) : null,
             Connected = connection?.IsConnected ?? false,
             Connections = connection?.Connections ?? 0,
             Degradation = m.Degradation,

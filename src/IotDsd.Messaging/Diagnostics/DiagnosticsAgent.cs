@@ -176,7 +176,7 @@ public sealed partial class DiagnosticsAgent(DiagnosticsSettings settings, IDiag
             Command = request?.Command ?? "",
             Role = source.Role,
             Id = source.Id,
-            UptimeSeconds = time.GetElapsedTime(_started).TotalSeconds,
+            UptimeSeconds = Math.Round(time.GetElapsedTime(_started).TotalSeconds, 1),
             Connected = snapshot.Connected,
             Connections = snapshot.Connections,
         };

@@ -27,7 +27,7 @@ public sealed class Pipeline : IAsyncDisposable
     /// <summary>Everything logged at warning or above.</summary>
     public ErrorLog Log { get; }
 
-    public static async Task<Pipeline> StartAsync(int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false)
+    public static async Task<Pipeline> StartAsync(int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false, IotDsd.Edge.Hosting.EdgeMetrics? metrics = null)
     {
         var log = new ErrorLog();
         var broker = new BrokerAddress("127.0.0.1", port);
@@ -37,7 +37,8 @@ public sealed class Pipeline : IAsyncDisposable
         var worker = new DraftWorker(
             new EdgeOptions { Broker = broker, DeviceId = deviceId, VerifierId = pinVerifier ? verifierId : null },
             TestEnvironment.Draft,
-            log.CreateLogger<DraftWorker>());
+            log.CreateLogger<DraftWorker>(),
+            metrics: metrics);
         await worker.StartAsync(CancellationToken.None);
         return new Pipeline(verifier, worker, log);
     }
