@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using IotDsd.Tests.Infrastructure;
 
@@ -7,25 +6,7 @@ namespace IotDsd.Tests;
 /// <summary>The <c>iotdsd</c> executable as a user runs it: a real child process.</summary>
 public sealed class CliTests
 {
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "iotdsd.dll");
-
-    private static async Task<(int Code, string Out, string Err)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Dll);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        psi.Environment["IOTDSD_MODEL_CACHE"] = Path.GetDirectoryName(Path.GetDirectoryName(TestEnvironment.DraftDir));
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(cts.Token);
-        return (process.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => CliProcess.RunAsync(null, args);
 
     [Theory]
     [InlineData("demo", "--prompt", "x", "--mode", "fast")]

@@ -109,7 +109,10 @@ internal sealed class LayeredConfiguration
     private (string? Value, string Source) Raw(Setting s)
     {
         var value = _root[s.Key];
-        return (string.IsNullOrEmpty(value) ? null : value.Trim(), value is null ? "default" : SourceOf(s.Key, s));
+        var source = value is null ? "default" : SourceOf(s.Key, s);
+
+        // An empty environment variable or file value means "not set"; an empty flag was given on purpose and is checked.
+        return (string.IsNullOrWhiteSpace(value) && !source.StartsWith("flag", StringComparison.Ordinal) ? null : value?.Trim(), source);
     }
 
     private string SourceOf(string key, Setting? s)
