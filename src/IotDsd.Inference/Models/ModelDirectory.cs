@@ -16,9 +16,10 @@ public static class ModelDirectory
     private static readonly Dictionary<string, Loader> Loaders = new(StringComparer.Ordinal)
     {
         ["ngram"] = NgramOnnxModel.Load,
+        [Transformer.TransformerModelBuilder.Kind] = Transformer.TransformerModel.Load,
     };
 
-    private const string Fix = "Rebuild it (NgramModelBuilder.Build, or delete the directory if it is in the default model cache " +
+    private const string Fix = "Rebuild it (iotdsd models build, or delete the directory if it is in the default model cache " +
         "so it is rebuilt on next start).";
 
     /// <summary>Kinds that <see cref="Load"/> understands.</summary>

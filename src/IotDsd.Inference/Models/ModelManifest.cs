@@ -13,6 +13,7 @@ public sealed record ModelManifest
     public const string FormatV1 = "iotdsd-model/1";
     public const string FileName = "manifest.json";
     public const string ModelFileKey = "model";
+    public const string TokenizerFileKey = "tokenizer";
 
     [JsonPropertyName("format")] public string Format { get; init; } = FormatV1;
     [JsonPropertyName("kind")] public string Kind { get; init; } = "";
@@ -26,6 +27,7 @@ public sealed record ModelManifest
     [JsonPropertyName("corpus")] public CorpusInfo? Corpus { get; init; }
     [JsonPropertyName("discounts")] public double[]? Discounts { get; init; }
     [JsonPropertyName("heldout_bits_per_byte")] public double? HeldoutBitsPerByte { get; init; }
+    [JsonPropertyName("transformer")] public Transformer.TransformerConfig? Transformer { get; init; }
 
     internal static readonly JsonSerializerOptions JsonOptions = new()
     {

@@ -34,16 +34,42 @@ public sealed class ByteTokenizer : ITokenizer
 
 /// <summary>
 /// Incremental UTF-8 decoding: holds back an incomplete multi-byte sequence; invalid bytes become U+FFFD.
+/// Tokens are bytes by default; <see cref="Utf8StreamDecoder(IReadOnlyList{byte[]})"/> maps each token to its bytes.
 /// </summary>
 public sealed class Utf8StreamDecoder : IStreamDecoder
 {
     private readonly Decoder _decoder = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: false).GetDecoder();
-    private readonly char[] _chars = new char[8];
+    private readonly IReadOnlyList<byte[]>? _tokenBytes;
+    private char[] _chars = new char[8];
+
+    public Utf8StreamDecoder()
+    {
+    }
+
+    /// <summary>A decoder for tokens that stand for byte strings: token <c>t</c> is <c>tokenBytes[t]</c>.</summary>
+    public Utf8StreamDecoder(IReadOnlyList<byte[]> tokenBytes)
+    {
+        _tokenBytes = tokenBytes ?? throw new ArgumentNullException(nameof(tokenBytes));
+    }
 
     public string Append(int token)
     {
-        ReadOnlySpan<byte> one = [ByteTokenizer.ToByte(token)];
-        int n = _decoder.GetChars(one, _chars, flush: false);
+        if (_tokenBytes is null)
+        {
+            ReadOnlySpan<byte> one = [ByteTokenizer.ToByte(token)];
+            return AppendBytes(one);
+        }
+        if ((uint)token >= (uint)_tokenBytes.Count)
+            throw new ArgumentOutOfRangeException(nameof(token), token, $"Tokens are 0..{_tokenBytes.Count - 1}.");
+        return AppendBytes(_tokenBytes[token]);
+    }
+
+    /// <summary>Adds raw UTF-8 bytes; returns the characters they complete.</summary>
+    public string AppendBytes(ReadOnlySpan<byte> bytes)
+    {
+        int max = bytes.Length + 4;
+        if (_chars.Length < max) _chars = new char[Math.Max(max, _chars.Length * 2)];
+        int n = _decoder.GetChars(bytes, _chars, flush: false);
         return n == 0 ? string.Empty : new string(_chars, 0, n);
     }
 
