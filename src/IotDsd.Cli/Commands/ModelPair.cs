@@ -1,4 +1,5 @@
 using IotDsd.Core.Models;
+using IotDsd.Inference.Execution;
 using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Tokenizers;
@@ -19,8 +20,23 @@ internal sealed class ModelPair : IDisposable
     public ILanguageModel Target { get; }
     public ITokenizer Tokenizer { get; }
 
-    /// <summary>Loads the pair; directories left null fall back to the shipped n-gram pair.</summary>
-    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true)
+    /// <summary>
+    /// Loads the pair; directories left null fall back to the shipped n-gram pair. The execution provider comes from
+    /// <paramref name="options"/>, else from <c>$IOTDSD_EXECUTION_PROVIDER</c> and <c>$IOTDSD_PROVIDER_LIBRARY</c> (CPU by default).
+    /// </summary>
+    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true, InferenceOptions? options = null)
+    {
+        try
+        {
+            return LoadCore(draftDir, targetDir, needDraft, needTarget, options ?? InferenceOptions.FromEnvironment());
+        }
+        catch (ExecutionProviderException ex)
+        {
+            throw new CliError(ex.Message);
+        }
+    }
+
+    private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, InferenceOptions options)
     {
         if ((needDraft && draftDir is null) || (needTarget && targetDir is null))
         {
@@ -33,8 +49,8 @@ internal sealed class ModelPair : IDisposable
         ILanguageModel? target = null;
         try
         {
-            draft = needDraft ? ModelDirectory.Load(draftDir!) : null;
-            target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!) : null;
+            draft = needDraft ? ModelDirectory.Load(draftDir!, options) : null;
+            target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!, options) : null;
             if (draft is not null && target is not null && draft.VocabSize != target.VocabSize)
             {
                 throw new CliError($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");

@@ -1,12 +1,39 @@
+using IotDsd.Inference.Execution;
+
 namespace IotDsd.Inference.Models;
 
-/// <summary>How ONNX Runtime sessions are created (CPU execution provider).</summary>
+/// <summary>How ONNX Runtime sessions are created: threads and execution provider (CPU by default).</summary>
 public sealed record InferenceOptions
 {
     public static readonly InferenceOptions Default = new();
 
     /// <summary>Threads inside one operator; 1 keeps small-device runs predictable.</summary>
     public int IntraOpThreads { get; init; } = 1;
+
+    /// <summary>CPU, or CUDA through a plugin provider library. Asking for a GPU forbids falling back to the CPU.</summary>
+    public ExecutionProviderKind Provider { get; init; } = ExecutionProviderKind.Cpu;
+
+    /// <summary>Full path of the plugin provider library (for CUDA: libonnxruntime_providers_cuda.so).</summary>
+    public string? ProviderLibrary { get; init; }
+
+    /// <summary>Which GPU, among those the provider reports.</summary>
+    public int DeviceId { get; init; }
+
+    /// <summary>
+    /// Options from <c>$IOTDSD_EXECUTION_PROVIDER</c> (cpu or cuda) and <c>$IOTDSD_PROVIDER_LIBRARY</c>; explicit
+    /// arguments win over the environment.
+    /// </summary>
+    public static InferenceOptions FromEnvironment(string? provider = null, string? library = null)
+    {
+        var text = provider ?? Environment.GetEnvironmentVariable(ExecutionProviders.ProviderEnvironmentVariable);
+        if (!ExecutionProviders.TryParse(text, out var kind))
+            throw new ExecutionProviderException($"Unknown execution provider '{text}'; use cpu or cuda.");
+        return new InferenceOptions
+        {
+            Provider = kind,
+            ProviderLibrary = library ?? Environment.GetEnvironmentVariable(ExecutionProviders.LibraryEnvironmentVariable),
+        };
+    }
 
     internal Microsoft.ML.OnnxRuntime.SessionOptions CreateSessionOptions()
     {
@@ -18,6 +45,15 @@ public sealed record InferenceOptions
             GraphOptimizationLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
             LogSeverityLevel = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR,
         };
+        try
+        {
+            ExecutionProviders.Configure(o, this);
+        }
+        catch
+        {
+            o.Dispose();
+            throw;
+        }
         return o;
     }
 }

@@ -169,6 +169,21 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     }
 
     [Fact]
+    public void Feed_SteadyStateDecode_AllocatesNoManagedMemory()
+    {
+        using var model = ModelDirectory.Load(pair.DraftDir);
+        using var seq = model.CreateSequence();
+        var row = new float[model.VocabSize];
+        seq.Feed(Text("Warm up"), row);
+        for (int i = 0; i < 3; i++) seq.Feed([Distribution.ArgMax(row)], row); // first use of the 1-token binding
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++) seq.Feed([Distribution.ArgMax(row)], row); // stays inside the 32-slot capacity
+        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / 20;
+        output.WriteLine($"{perStep} managed bytes per decode step");
+        Assert.Equal(0, perStep);
+    }
+
+    [Fact]
     public void Feed_BadInput_ClearErrorAndCacheUnchanged()
     {
         using var model = ModelDirectory.Load(pair.TargetDir);
