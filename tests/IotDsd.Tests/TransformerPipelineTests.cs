@@ -1,0 +1,123 @@
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Models;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
+using IotDsd.Core.Speculative;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Inference.Models;
+using IotDsd.Inference.Tokenizers;
+using IotDsd.Inference.Transformer;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Tests.Infrastructure;
+using IotDsd.Verifier.Hosting;
+using Xunit.Abstractions;
+
+namespace IotDsd.Tests;
+
+/// <summary>A tiny transformer draft/target pair, built in C# into a temp directory once for the class.</summary>
+public sealed class TinyTransformerPair : IDisposable
+{
+    public TinyTransformerPair()
+    {
+        Root = Path.Combine(Path.GetTempPath(), "iotdsd-tiny-pair-" + Guid.NewGuid().ToString("N"));
+        var corpus = Inference.Ngram.DefaultModels.Corpus.Span;
+        TransformerModelBuilder.Build("tiny", "draft", 5, Path.Combine(Root, "draft"), corpus, "fortunes-en");
+        TransformerModelBuilder.Build("tiny", "target", 5, Path.Combine(Root, "target"), corpus, "fortunes-en");
+        Draft = ModelDirectory.Load(Path.Combine(Root, "draft"));
+        Target = ModelDirectory.Load(Path.Combine(Root, "target"));
+        Tokenizer = TokenizerFactory.ForModelDirectory(Path.Combine(Root, "target"));
+    }
+
+    public string Root { get; }
+    public ILanguageModel Draft { get; }
+    public ILanguageModel Target { get; }
+    public ITokenizer Tokenizer { get; }
+
+    public void Dispose()
+    {
+        Draft.Dispose();
+        Target.Dispose();
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>The whole pipeline (embedded MQTT broker over TCP, verifier, draft worker) with built transformer models.</summary>
+public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutputHelper output) : IClassFixture<TinyTransformerPair>
+{
+    private async Task<T> WithPipelineAsync<T>(Func<DraftWorker, Task<T>> body)
+    {
+        var log = new ErrorLog();
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "tf-verifier" }, pair.Target, log.CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "tf-device" }, pair.Draft, log.CreateLogger<DraftWorker>());
+            await worker.StartAsync(CancellationToken.None);
+            var result = await body(worker);
+            Assert.Empty(log.Errors);
+            return result;
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+        }
+    }
+
+    private static SessionSettings Settings(string session, DecodingMode mode, float temperature, int tokens, ulong seed = 9) => new()
+    {
+        SessionId = session,
+        Mode = mode,
+        Sampling = new SamplingParams(temperature, 0, 1f),
+        Seed = seed,
+        MaxTokens = tokens,
+        Gamma = 4,
+    };
+
+    [Fact]
+    public async Task Greedy_EveryWireMode_ByteIdenticalToTargetOnly()
+    {
+        const int tokens = 160;
+        var prompt = pair.Tokenizer.Encode("The meaning of life is");
+        var reference = Autoregressive.Generate(pair.Target, prompt, SamplingParams.Greedy, 0, "ref", tokens);
+        await WithPipelineAsync(async worker =>
+        {
+            foreach (var mode in Enum.GetValues<DecodingMode>())
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+                var report = await worker.GenerateAsync(prompt, Settings($"greedy-{mode}", mode, 0f, tokens), null, cts.Token);
+                Assert.Equal(reference, report.Tokens);
+                Assert.True(report.Rounds < tokens, $"{mode}: {report.Rounds} rounds for {tokens} tokens means nothing was accepted");
+                output.WriteLine($"{mode}: acceptance {report.AcceptanceRate:P1}, {report.Rounds} rounds");
+            }
+
+            return 0;
+        });
+        output.WriteLine(((HfBpeTokenizer)pair.Tokenizer).Decode(reference));
+    }
+
+    [Theory]
+    [InlineData(DecodingMode.Dsd)]
+    [InlineData(DecodingMode.Dssd)]
+    [InlineData(DecodingMode.Rsr)]
+    public async Task Sampling_SameSeed_SameTextAndRealisticAcceptance(DecodingMode mode)
+    {
+        var prompt = pair.Tokenizer.Encode("A computer");
+        await WithPipelineAsync(async worker =>
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            var first = await worker.GenerateAsync(prompt, Settings("a", mode, 0.8f, 150, 11), null, cts.Token);
+            var second = await worker.GenerateAsync(prompt, Settings("a", mode, 0.8f, 150, 11), null, cts.Token);
+            var other = await worker.GenerateAsync(prompt, Settings("a", mode, 0.8f, 150, 12), null, cts.Token);
+            Assert.Equal(first.Tokens, second.Tokens);
+            Assert.NotEqual(first.Tokens, other.Tokens);
+            Assert.InRange(first.AcceptanceRate, 0.3, 0.98);
+            output.WriteLine($"{mode}: acceptance {first.AcceptanceRate:P1}");
+            return 0;
+        });
+    }
+}
