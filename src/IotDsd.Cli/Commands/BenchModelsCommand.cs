@@ -1,0 +1,136 @@
+using System.CommandLine;
+using System.Globalization;
+using IotDsd.Core.Models;
+using IotDsd.Inference.Execution;
+using IotDsd.Inference.Models;
+using IotDsd.Inference.Ngram;
+using IotDsd.Inference.Transformer;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd bench models</c>: draft decode rate, managed bytes per decode step, verification latency against γ and
+/// batched verification against the batch size, for a built transformer pair (or any --draft/--target directories).
+/// </summary>
+internal static class BenchModelsCommand
+{
+    public static Command Create()
+    {
+        var preset = new Option<string>("--preset") { Description = "Transformer pair to build (once, into the model cache) and measure: tiny or small.", DefaultValueFactory = _ => "tiny" };
+        var draft = new Option<string?>("--draft") { Description = "Draft model directory (instead of --preset)." };
+        var target = new Option<string?>("--target") { Description = "Target model directory (instead of --preset)." };
+        var iterations = new Option<int>("--iterations") { Description = "Timed repetitions per point (medians are reported).", DefaultValueFactory = _ => 20 };
+        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads.", DefaultValueFactory = _ => 1 };
+        var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,2,4,8,16" };
+        var provider = new Option<string?>("--provider") { Description = "cpu or cuda (default: $IOTDSD_EXECUTION_PROVIDER, else cpu)." };
+        var library = new Option<string?>("--provider-library") { Description = "CUDA: path of libonnxruntime_providers_cuda.so (default: $IOTDSD_PROVIDER_LIBRARY)." };
+        var command = new Command("models", "Draft tokens/s, managed bytes per decode step, verification latency vs gamma (1-8) and vs batch size.")
+        {
+            preset, draft, target, iterations, threads, batches, provider, library,
+        };
+        command.SetAction(result =>
+        {
+            var n = result.GetValue(iterations);
+            if (n is < 1 or > 10_000)
+            {
+                throw new CliError($"--iterations must be between 1 and 10000, got {n}");
+            }
+
+            var sizes = ParseBatches(result.GetValue(batches)!);
+            InferenceOptions options;
+            try
+            {
+                options = InferenceOptions.FromEnvironment(result.GetValue(provider), result.GetValue(library)) with { IntraOpThreads = Math.Clamp(result.GetValue(threads), 1, 64) };
+            }
+            catch (ExecutionProviderException ex)
+            {
+                throw new CliError(ex.Message);
+            }
+
+            var (draftDir, targetDir) = (result.GetValue(draft), result.GetValue(target));
+            if ((draftDir is null) != (targetDir is null))
+            {
+                throw new CliError("give both --draft and --target, or neither (then --preset is built)");
+            }
+
+            if (draftDir is null)
+            {
+                (draftDir, targetDir) = EnsurePreset(result.GetValue(preset)!);
+            }
+
+            using var models = ModelPair.Load(draftDir, targetDir, needDraft: true, options: options);
+            Run(models.Draft!, models.Target, options, n, sizes);
+            return 0;
+        });
+        return command;
+    }
+
+    private static void Run(ILanguageModel draft, ILanguageModel target, InferenceOptions options, int n, int[] sizes)
+    {
+        var o = Console.Out;
+        o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"provider {options.Provider}, {options.IntraOpThreads} intra-op thread(s), {Environment.ProcessorCount} cores, medians of {n}"));
+        o.WriteLine($"draft {draft.Name}, target {target.Name}");
+        o.WriteLine();
+        o.WriteLine("| model | decode tokens/s | ms/token | managed bytes/step |");
+        o.WriteLine("|---|---|---|---|");
+        foreach (var m in (ILanguageModel[])[draft, target])
+        {
+            var d = ModelBenchmark.Decode(m, Math.Max(32, n * 4));
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {m.Name} | {d.TokensPerSecond:0.0} | {d.MillisPerToken:0.000} | {d.ManagedBytesPerStep:0} |"));
+        }
+
+        o.WriteLine();
+        o.WriteLine("| γ | verify ms (target, prefix 64) | ms per verified token |");
+        o.WriteLine("|---|---|---|");
+        for (int gamma = 1; gamma <= 8; gamma++)
+        {
+            var ms = ModelBenchmark.VerifyMillis(target, 64, gamma, n);
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {gamma} | {ms:0.000} | {ms / (gamma + 1):0.000} |"));
+        }
+
+        o.WriteLine();
+        o.WriteLine("| batch | batched ms (γ=4) | one-at-a-time ms | speed-up | tokens/s |");
+        o.WriteLine("|---|---|---|---|---|");
+        foreach (var b in sizes)
+        {
+            var r = ModelBenchmark.Batch(target, b, 4, n);
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {b} | {r.Millis:0.000} | {r.SequentialMillis:0.000} | {r.SequentialMillis / r.Millis:0.00}x | {r.TokensPerSecond:0} |"));
+        }
+    }
+
+    private static int[] ParseBatches(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var sizes = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out sizes[i]) || sizes[i] is < 1 or > 256)
+            {
+                throw new CliError($"--batches must be comma-separated sizes between 1 and 256, got '{text}'");
+            }
+        }
+
+        return parts.Length > 0 ? sizes : throw new CliError("--batches is empty");
+    }
+
+    private static (string Draft, string Target) EnsurePreset(string preset)
+    {
+        if (!TransformerConfig.PresetNames.Contains(preset))
+        {
+            throw new CliError($"--preset must be {string.Join(" or ", TransformerConfig.PresetNames)}, got '{preset}'");
+        }
+
+        var root = DefaultModels.DefaultCacheRoot();
+        string Dir(string role) => Path.Combine(root, $"transformer-{preset}-{role}-seed1-v1");
+        foreach (var role in (string[])["draft", "target"])
+        {
+            if (!ModelDirectory.IsValid(Dir(role)))
+            {
+                Console.Error.WriteLine($"building the {preset} {role} into {Dir(role)} ...");
+                TransformerModelBuilder.Build(preset, role, 1, Dir(role), DefaultModels.Corpus.Span, DefaultModels.CorpusName);
+            }
+        }
+
+        return (Dir("draft"), Dir("target"));
+    }
+}

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace IotDsd.Tests;
+
+/// <summary><c>iotdsd models build --kind transformer</c>, then the built pair through the generating commands, as child processes.</summary>
+public sealed class TransformerCliTests : IDisposable
+{
+    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "iotdsd.dll");
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "iotdsd-tf-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    private Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunWithAsync(null, args);
+
+    private async Task<(int Code, string Out, string Err)> RunWithAsync(string? provider, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Dll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        psi.Environment["IOTDSD_MODEL_CACHE"] = Path.Combine(_root, "cache");
+        if (provider is not null)
+        {
+            psi.Environment["IOTDSD_EXECUTION_PROVIDER"] = provider;
+            psi.Environment.Remove("IOTDSD_PROVIDER_LIBRARY");
+        }
+
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        return (process.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task ModelsBuild_TransformerPair_DemoGreedyMatchesGenerateAndBenchRuns()
+    {
+        var draft = Path.Combine(_root, "draft");
+        var target = Path.Combine(_root, "target");
+        var built = await RunAsync("models", "build", "--kind", "transformer", "--role", "draft", "--preset", "tiny", "--seed", "3", "--out", draft);
+        Assert.True(built.Code == 0, built.Err);
+        Assert.Contains("1 layers", built.Out, StringComparison.Ordinal);
+        built = await RunAsync("models", "build", "--kind", "transformer", "--role", "target", "--preset", "tiny", "--seed", "3", "--out", target);
+        Assert.True(built.Code == 0, built.Err);
+        foreach (var file in new[] { "model.onnx", "tokenizer.json", "manifest.json" })
+        {
+            Assert.True(File.Exists(Path.Combine(target, file)), file);
+        }
+
+        var demo = await RunAsync("demo", "--prompt", "Café: naïve", "--max-tokens", "80", "--temperature", "0", "--json", "--draft", draft, "--target", target);
+        var generate = await RunAsync("generate", "--prompt", "Café: naïve", "--max-tokens", "80", "--temperature", "0", "--json", "--target", target);
+        Assert.True(demo.Code == 0, demo.Err);
+        Assert.True(generate.Code == 0, generate.Err);
+        using var d = JsonDocument.Parse(demo.Out);
+        using var g = JsonDocument.Parse(generate.Out);
+        Assert.Equal(g.RootElement.GetProperty("text").GetString(), d.RootElement.GetProperty("text").GetString());
+
+        var bench = await RunAsync("bench", "models", "--draft", draft, "--target", target, "--iterations", "2", "--batches", "1,3");
+        Assert.True(bench.Code == 0, bench.Err);
+        Assert.Contains("| 8 |", bench.Out, StringComparison.Ordinal);   // γ up to 8
+        Assert.Contains("| 3 |", bench.Out, StringComparison.Ordinal);   // batch of 3
+        Assert.Contains("managed bytes/step", bench.Out, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("models", "build", "--kind", "lstm", "--role", "draft", "--out", "x")]
+    [InlineData("models", "build", "--kind", "transformer", "--role", "draft", "--preset", "huge", "--out", "x")]
+    [InlineData("bench", "models", "--draft", "/nonexistent/a")]
+    [InlineData("bench", "models", "--batches", "0,2")]
+    public async Task Cli_BadTransformerArguments_OneLineError(params string[] args)
+    {
+        var (code, stdout, stderr) = await RunAsync(args);
+        Assert.NotEqual(0, code);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("iotdsd", lines[0], StringComparison.Ordinal);
+        Assert.Equal("", stdout);
+    }
+
+    [Fact]
+    public async Task Generate_CudaWithoutLibrary_FailsWithInstallHint()
+    {
+        var psiArgs = new[] { "models", "build", "--kind", "transformer", "--role", "target", "--out", Path.Combine(_root, "t") };
+        Assert.Equal(0, (await RunAsync(psiArgs)).Code);
+        var (code, stdout, stderr) = await RunWithAsync("cuda", "generate", "--prompt", "x", "--target", Path.Combine(_root, "t"));
+        Assert.NotEqual(0, code);
+        Assert.Equal("", stdout);
+        Assert.Contains("libonnxruntime_providers_cuda.so", stderr, StringComparison.Ordinal);
+    }
+}
