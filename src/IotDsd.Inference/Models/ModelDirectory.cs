@@ -34,6 +34,8 @@ public static class ModelDirectory
             throw new ModelLoadException(full, $"Model directory '{full}' does not exist. Pass the directory that holds " +
                 $"{ModelManifest.FileName}, or leave the model option unset to use the built-in default n-gram pair.");
         var manifestPath = Path.Combine(full, ModelManifest.FileName);
+        if (!File.Exists(manifestPath) && OptimumDirectory.TryDescribe(full) is { } exported)
+            return exported;
         if (!File.Exists(manifestPath))
             throw new ModelLoadException(manifestPath, $"Model directory '{full}' has no {ModelManifest.FileName}. " +
                 $"A model directory needs {ModelManifest.FileName} (format {ModelManifest.FormatV1}) beside its ONNX files. {Fix}");
@@ -72,6 +74,7 @@ public static class ModelDirectory
             if (!File.Exists(path))
                 throw new ModelLoadException(path, $"Model file '{path}' ({role}) named in '{Path.Combine(full, ModelManifest.FileName)}' " +
                     $"is missing. {Fix}");
+            if (manifest.Unverified) continue;
             if (!manifest.Sha256.TryGetValue(role, out var expected) || string.IsNullOrWhiteSpace(expected))
                 throw new ModelLoadException(path, $"'{Path.Combine(full, ModelManifest.FileName)}' has no sha256 for '{role}'. {Fix}");
             var actual = Sha256File(path);

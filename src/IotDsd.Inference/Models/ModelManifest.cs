@@ -27,6 +27,9 @@ public sealed record ModelManifest
     [JsonPropertyName("corpus")] public CorpusInfo? Corpus { get; init; }
     [JsonPropertyName("discounts")] public double[]? Discounts { get; init; }
     [JsonPropertyName("heldout_bits_per_byte")] public double? HeldoutBitsPerByte { get; init; }
+    /// <summary>Made in memory for a directory without a manifest (an Optimum export): files are not checksummed.</summary>
+    [JsonIgnore] public bool Unverified { get; init; }
+
     [JsonPropertyName("transformer")] public Transformer.TransformerConfig? Transformer { get; init; }
 
     internal static readonly JsonSerializerOptions JsonOptions = new()

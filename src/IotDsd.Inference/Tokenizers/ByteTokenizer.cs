@@ -59,9 +59,9 @@ public sealed class Utf8StreamDecoder : IStreamDecoder
             ReadOnlySpan<byte> one = [ByteTokenizer.ToByte(token)];
             return AppendBytes(one);
         }
-        if ((uint)token >= (uint)_tokenBytes.Count)
-            throw new ArgumentOutOfRangeException(nameof(token), token, $"Tokens are 0..{_tokenBytes.Count - 1}.");
-        return AppendBytes(_tokenBytes[token]);
+        if (token < 0) throw new ArgumentOutOfRangeException(nameof(token), token, "Tokens are non-negative.");
+        // A model's vocabulary may be padded past the tokenizer's: such ids stand for no text.
+        return token < _tokenBytes.Count ? AppendBytes(_tokenBytes[token]) : string.Empty;
     }
 
     /// <summary>Adds raw UTF-8 bytes; returns the characters they complete.</summary>

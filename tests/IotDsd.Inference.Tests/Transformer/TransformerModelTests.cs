@@ -49,6 +49,23 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     }
 
     [Fact]
+    public void Load_OptimumExportLayout_NoManifest_RunsLikeManifestDirectory()
+    {
+        var dir = Path.Combine(pair.Root, "optimum-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        File.Copy(Path.Combine(pair.TargetDir, "model.onnx"), Path.Combine(dir, "model.onnx"));
+        File.Copy(Path.Combine(pair.TargetDir, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"));
+        var missing = Assert.Throws<ModelLoadException>(() => ModelDirectory.Load(dir));
+        Assert.Contains("config.json", missing.Message);
+
+        File.WriteAllText(Path.Combine(dir, "config.json"), """{"model_type":"gpt2","vocab_size":256,"n_positions":1024}""");
+        using var exported = ModelDirectory.Load(dir);
+        using var built = ModelDirectory.Load(pair.TargetDir);
+        var tokens = TokenizerFactory.ForModelDirectory(dir).Encode("Bring your own model");
+        AssertClose(Forward(built, tokens), Forward(exported, tokens), "optimum layout");
+    }
+
+    [Fact]
     public void Feed_Incremental_EqualsFullForward()
     {
         using var model = ModelDirectory.Load(pair.TargetDir);
