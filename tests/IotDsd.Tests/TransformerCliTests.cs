@@ -1,12 +1,11 @@
-using System.Diagnostics;
 using System.Text.Json;
+using IotDsd.Tests.Infrastructure;
 
 namespace IotDsd.Tests;
 
 /// <summary><c>iotdsd models build --kind transformer</c>, then the built pair through the generating commands, as child processes.</summary>
 public sealed class TransformerCliTests : IDisposable
 {
-    private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "iotdsd.dll");
     private readonly string _root = Path.Combine(Path.GetTempPath(), "iotdsd-tf-cli-" + Guid.NewGuid().ToString("N"));
 
     public void Dispose()
@@ -16,28 +15,16 @@ public sealed class TransformerCliTests : IDisposable
 
     private Task<(int Code, string Out, string Err)> RunAsync(params string[] args) => RunWithAsync(null, args);
 
-    private async Task<(int Code, string Out, string Err)> RunWithAsync(string? provider, params string[] args)
+    private Task<(int Code, string Out, string Err)> RunWithAsync(string? provider, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Dll);
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        psi.Environment["IOTDSD_MODEL_CACHE"] = Path.Combine(_root, "cache");
+        var environment = new Dictionary<string, string> { ["IOTDSD_MODEL_CACHE"] = Path.Combine(_root, "cache") };
         if (provider is not null)
         {
-            psi.Environment["IOTDSD_EXECUTION_PROVIDER"] = provider;
-            psi.Environment.Remove("IOTDSD_PROVIDER_LIBRARY");
+            environment["IOTDSD_EXECUTION_PROVIDER"] = provider;
+            environment["IOTDSD_PROVIDER_LIBRARY"] = "";
         }
 
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(cts.Token);
-        return (process.ExitCode, await stdout, await stderr);
+        return CliProcess.RunAsync(environment, args);
     }
 
     [Fact]

@@ -1,5 +1,4 @@
 using IotDsd.Core.Models;
-using Microsoft.ML.OnnxRuntime;
 
 namespace IotDsd.Inference.Transformer;
 
@@ -12,12 +11,7 @@ namespace IotDsd.Inference.Transformer;
 internal sealed class TransformerBatch(TransformerModel model) : IDisposable
 {
     private readonly Lock _lock = new();
-    private NativeBuffer<float>[] _past = [];
-    private NativeBuffer<float>[] _present = [];
-    private NativeBuffer<long>? _ids;
-    private NativeBuffer<long>? _positions;
-    private NativeBuffer<long>? _mask;
-    private NativeBuffer<float>? _logits;
+    private readonly ForwardBuffers _buffers = new(model);
 
     public void Run(IReadOnlyList<FeedRequest> batch)
     {
@@ -34,10 +28,11 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
             }
 
             int rows = live.Count, t = p + s, d = model.HeadDim, heads = model.KvHeads, v = model.VocabSize;
-            Ensure(rows, p, s);
-            var ids = _ids!.Span;
-            var positions = _positions!.Span;
-            var mask = _mask!.Span;
+            _buffers.EnsurePast(rows, p);
+            _buffers.EnsureChunk(rows, p, s);
+            var ids = _buffers.Ids!.Span;
+            var positions = _buffers.Positions!.Span;
+            var mask = _buffers.Mask!.Span;
             for (int r = 0; r < rows; r++)
             {
                 var request = batch[live[r]];
@@ -54,15 +49,15 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 row[length..p].Clear();
                 row.Slice(p, tokens.Length).Fill(1);
                 row[(p + tokens.Length)..].Clear();
-                for (int i = 0; i < _past.Length; i++)
+                for (int i = 0; i < _buffers.Past.Length; i++)
                 {
                     var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        cache.Slice((long)h * seq.Capacity * d, length * d).CopyTo(_past[i].Slice(((long)r * heads + h) * p * d, length * d));
+                        cache.Slice((long)h * seq.Capacity * d, length * d).CopyTo(_buffers.Past[i].Slice(((long)r * heads + h) * p * d, length * d));
                 }
             }
 
-            RunOnce(rows, p, s);
+            using (var binding = _buffers.Bind(rows, p, s)) model.Session.RunWithBinding(model.RunOptions, binding.Io);
 
             for (int r = 0; r < rows; r++)
             {
@@ -70,85 +65,21 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 var seq = (TransformerSequence)request.Sequence;
                 int n = request.Tokens.Length, length = seq.Length;
                 seq.EnsureCapacity(length + n);
-                for (int i = 0; i < _present.Length; i++)
+                for (int i = 0; i < _buffers.Present.Length; i++)
                 {
                     var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        _present[i].Slice((((long)r * heads + h) * t + p) * d, n * d).CopyTo(cache.Slice(((long)h * seq.Capacity + length) * d, n * d));
+                        _buffers.Present[i].Slice((((long)r * heads + h) * t + p) * d, n * d).CopyTo(cache.Slice(((long)h * seq.Capacity + length) * d, n * d));
                 }
                 int wanted = request.Logits.Length / v;
-                _logits!.Slice(((long)r * s + n - wanted) * v, wanted * v).CopyTo(request.Logits.Span);
+                _buffers.Logits!.Slice(((long)r * s + n - wanted) * v, wanted * v).CopyTo(request.Logits.Span);
                 seq.Advance(n);
             }
         }
     }
 
-    private void RunOnce(int rows, int p, int s)
-    {
-        var values = new List<OrtValue>(3 + 4 * model.Layers);
-        using var io = model.Session.CreateIoBinding();
-        try
-        {
-            OrtValue Add(OrtValue value)
-            {
-                values.Add(value);
-                return value;
-            }
-
-            var names = model.InputNames;
-            io.BindInput(names[0], Add(_ids!.Tensor([rows, s])));
-            io.BindInput(names[1], Add(_mask!.Tensor([rows, p + s])));
-            io.BindInput(names[2], Add(_positions!.Tensor([rows, s])));
-            for (int i = 0; i < _past.Length; i++) io.BindInput(names[3 + i], Add(_past[i].Tensor([rows, model.KvHeads, p, model.HeadDim])));
-            var outputs = model.OutputNames;
-            io.BindOutput(outputs[0], Add(_logits!.Tensor([rows, s, model.VocabSize])));
-            for (int i = 0; i < _present.Length; i++) io.BindOutput(outputs[1 + i], Add(_present[i].Tensor([rows, model.KvHeads, p + s, model.HeadDim])));
-            model.Session.RunWithBinding(model.RunOptions, io);
-        }
-        finally
-        {
-            foreach (var value in values) value.Dispose();
-        }
-    }
-
-    /// <summary>Grows the workspace (never shrinks) to fit <paramref name="rows"/> rows, a past of <paramref name="p"/> and chunks of <paramref name="s"/>.</summary>
-    private void Ensure(int rows, int p, int s)
-    {
-        long slot = model.SlotFloats;
-        Grow(ref _past, rows * slot * p);
-        Grow(ref _present, rows * slot * (p + s));
-        Grow(ref _ids, (long)rows * s);
-        Grow(ref _positions, (long)rows * s);
-        Grow(ref _mask, (long)rows * (p + s));
-        Grow(ref _logits, (long)rows * s * model.VocabSize);
-    }
-
-    private void Grow(ref NativeBuffer<float>[] buffers, long length)
-    {
-        if (buffers.Length > 0 && buffers[0].Length >= length) return;
-        foreach (var b in buffers) b.Dispose();
-        buffers = new NativeBuffer<float>[2 * model.Layers];
-        for (int i = 0; i < buffers.Length; i++) buffers[i] = new NativeBuffer<float>(length);
-    }
-
-    private static void Grow<T>(ref NativeBuffer<T>? buffer, long length)
-        where T : unmanaged
-    {
-        if (buffer is not null && buffer.Length >= length) return;
-        buffer?.Dispose();
-        buffer = new NativeBuffer<T>(length);
-    }
-
     public void Dispose()
     {
-        lock (_lock)
-        {
-            foreach (var b in _past) b.Dispose();
-            foreach (var b in _present) b.Dispose();
-            _ids?.Dispose();
-            _positions?.Dispose();
-            _mask?.Dispose();
-            _logits?.Dispose();
-        }
+        lock (_lock) _buffers.Dispose();
     }
 }

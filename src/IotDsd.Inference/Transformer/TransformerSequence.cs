@@ -23,18 +23,14 @@ internal sealed class TransformerSequence : IModelSequence
     private const int MinCapacity = 32;
 
     private readonly Binding?[] _bindings = new Binding?[CachedChunkSizes];
-    private NativeBuffer<float>[] _past = [];
-    private NativeBuffer<float>[] _present = [];
-    private NativeBuffer<long>? _ids;
-    private NativeBuffer<long>? _positions;
-    private NativeBuffer<long>? _mask;
-    private NativeBuffer<float>? _logits;
+    private readonly ForwardBuffers _buffers;
     private int _chunkCapacity;
     private bool _disposed;
 
     public TransformerSequence(TransformerModel model)
     {
         Model = model;
+        _buffers = new ForwardBuffers(model);
     }
 
     public TransformerModel Model { get; }
@@ -53,19 +49,19 @@ internal sealed class TransformerSequence : IModelSequence
         EnsureChunk(s);
         int c = Capacity;
 
-        var ids = _ids!.Span;
-        var positions = _positions!.Span;
+        var ids = _buffers.Ids!.Span;
+        var positions = _buffers.Positions!.Span;
         for (int i = 0; i < s; i++)
         {
             ids[i] = tokens[i];
             positions[i] = Length + i;
         }
-        var mask = _mask!.Slice(0, c + s);
+        var mask = _buffers.Mask!.Slice(0, c + s);
         mask[..Length].Fill(1);
         mask[Length..c].Clear();
         mask[c..].Fill(1);
 
-        var binding = s < CachedChunkSizes ? _bindings[s] ??= Bind(s) : Bind(s);
+        var binding = s < CachedChunkSizes ? _bindings[s] ??= _buffers.Bind(1, c, s) : _buffers.Bind(1, c, s);
         try
         {
             Model.Session.RunWithBinding(Model.RunOptions, binding.Io);
@@ -76,15 +72,17 @@ internal sealed class TransformerSequence : IModelSequence
         }
 
         int d = Model.HeadDim;
-        for (int i = 0; i < _past.Length; i++)
+        var past = _buffers.Past;
+        var present = _buffers.Present;
+        for (int i = 0; i < past.Length; i++)
         {
             for (int h = 0; h < Model.KvHeads; h++)
             {
-                _present[i].Slice(((long)h * (c + s) + c) * d, s * d).CopyTo(_past[i].Slice(((long)h * c + Length) * d, s * d));
+                present[i].Slice(((long)h * (c + s) + c) * d, s * d).CopyTo(past[i].Slice(((long)h * c + Length) * d, s * d));
             }
         }
         int v = Model.VocabSize;
-        _logits!.Slice((long)(s - rows) * v, rows * v).CopyTo(logits);
+        _buffers.Logits!.Slice((long)(s - rows) * v, rows * v).CopyTo(logits);
         Length += s;
     }
 
@@ -117,7 +115,7 @@ internal sealed class TransformerSequence : IModelSequence
     internal void Advance(int count) => Length += count;
 
     /// <summary>Key or value cache <paramref name="index"/> (2·layer, 2·layer+1) as [heads, Capacity, head_dim].</summary>
-    internal NativeBuffer<float> Past(int index) => _past[index];
+    internal NativeBuffer<float> Past(int index) => _buffers.Past[index];
 
     /// <summary>Makes room for <paramref name="needed"/> slots, keeping the first <see cref="Length"/>.</summary>
     internal void EnsureCapacity(int needed)
@@ -126,74 +124,27 @@ internal sealed class TransformerSequence : IModelSequence
         if (needed <= Capacity) return;
         int capacity = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(needed, MinCapacity)), int.MaxValue);
         int d = Model.HeadDim;
+        var old = _buffers.Past;
         var fresh = new NativeBuffer<float>[2 * Model.Layers];
         for (int i = 0; i < fresh.Length; i++)
         {
             fresh[i] = new NativeBuffer<float>((long)Model.SlotFloats * capacity);
-            if (_past.Length == 0) continue;
+            if (old.Length == 0) continue;
             for (int h = 0; h < Model.KvHeads; h++)
-                _past[i].Slice((long)h * Capacity * d, Length * d).CopyTo(fresh[i].Slice((long)h * capacity * d, Length * d));
+                old[i].Slice((long)h * Capacity * d, Length * d).CopyTo(fresh[i].Slice((long)h * capacity * d, Length * d));
         }
         DisposeBindings();
-        foreach (var b in _past) b.Dispose();
-        _past = fresh;
+        foreach (var b in old) b.Dispose();
+        _buffers.Past = fresh;
         Capacity = capacity;
-        ReallocateChunk(_chunkCapacity);
+        if (_chunkCapacity > 0) _buffers.EnsureChunk(1, Capacity, _chunkCapacity);
     }
 
     private void EnsureChunk(int s)
     {
-        if (s > _chunkCapacity) ReallocateChunk(Math.Max(s, Math.Min(2 * _chunkCapacity, CachedChunkSizes - 1)));
-    }
-
-    /// <summary>Present, id, position, mask and logits buffers for chunks of up to <paramref name="chunk"/> tokens.</summary>
-    private void ReallocateChunk(int chunk)
-    {
-        if (chunk == 0) return;
-        DisposeBindings();
-        foreach (var b in _present) b.Dispose();
-        _ids?.Dispose();
-        _positions?.Dispose();
-        _mask?.Dispose();
-        _logits?.Dispose();
-        _present = new NativeBuffer<float>[2 * Model.Layers];
-        for (int i = 0; i < _present.Length; i++) _present[i] = new NativeBuffer<float>((long)Model.SlotFloats * (Capacity + chunk));
-        _ids = new NativeBuffer<long>(chunk);
-        _positions = new NativeBuffer<long>(chunk);
-        _mask = new NativeBuffer<long>(Capacity + chunk);
-        _logits = new NativeBuffer<float>((long)chunk * Model.VocabSize);
-        _chunkCapacity = chunk;
-    }
-
-    private Binding Bind(int s)
-    {
-        long c = Capacity;
-        var values = new List<OrtValue>(3 + 4 * Model.Layers);
-        var io = Model.Session.CreateIoBinding();
-        try
-        {
-            OrtValue Add(OrtValue v)
-            {
-                values.Add(v);
-                return v;
-            }
-
-            var names = Model.InputNames;
-            io.BindInput(names[0], Add(_ids!.Tensor([1, s])));
-            io.BindInput(names[1], Add(_mask!.Tensor([1, c + s])));
-            io.BindInput(names[2], Add(_positions!.Tensor([1, s])));
-            for (int i = 0; i < _past.Length; i++) io.BindInput(names[3 + i], Add(_past[i].Tensor([1, Model.KvHeads, c, Model.HeadDim])));
-            var outputs = Model.OutputNames;
-            io.BindOutput(outputs[0], Add(_logits!.Tensor([1, s, Model.VocabSize])));
-            for (int i = 0; i < _present.Length; i++) io.BindOutput(outputs[1 + i], Add(_present[i].Tensor([1, Model.KvHeads, c + s, Model.HeadDim])));
-            return new Binding(io, values);
-        }
-        catch
-        {
-            io.Dispose();
-            foreach (var v in values) v.Dispose();
-            throw;
-        }
+        if (s <= _chunkCapacity) return;
+        _chunkCapacity = Math.Max(s, Math.Min(2 * _chunkCapacity, CachedChunkSizes - 1));
+        if (_buffers.EnsureChunk(1, Capacity, _chunkCapacity)) DisposeBindings();
     }
 
     public void Dispose()
@@ -201,12 +152,7 @@ internal sealed class TransformerSequence : IModelSequence
         if (_disposed) return;
         _disposed = true;
         DisposeBindings();
-        foreach (var b in _past) b.Dispose();
-        foreach (var b in _present) b.Dispose();
-        _ids?.Dispose();
-        _positions?.Dispose();
-        _mask?.Dispose();
-        _logits?.Dispose();
+        _buffers.Dispose();
     }
 
     private void DisposeBindings()
@@ -219,15 +165,4 @@ internal sealed class TransformerSequence : IModelSequence
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
-
-    private sealed class Binding(OrtIoBinding io, List<OrtValue> values) : IDisposable
-    {
-        public OrtIoBinding Io { get; } = io;
-
-        public void Dispose()
-        {
-            Io.Dispose();
-            foreach (var v in values) v.Dispose();
-        }
-    }
 }
