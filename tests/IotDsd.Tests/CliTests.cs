@@ -21,6 +21,10 @@ public sealed class CliTests
     [InlineData("verifier", "--broker", "")]
     [InlineData("generate", "--prompt", "x", "--target", "/nonexistent/model")]
     [InlineData("frobnicate")]
+    [InlineData("models", "build", "--kind", "lstm", "--role", "draft", "--out", "x")]
+    [InlineData("models", "build", "--kind", "transformer", "--role", "draft", "--preset", "huge", "--out", "x")]
+    [InlineData("bench", "models", "--draft", "/nonexistent/a")]
+    [InlineData("bench", "models", "--batches", "0,2")]
     public async Task Cli_BadArguments_OneLineErrorNonZeroExit(params string[] args)
     {
         var (code, stdout, stderr) = await RunAsync(args);

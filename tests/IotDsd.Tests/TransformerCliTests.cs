@@ -57,21 +57,6 @@ public sealed class TransformerCliTests : IDisposable
         Assert.Contains("managed bytes/step", bench.Out, StringComparison.Ordinal);
     }
 
-    [Theory]
-    [InlineData("models", "build", "--kind", "lstm", "--role", "draft", "--out", "x")]
-    [InlineData("models", "build", "--kind", "transformer", "--role", "draft", "--preset", "huge", "--out", "x")]
-    [InlineData("bench", "models", "--draft", "/nonexistent/a")]
-    [InlineData("bench", "models", "--batches", "0,2")]
-    public async Task Cli_BadTransformerArguments_OneLineError(params string[] args)
-    {
-        var (code, stdout, stderr) = await RunAsync(args);
-        Assert.NotEqual(0, code);
-        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Single(lines);
-        Assert.StartsWith("iotdsd", lines[0], StringComparison.Ordinal);
-        Assert.Equal("", stdout);
-    }
-
     [Fact]
     public async Task Generate_CudaWithoutLibrary_FailsWithInstallHint()
     {
