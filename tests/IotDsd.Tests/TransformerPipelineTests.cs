@@ -46,24 +46,43 @@ public sealed class TinyTransformerPair : IDisposable
 /// <summary>The whole pipeline (embedded MQTT broker over TCP, verifier, draft worker) with built transformer models.</summary>
 public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutputHelper output) : IClassFixture<TinyTransformerPair>
 {
-    private async Task<T> WithPipelineAsync<T>(Func<DraftWorker, Task<T>> body)
+    private Task<T> WithPipelineAsync<T>(Func<DraftWorker, Task<T>> body) =>
+        WithPipelineAsync(1, TimeSpan.FromMilliseconds(1), workers => body(workers[0]));
+
+    private async Task<T> WithPipelineAsync<T>(int devices, TimeSpan batchWait, Func<IReadOnlyList<DraftWorker>, Task<T>> body)
     {
         var log = new ErrorLog();
         await using var broker = await EmbeddedBroker.StartAsync();
         var address = new BrokerAddress("127.0.0.1", broker.Port);
-        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "tf-verifier" }, pair.Target, log.CreateLogger<VerifierService>());
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "tf-verifier", BatchWait = batchWait }, pair.Target, log.CreateLogger<VerifierService>());
         await verifier.StartAsync(CancellationToken.None);
         await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        var workers = new List<DraftWorker>();
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "tf-device" }, pair.Draft, log.CreateLogger<DraftWorker>());
-            await worker.StartAsync(CancellationToken.None);
-            var result = await body(worker);
+            for (var i = 0; i < devices; i++)
+            {
+                var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = $"tf-device-{i}" }, pair.Draft, log.CreateLogger<DraftWorker>());
+                workers.Add(worker);
+                await worker.StartAsync(CancellationToken.None);
+            }
+
+            var result = await body(workers);
+            foreach (var error in log.Errors.Take(3))
+            {
+                output.WriteLine(error);
+            }
+
             Assert.Empty(log.Errors);
             return result;
         }
         finally
         {
+            foreach (var w in workers)
+            {
+                await w.DisposeAsync();
+            }
+
             await verifier.StopAsync(CancellationToken.None);
         }
     }
@@ -98,6 +117,27 @@ public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutp
             return 0;
         });
         output.WriteLine(((HfBpeTokenizer)pair.Tokenizer).Decode(reference));
+    }
+
+    [Fact]
+    public async Task Greedy_ConcurrentDevices_BatchedVerificationStaysExact()
+    {
+        string[] prompts = ["The meaning of life is", "Q:\tWhy", "A computer never", "x"];
+        var references = prompts.Select(p => Autoregressive.Generate(pair.Target, pair.Tokenizer.Encode(p), SamplingParams.Greedy, 0, "ref", 120)).ToList();
+        var reports = await WithPipelineAsync(prompts.Length, TimeSpan.FromMilliseconds(20), async workers =>
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            return await Task.WhenAll(workers.Select((w, i) =>
+                w.GenerateAsync(pair.Tokenizer.Encode(prompts[i]), Settings($"c{i}", DecodingMode.Greedy, 0f, 120), null, cts.Token)));
+        });
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            Assert.Equal(references[i], reports[i].Tokens);
+        }
+
+        var batch = reports.Max(r => r.MeanBatch);
+        output.WriteLine($"mean verifier batch sizes: {string.Join(", ", reports.Select(r => r.MeanBatch.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)))}");
+        Assert.True(batch > 1, $"no round was verified in a batch (mean batch {batch})");
     }
 
     [Theory]

@@ -39,6 +39,7 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 var seq = (TransformerSequence)request.Sequence;
                 var tokens = request.Tokens.Span;
                 int length = seq.Length;
+                seq.EnsureCapacity(length + tokens.Length); // also gives a fresh sequence its buffers
                 for (int i = 0; i < s; i++)
                 {
                     ids[r * s + i] = i < tokens.Length ? tokens[i] : 0;
@@ -64,7 +65,6 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 var request = batch[live[r]];
                 var seq = (TransformerSequence)request.Sequence;
                 int n = request.Tokens.Length, length = seq.Length;
-                seq.EnsureCapacity(length + n);
                 for (int i = 0; i < _buffers.Present.Length; i++)
                 {
                     var cache = seq.Past(i);

@@ -140,8 +140,8 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     {
         using var model = ModelDirectory.Load(pair.TargetDir);
         int v = model.VocabSize;
-        string[] prefixes = ["Q: Why", "A long prefix that is much longer than the others in this batch", "x", "Knowledge is power"];
-        string[] chunks = [" did the chicken", "!", " marks the spot", " and"];
+        string[] prefixes = ["Q: Why", "A long prefix that is much longer than the others in this batch", "x", "Knowledge is power", ""];
+        string[] chunks = [" did the chicken", "!", " marks the spot", " and", "A fresh sequence's first chunk"];
         var batched = new IModelSequence[prefixes.Length];
         var single = new IModelSequence[prefixes.Length];
         try
