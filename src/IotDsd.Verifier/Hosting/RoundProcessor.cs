@@ -267,6 +267,11 @@ internal sealed partial class RoundProcessor(
     private void Refuse(string? device, InboundMessage message, ErrorCode code, string reason, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0)
     {
         errors.Increment(code);
+        if (!limits.AllowErrorReply(device ?? ""))
+        {
+            return; // counted only: a flood of bad requests gets no reply and no log line each
+        }
+
         Log.Refused(logger, device ?? "?", code, reason);
         if (device is not null)
         {
@@ -275,18 +280,8 @@ internal sealed partial class RoundProcessor(
         }
     }
 
-    /// <summary>A limit refused the request: counted always, answered (and logged) unless replies are being rate-limited.</summary>
-    private void RefuseLimit(string device, InboundMessage message, LimitRefusal refusal, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0)
-    {
-        if (refusal.Reply)
-        {
-            Refuse(device, message, refusal.Code, refusal.Message, replies, ct, sessionId, round);
-        }
-        else
-        {
-            errors.Increment(refusal.Code);
-        }
-    }
+    private void RefuseLimit(string device, InboundMessage message, LimitRefusal refusal, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0) =>
+        Refuse(device, message, refusal.Code, refusal.Message, replies, ct, sessionId, round);
 
     private async Task PublishAsync(string topic, object reply, byte[]? correlation, CancellationToken ct)
     {

@@ -5,8 +5,8 @@ using IotDsd.Verifier.Sessions;
 
 namespace IotDsd.Verifier.Limits;
 
-/// <summary>A request refused by a limit: the code and message for the error reply, and whether to send one.</summary>
-public readonly record struct LimitRefusal(LimitKind Kind, ErrorCode Code, string Message, bool Reply);
+/// <summary>A request refused by a limit: the code and message for the error reply.</summary>
+public readonly record struct LimitRefusal(LimitKind Kind, ErrorCode Code, string Message);
 
 /// <summary>
 /// Enforces <see cref="VerifierLimits"/> per device: a token bucket on requests, caps on draft length, prompt length,
@@ -58,23 +58,35 @@ public sealed class LimitGuard
         var now = _time.GetTimestamp();
         SweepIfDue(now);
         var state = State(device, now);
-        var elapsed = (now - state.LastRefill) / (double)Stopwatch.Frequency;
-        state.LastRefill = now;
-        state.Tokens = Math.Min(_limits.RequestBurst, state.Tokens + (elapsed * _limits.RequestsPerSecond));
-        if (state.Tokens >= 1)
+        if (Take(ref state.Requests, ref state.RequestsRefilled, now, _limits.RequestsPerSecond, _limits.RequestBurst))
         {
-            state.Tokens -= 1;
             return null;
         }
 
-        var reply = now - state.LastRateReply >= (long)(_limits.RateReplyInterval.TotalSeconds * Stopwatch.Frequency);
-        if (reply)
+        return Refuse(LimitKind.RequestRate, ErrorCode.Overloaded,
+            $"device '{device}' exceeds {_limits.RequestsPerSecond:0.#} requests/s (burst {_limits.RequestBurst}); slow down");
+    }
+
+    /// <summary>Whether a refusal to <paramref name="device"/> may be answered (and logged) now, or only counted.</summary>
+    public bool AllowErrorReply(string device)
+    {
+        var now = _time.GetTimestamp();
+        var state = State(device, now);
+        return Take(ref state.Replies, ref state.RepliesRefilled, now, _limits.ErrorRepliesPerSecond, _limits.ErrorReplyBurst);
+    }
+
+    /// <summary>Token bucket: refills at <paramref name="rate"/> up to <paramref name="burst"/>, takes one if it can.</summary>
+    private static bool Take(ref double tokens, ref long refilled, long now, double rate, int burst)
+    {
+        tokens = Math.Min(burst, tokens + ((now - refilled) / (double)Stopwatch.Frequency * rate));
+        refilled = now;
+        if (tokens < 1)
         {
-            state.LastRateReply = now;
+            return false;
         }
 
-        return Refuse(LimitKind.RequestRate, ErrorCode.Overloaded,
-            $"device '{device}' exceeds {_limits.RequestsPerSecond:0.#} requests/s (burst {_limits.RequestBurst}); slow down", reply);
+        tokens -= 1;
+        return true;
     }
 
     /// <summary>Checks a new or re-opened session against the draft-length, session-count and memory limits.</summary>
@@ -174,17 +186,17 @@ public sealed class LimitGuard
         return state.Sessions.Count;
     }
 
-    private LimitRefusal Refuse(LimitKind kind, ErrorCode code, string message, bool reply = true)
+    private LimitRefusal Refuse(LimitKind kind, ErrorCode code, string message)
     {
         Counters.Increment(kind);
-        return new LimitRefusal(kind, code, message, reply);
+        return new LimitRefusal(kind, code, message);
     }
 
     private DeviceState State(string device, long now)
     {
         if (!_devices.TryGetValue(device, out var state))
         {
-            state = new DeviceState { Tokens = _limits.RequestBurst, LastRefill = now, LastRateReply = long.MinValue / 2 };
+            state = new DeviceState { Requests = _limits.RequestBurst, RequestsRefilled = now, Replies = _limits.ErrorReplyBurst, RepliesRefilled = now };
             _devices[device] = state;
         }
 
@@ -200,8 +212,8 @@ public sealed class LimitGuard
         }
 
         _nextSweep = now + (10 * Stopwatch.Frequency);
-        var refill = (long)(_limits.RequestBurst / _limits.RequestsPerSecond * Stopwatch.Frequency);
-        var idle = _devices.Where(kv => Live(kv.Value, kv.Key) == 0 && now - kv.Value.LastRefill >= refill).Select(kv => kv.Key).ToList();
+        var refill = (long)(Math.Max(_limits.RequestBurst / _limits.RequestsPerSecond, _limits.ErrorReplyBurst / _limits.ErrorRepliesPerSecond) * Stopwatch.Frequency);
+        var idle = _devices.Where(kv => Live(kv.Value, kv.Key) == 0 && now - Math.Max(kv.Value.RequestsRefilled, kv.Value.RepliesRefilled) >= refill).Select(kv => kv.Key).ToList();
         foreach (var device in idle)
         {
             _devices.Remove(device);
@@ -210,9 +222,10 @@ public sealed class LimitGuard
 
     private sealed class DeviceState
     {
-        public double Tokens;
-        public long LastRefill;
-        public long LastRateReply;
+        public double Requests;
+        public long RequestsRefilled;
+        public double Replies;
+        public long RepliesRefilled;
         public List<VerifierSession> Sessions { get; } = [];
     }
 }

@@ -31,8 +31,12 @@ public sealed record VerifierLimits
     /// <summary>Cache bytes per held token, for the memory account (a transformer's KV cache: 2·layers·width·4).</summary>
     public int BytesPerCachedToken { get; init; } = 1024;
 
-    /// <summary>Shortest gap between two error replies to one device for rate refusals; the rest are only counted.</summary>
-    public TimeSpan RateReplyInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Error replies (and warnings logged) per second for one device; refusals beyond it are only counted, so a
+    /// flood of bad requests costs the verifier no publishes.</summary>
+    public double ErrorRepliesPerSecond { get; init; } = 10;
+
+    /// <summary>Error replies one device may get in a burst.</summary>
+    public int ErrorReplyBurst { get; init; } = 10;
 
     /// <summary>Returns null when valid, else a one-line reason naming the setting.</summary>
     public string? Validate()
@@ -62,7 +66,9 @@ public sealed record VerifierLimits
             return $"limit max device memory must be at least 1 MiB and bytes per cached token positive, got {MaxDeviceMemoryBytes} and {BytesPerCachedToken}";
         }
 
-        return RateReplyInterval < TimeSpan.Zero ? "limit rate reply interval must not be negative" : null;
+        return !(ErrorRepliesPerSecond > 0) || ErrorReplyBurst < 1
+            ? $"limit error replies per second and burst must be positive, got {ErrorRepliesPerSecond} and {ErrorReplyBurst}"
+            : null;
     }
 }
 
