@@ -103,7 +103,7 @@ internal static class ServiceHost
             ? (l, (string?)null)
             : (LogLevel.Information, "must be Trace, Debug, Information, Warning, Error or Critical"), Settings.LogLevel.Default);
         broker ??= new BrokerAddress("127.0.0.1", BrokerAddress.DefaultPort);
-        var tls = TransportOptions.Read(config, broker);
+        var tls = Commands.TransportOptions.Read(config, broker);
         return new ServiceSettings(
             broker,
             username,
