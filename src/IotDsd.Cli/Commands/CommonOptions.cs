@@ -25,6 +25,7 @@ internal sealed class CommonOptions
     public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true };
     public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };
     public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD)." };
+    public TransportOptions Transport { get; } = new();
     public Option<bool> Verbose { get; } = new("--verbose") { Description = "Log informational messages to stderr." };
     public Option<string?> CalibrationOut { get; } = new("--calibration-out") { Description = "Write a calibration file of this run for iotdsd sim --calibration." };
 
@@ -55,6 +56,7 @@ internal sealed class CommonOptions
         command.Add(Broker);
         command.Add(Username);
         command.Add(Password);
+        Transport.AddTo(command);
     }
 
     public BrokerAddress ParseBroker(ParseResult result) =>

@@ -86,6 +86,7 @@ internal static class DeviceCommand
             Broker = common.Broker,
             Username = common.Username,
             Password = common.Password,
+            Tls = common.Tls,
             RequestTimeout = c.Millis(Settings.RequestTimeout, 1, 600_000),
             MaxAttempts = c.Int(Settings.MaxAttempts, 1, 1000),
             DiscoveryTimeout = c.Millis(Settings.DiscoveryTimeout, 0, 3_600_000),

@@ -25,6 +25,7 @@ internal static class EdgeCommand
                 Broker = common.ParseBroker(result),
                 Username = result.GetValue(common.Username),
                 Password = common.PasswordOf(result),
+                Tls = common.Transport.Parse(result, common.ParseBroker(result)),
                 RequestTimeout = TimeSpan.FromMilliseconds(result.GetValue(timeout)),
             };
             if (options.Validate() is { } bad)

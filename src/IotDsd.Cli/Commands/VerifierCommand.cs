@@ -44,6 +44,7 @@ internal static class VerifierCommand
                 Broker = common.Broker,
                 Username = common.Username,
                 Password = common.Password,
+                Tls = common.Tls,
                 MaxBatch = layered.Int(Settings.MaxBatch, 1, 4096),
                 BatchWait = layered.Millis(Settings.BatchWait, 0, 1000),
                 SessionIdleTimeout = TimeSpan.FromSeconds(layered.Int(Settings.SessionIdle, 1, 7 * 86_400)),

@@ -103,16 +103,19 @@ internal static class ServiceHost
             ? (l, (string?)null)
             : (LogLevel.Information, "must be Trace, Debug, Information, Warning, Error or Critical"), Settings.LogLevel.Default);
         broker ??= new BrokerAddress("127.0.0.1", BrokerAddress.DefaultPort);
+        var tls = Commands.TransportOptions.Read(config, broker);
         return new ServiceSettings(
             broker,
             username,
             password,
-            enabled ? new DiagnosticsSettings { Broker = broker, Username = username, Password = password, MetricsInterval = interval } : null,
+            enabled ? new DiagnosticsSettings { Broker = broker, Username = username, Password = password, Tls = tls, MetricsInterval = interval } : null,
             maxOffline,
-            level);
+            level,
+            tls);
     }
 }
 
 /// <summary>The shared settings of a role, validated.</summary>
 internal sealed record ServiceSettings(
-    BrokerAddress Broker, string? Username, string? Password, DiagnosticsSettings? Diagnostics, TimeSpan MaxOffline, LogLevel LogLevel);
+    BrokerAddress Broker, string? Username, string? Password, DiagnosticsSettings? Diagnostics, TimeSpan MaxOffline, LogLevel LogLevel,
+    MqttTlsSettings? Tls = null);

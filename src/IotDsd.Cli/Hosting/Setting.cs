@@ -52,7 +52,13 @@ internal static class Settings
     public static readonly Setting MaxOffline = new("Health:MaxOfflineMs", "600000", "Under a systemd watchdog: stop the heartbeat (so systemd restarts the service) once the broker link has been down this long.");
     public static readonly Setting LogLevel = new("Logging:Level", "Information", "Trace, Debug, Information, Warning, Error or Critical.", "--log-level");
 
-    public static readonly Setting[] Mqtt = [Broker, Username, Password, PasswordFile];
+    public static readonly Setting TlsCa = new("Mqtt:TlsCa", "", "Use TLS; PEM CA that signs the broker's certificate (empty with Mqtt:Tls: the system store).", "--tls-ca");
+    public static readonly Setting Tls = new("Mqtt:Tls", "false", "Use TLS, validating the broker (implied by any Mqtt:Tls* setting).", "--tls");
+    public static readonly Setting TlsCert = new("Mqtt:TlsCert", "", "PEM client certificate (its CN is the identity where the broker maps certificates to users).", "--tls-cert");
+    public static readonly Setting TlsKey = new("Mqtt:TlsKey", "", "PEM private key of Mqtt:TlsCert (empty: in the same file).", "--tls-key");
+    public static readonly Setting TlsServerName = new("Mqtt:TlsServerName", "", "Name the broker's certificate must carry (empty: the broker host).", "--tls-server-name");
+    public static readonly Setting InsecurePlaintext = new("Mqtt:InsecurePlaintext", "false", "Allow plain TCP to a broker that is not on loopback.", "--insecure-plaintext");
+    public static readonly Setting[] Mqtt = [Broker, Username, Password, PasswordFile, Tls, TlsCa, TlsCert, TlsKey, TlsServerName, InsecurePlaintext];
     public static readonly Setting[] Common = [DiagnosticsEnabled, MetricsInterval, MaxOffline, LogLevel];
 
     public static readonly Setting[] Device =

@@ -134,6 +134,11 @@ public static class WireCodec
                 return DecodeResult.Fail(ErrorCode.Malformed, $"{type} body is nil");
             }
 
+            if (NilField(body) is { } field)
+            {
+                return DecodeResult.Fail(ErrorCode.Malformed, $"{type} field {field} is nil");
+            }
+
             return new DecodeResult(body, null, null);
         }
         catch (Exception ex) when (ex is MessagePackSerializationException or EndOfStreamException or OverflowException or InvalidOperationException)
@@ -145,6 +150,23 @@ public static class WireCodec
     /// <inheritdoc cref="Decode(ReadOnlySequence{byte}, int)"/>
     public static DecodeResult Decode(ReadOnlyMemory<byte> payload, int maxPayloadBytes = DefaultMaxPayloadBytes) =>
         Decode(new ReadOnlySequence<byte>(payload), maxPayloadBytes);
+
+    /// <summary>MessagePack lets nil stand for any reference; fields the protocol requires must not be nil.</summary>
+    private static string? NilField(object body) => body switch
+    {
+        OpenSession m when m.SessionId is null => "session_id",
+        OpenSession m when m.DeviceId is null => "device_id",
+        OpenSession m when m.Sampling is null => "sampling",
+        DraftRound m when m.SessionId is null => "session_id",
+        DraftRound m when m.Pending is null => "pending",
+        DraftRound m when m.Draft is null => "draft",
+        MoreProposals m when m.SessionId is null => "session_id",
+        CloseSession m when m.SessionId is null => "session_id",
+        SessionOpened m when m.SessionId is null || m.VerifierId is null || m.TargetModel is null => "session_id, verifier_id or target_model",
+        Verdict m when m.SessionId is null => "session_id",
+        ErrorReply m when m.Message is null => "message",
+        _ => null,
+    };
 
     private static string Shorten(Exception ex)
     {

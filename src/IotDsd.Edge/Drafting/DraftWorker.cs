@@ -56,6 +56,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             ClientId = $"iotdsd-device-{_options.DeviceId}",
             Username = _options.Username,
             Password = _options.Password,
+            Tls = _options.Tls,
             MaxPayloadBytes = _options.MaxPayloadBytes,
             Presence = PresencePayload.For(TopicScheme.DeviceStatus(_options.DeviceId), "device", _options.DeviceId, _draft.Name),
         };

@@ -11,6 +11,9 @@ public sealed record EdgeOptions
     public string? Username { get; init; }
     public string? Password { get; init; }
 
+    /// <summary>TLS to the broker; null for plain TCP (loopback development only).</summary>
+    public MqttTlsSettings? Tls { get; init; }
+
     /// <summary>Pin a verifier; null discovers the live ones from their retained status and picks by rendezvous hash.</summary>
     public string? VerifierId { get; init; }
 
@@ -43,6 +46,6 @@ public sealed record EdgeOptions
             return "request timeout must be positive and max attempts at least 1";
         }
 
-        return null;
+        return Tls?.Validate();
     }
 }

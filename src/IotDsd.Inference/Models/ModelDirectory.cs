@@ -53,6 +53,11 @@ public static class ModelDirectory
         if (manifest.Format != ModelManifest.FormatV1)
             throw new ModelLoadException(manifestPath, $"'{manifestPath}' has format '{manifest.Format}'; this build reads " +
                 $"'{ModelManifest.FormatV1}'. Use a model directory made for this version. {Fix}");
+        // JSON null is legal for any field: a manifest that nulls what it must hold is refused, never dereferenced.
+        if (manifest.Kind is null || manifest.Files is null || manifest.Sha256 is null
+            || manifest.Files.Values.Any(f => string.IsNullOrEmpty(f) || f.Contains('\0', StringComparison.Ordinal)))
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}' has a null kind, files or sha256, or an empty or " +
+                $"NUL-containing file name. {Fix}");
         if (!Loaders.ContainsKey(manifest.Kind))
             throw new ModelLoadException(manifestPath, $"'{manifestPath}' has unknown kind '{manifest.Kind}'; known kinds: " +
                 $"{string.Join(", ", Loaders.Keys)}. Use a newer iotdsd build or a model directory of a known kind.");

@@ -145,10 +145,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
             .WithTimeout(_settings.ConnectTimeout)
             .WithCleanStart(_settings.CleanStart)
             .WithSessionExpiryInterval(_settings.SessionExpirySeconds);
-        if (_settings.Username is not null)
-        {
-            builder.WithCredentials(_settings.Username, _settings.Password ?? "");
-        }
+        MqttSecurity.Apply(builder, _settings);
 
         if (_settings.Presence is { } presence)
         {

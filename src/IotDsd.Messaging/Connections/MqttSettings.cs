@@ -11,6 +11,9 @@ public sealed record MqttSettings
     public required string ClientId { get; init; }
     public string? Username { get; init; }
     public string? Password { get; init; }
+
+    /// <summary>TLS to the broker; null for plain TCP (loopback development only).</summary>
+    public MqttTlsSettings? Tls { get; init; }
     public TimeSpan KeepAlive { get; init; } = TimeSpan.FromSeconds(15);
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 

@@ -12,6 +12,9 @@ public sealed record DiagnosticsSettings
     public string? Username { get; init; }
     public string? Password { get; init; }
 
+    /// <summary>TLS to the broker; null for plain TCP.</summary>
+    public MqttTlsSettings? Tls { get; init; }
+
     /// <summary>Period of the retained metrics publish.</summary>
     public TimeSpan MetricsInterval { get; init; } = TimeSpan.FromSeconds(5);
 }
@@ -60,6 +63,7 @@ public sealed partial class DiagnosticsAgent(DiagnosticsSettings settings, IDiag
                     ClientId = $"iotdsd-{source.Role}-{source.Id}-diag",
                     Username = settings.Username,
                     Password = settings.Password,
+                    Tls = settings.Tls,
                     BufferBytes = 64 * 1024,
                     MaxPayloadBytes = 64 * 1024,
                     InboundQueue = 64,

@@ -5,6 +5,7 @@ using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Limits;
 using IotDsd.Verifier.Sessions;
 using Microsoft.Extensions.Logging;
 
@@ -22,6 +23,7 @@ internal sealed partial class RoundProcessor(
     MqttConnection connection,
     VerifierStats stats,
     ErrorCounters errors,
+    LimitGuard limits,
     ILogger logger,
     TimeProvider time)
 {
@@ -44,8 +46,15 @@ internal sealed partial class RoundProcessor(
                 continue;
             }
 
+            if (limits.Admit(device) is { } slow)
+            {
+                RefuseLimit(device, message, slow, replies, ct);
+                continue;
+            }
+
             if (!message.Decoded.Ok)
             {
+                limits.ObserveDecode(message.Decoded.Error);
                 Refuse(device, message, message.Decoded.Error!.Value, message.Decoded.Reason ?? "undecodable", replies, ct);
                 continue;
             }
@@ -79,6 +88,12 @@ internal sealed partial class RoundProcessor(
 
                         session.LastUsedTicks = time.GetTimestamp();
                         var check = session.Check(round);
+                        if (check.Kind == RoundCheckKind.Ok && limits.CheckRound(device, session, round) is { } tooMuch)
+                        {
+                            RefuseLimit(device, message, tooMuch, replies, ct, round.SessionId, round.Round);
+                            break;
+                        }
+
                         if (Answer(device, message, check, round.SessionId, round.Round, replies, ct))
                         {
                             inBatch.Add(session);
@@ -159,6 +174,12 @@ internal sealed partial class RoundProcessor(
             return;
         }
 
+        if (limits.CheckOpen(device, open) is { } tooMuch)
+        {
+            RefuseLimit(device, message, tooMuch, replies, ct, open.SessionId);
+            return;
+        }
+
         var existing = sessions.Find(device, open.SessionId);
         if (existing is not null && open.Epoch < existing.Epoch)
         {
@@ -176,6 +197,7 @@ internal sealed partial class RoundProcessor(
 
             var session = new VerifierSession(target, open, device) { LastUsedTicks = time.GetTimestamp() };
             sessions.Put(device, session);
+            limits.Opened(device, session);
         }
 
         Reply(device, message, new SessionOpened { SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name }, replies, ct);
@@ -245,6 +267,11 @@ internal sealed partial class RoundProcessor(
     private void Refuse(string? device, InboundMessage message, ErrorCode code, string reason, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0)
     {
         errors.Increment(code);
+        if (!limits.AllowErrorReply(device ?? ""))
+        {
+            return; // counted only: a flood of bad requests gets no reply and no log line each
+        }
+
         Log.Refused(logger, device ?? "?", code, reason);
         if (device is not null)
         {
@@ -252,6 +279,9 @@ internal sealed partial class RoundProcessor(
             replies.Add(PublishAsync(TopicScheme.DeviceReplies(device), new ErrorReply { Code = code, Message = reason, SessionId = sessionId, Round = round }, message.CorrelationData, ct));
         }
     }
+
+    private void RefuseLimit(string device, InboundMessage message, LimitRefusal refusal, List<Task> replies, CancellationToken ct, string? sessionId = null, long round = 0) =>
+        Refuse(device, message, refusal.Code, refusal.Message, replies, ct, sessionId, round);
 
     private async Task PublishAsync(string topic, object reply, byte[]? correlation, CancellationToken ct)
     {

@@ -1,5 +1,6 @@
 using IotDsd.Contracts.Topics;
 using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Limits;
 
 namespace IotDsd.Verifier.Hosting;
 
@@ -25,6 +26,12 @@ public sealed record VerifierOptions
 
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
 
+    /// <summary>Per-device limits: draft and prompt length, session length and count, request rate, memory.</summary>
+    public VerifierLimits Limits { get; init; } = new();
+
+    /// <summary>TLS to the broker; null for plain TCP (loopback development only).</summary>
+    public MqttTlsSettings? Tls { get; init; }
+
     /// <summary>Returns null when valid, else a one-line reason naming the setting and the fix.</summary>
     public string? Validate()
     {
@@ -48,6 +55,6 @@ public sealed record VerifierOptions
             return $"max sessions must be positive, got {MaxSessions}";
         }
 
-        return null;
+        return Limits.Validate() ?? Tls?.Validate();
     }
 }

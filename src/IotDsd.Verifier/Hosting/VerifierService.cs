@@ -6,6 +6,7 @@ using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.Presence;
+using IotDsd.Verifier.Limits;
 using IotDsd.Verifier.Sessions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -38,7 +39,11 @@ public sealed partial class VerifierService : BackgroundService
         _target = target;
         _logger = logger;
         _time = time ?? TimeProvider.System;
+        Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time);
     }
+
+    /// <summary>Per-device limits and their refusal counters.</summary>
+    public LimitGuard Limits { get; }
 
     public VerifierStats Stats { get; } = new();
 
@@ -58,6 +63,7 @@ public sealed partial class VerifierService : BackgroundService
             ClientId = $"iotdsd-verifier-{_options.VerifierId}",
             Username = _options.Username,
             Password = _options.Password,
+            Tls = _options.Tls,
             MaxPayloadBytes = _options.MaxPayloadBytes,
             CleanStart = false,
             SessionExpirySeconds = 300,
@@ -78,7 +84,7 @@ public sealed partial class VerifierService : BackgroundService
 
         _ready.TrySetResult();
         Log.Started(_logger, _options.VerifierId, _options.Broker.ToString(), _target.Name);
-        var processor = new RoundProcessor(_options, _target, _sessions, connection, Stats, Errors, _logger, _time);
+        var processor = new RoundProcessor(_options, _target, _sessions, connection, Stats, Errors, Limits, _logger, _time);
         var batch = new List<InboundMessage>(_options.MaxBatch);
         var nextSweep = _time.GetTimestamp();
         try

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using IotDsd.Cli.Hosting;
+using IotDsd.Messaging.Connections;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// TLS options of the commands that talk to a broker. Plain TCP is allowed only to a loopback broker (the demo and
+/// development set-up); anything else needs TLS, or <c>--insecure-plaintext</c> said out loud.
+/// </summary>
+internal sealed class TransportOptions
+{
+    public Option<string?> CaFile { get; } = new("--tls-ca") { Description = "Use TLS; PEM CA that signs the broker's certificate (default with --tls: the system store)." };
+    public Option<bool> UseTls { get; } = new("--tls") { Description = "Use TLS, validating the broker against the system trust store (implied by any --tls-* option)." };
+    public Option<string?> CertFile { get; } = new("--tls-cert") { Description = "PEM client certificate (the device's identity when the broker maps certificates to users)." };
+    public Option<string?> KeyFile { get; } = new("--tls-key") { Description = "PEM private key of --tls-cert (default: in the same file)." };
+    public Option<string?> ServerName { get; } = new("--tls-server-name") { Description = "Name the broker's certificate must carry (default: the broker host)." };
+    public Option<bool> InsecurePlaintext { get; } = new("--insecure-plaintext") { Description = "Allow plain TCP to a non-loopback broker: credentials and tokens travel unencrypted." };
+
+    public void AddTo(Command command)
+    {
+        command.Add(UseTls);
+        command.Add(CaFile);
+        command.Add(CertFile);
+        command.Add(KeyFile);
+        command.Add(ServerName);
+        command.Add(InsecurePlaintext);
+    }
+
+    /// <summary>The TLS settings asked for, or null for plain TCP where that is allowed; throws a <see cref="CliError"/> otherwise.</summary>
+    public MqttTlsSettings? Parse(ParseResult result, BrokerAddress broker) =>
+        Decide(result.GetValue(UseTls), result.GetValue(CaFile), result.GetValue(CertFile), result.GetValue(KeyFile), result.GetValue(ServerName),
+            result.GetValue(InsecurePlaintext), broker, out var problem) is var tls && problem is not null ? throw new CliError(problem) : tls;
+
+    /// <summary>The same from layered settings (config file, environment, flags); problems are reported on the setting.</summary>
+    public static MqttTlsSettings? Read(LayeredConfiguration config, BrokerAddress broker)
+    {
+        static string? NonEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+        var tls = Decide(config.Bool(Settings.Tls), NonEmpty(config.String(Settings.TlsCa)), NonEmpty(config.String(Settings.TlsCert)),
+            NonEmpty(config.String(Settings.TlsKey)), NonEmpty(config.String(Settings.TlsServerName)), config.Bool(Settings.InsecurePlaintext), broker, out var problem);
+        if (problem is not null)
+        {
+            config.Problem(tls is null ? Settings.InsecurePlaintext : Settings.TlsCa, problem);
+        }
+
+        return tls;
+    }
+
+    private static MqttTlsSettings? Decide(bool useTls, string? ca, string? cert, string? key, string? name, bool insecure, BrokerAddress broker, out string? problem)
+    {
+        problem = null;
+        if (!useTls && ca is null && cert is null && key is null && name is null)
+        {
+            if (!MqttSecurity.IsLoopback(broker.Host) && !insecure)
+            {
+                problem = $"broker {broker} is not on this machine: use TLS (--tls-ca CA.pem, and --tls-cert/--tls-key for a " +
+                    "client certificate) or say --insecure-plaintext to send credentials and text unencrypted";
+            }
+
+            return null;
+        }
+
+        var tls = new MqttTlsSettings { CaFile = ca, CertFile = cert, KeyFile = key, ServerName = name };
+        problem = tls.Validate();
+        return tls;
+    }
+}

@@ -1,0 +1,217 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Text;
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Contracts.Wire;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
+using IotDsd.Inference.Models;
+using IotDsd.Inference.Tokenizers;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Presence;
+using IotDsd.Verifier.Hosting;
+using IotDsd.Verifier.Limits;
+
+namespace IotDsd.Fuzz;
+
+/// <summary>Every decoder that takes input from outside the process, as a fuzz target with seeds.</summary>
+public static class Targets
+{
+    private static readonly ToyModel Model = new();
+
+    /// <summary>
+    /// Wire messages: <see cref="WireCodec.Decode(ReadOnlyMemory{byte}, int)"/> never throws. A decoded request is then
+    /// checked against a live verifier session of every mode and, when the check passes, verified; a decoded verdict
+    /// is applied to a draft session with a round outstanding. Only the documented protocol-violation exception may escape.
+    /// </summary>
+    public static FuzzTarget Wire() => new("wire", WireSeeds(), input =>
+    {
+        var decoded = WireCodec.Decode(input);
+        if (!decoded.Ok)
+        {
+            return $"error:{decoded.Error}:{decoded.Reason?[..Math.Min(decoded.Reason.Length, 24)]}";
+        }
+
+        switch (decoded.Message)
+        {
+            case DraftRound round:
+                var outcome = new StringBuilder("round");
+                foreach (var mode in Enum.GetValues<DecodingMode>())
+                {
+                    using var session = new VerifierSession(Model, Open(mode), "fuzz");
+                    var check = session.Check(round);
+                    outcome.Append(':').Append(check.Kind).Append(check.Code);
+                    if (check.Kind == RoundCheckKind.Ok)
+                    {
+                        var feed = session.BeginFeed(round);
+                        Model.FeedBatch([feed]);
+                        var verdict = session.Complete(round, feed.Logits.Span, 1, 0, 0);
+                        outcome.Append(verdict.Kind);
+                    }
+                }
+
+                return outcome.ToString();
+            case MoreProposals more:
+                using (var session = new VerifierSession(Model, Open(DecodingMode.Rsr), "fuzz"))
+                {
+                    return $"more:{session.MoreProposals(more).Code}";
+                }
+
+            case Verdict verdict:
+                var settings = new SessionSettings { SessionId = "fuzz", Mode = DecodingMode.Rsr, Sampling = new SamplingParams(0.8f, 0, 1f), Seed = 3, MaxTokens = 64, Gamma = 4 };
+                using (var draft = new DraftSession(Model, settings, [1, 2, 3]))
+                {
+                    draft.PrepareRound(4, 8);
+                    return $"verdict:{draft.Apply(verdict with { SessionId = "fuzz", Epoch = draft.Epoch }).Kind}";
+                }
+
+            default:
+                return decoded.Message!.GetType().Name;
+        }
+    }, ex => ex is ProtocolViolationException);
+
+    /// <summary>Retained presence payloads and the topics they arrive on.</summary>
+    public static FuzzTarget Presence() => new("presence", PresenceSeeds(), input =>
+    {
+        var split = input.AsSpan().IndexOf((byte)0);
+        var topic = split < 0 ? TopicScheme.VerifierStatus("v1") : Encoding.UTF8.GetString(input.AsSpan(0, split));
+        var payload = split < 0 ? input : input[(split + 1)..];
+        var directory = new VerifierDirectory();
+        var known = directory.Update(topic, payload);
+        var parsed = PresencePayload.TryParse(payload);
+        _ = directory.Pick("session");
+        return $"{known}:{parsed?.State}:{directory.Online.Count}";
+    }, _ => false);
+
+    /// <summary>Configuration: broker addresses, identifiers and topics, and every options record's validation.</summary>
+    public static FuzzTarget Configuration() => new("configuration", ConfigSeeds(), input =>
+    {
+        var text = Encoding.UTF8.GetString(input);
+        var address = BrokerAddress.TryParse(text, out var error);
+        var id = TopicScheme.IsValidId(text);
+        _ = TopicScheme.DeviceFromRoundsTopic(text, "v1");
+        _ = TopicScheme.VerifierFromStatusTopic(text);
+        _ = MqttSecurity.IsLoopback(text);
+        var padded = new byte[32];
+        input.AsSpan(0, Math.Min(32, input.Length)).CopyTo(padded);
+        int I(int at) => BinaryPrimitives.ReadInt32LittleEndian(padded.AsSpan(at));
+        float F(int at) => BinaryPrimitives.ReadSingleLittleEndian(padded.AsSpan(at));
+        var limits = new VerifierLimits
+        {
+            MaxGamma = I(0), MaxPromptTokens = I(4), MaxSessionTokens = I(8), MaxSessionsPerDevice = I(12),
+            RequestsPerSecond = F(16), RequestBurst = I(20), MaxDeviceMemoryBytes = I(24), BytesPerCachedToken = I(28),
+        };
+        var verifier = new VerifierOptions
+        {
+            Broker = address ?? new BrokerAddress("127.0.0.1", 1883), VerifierId = text, MaxBatch = I(0), MaxSessions = I(4),
+            BatchWait = TimeSpan.FromTicks(I(8)), Limits = limits,
+        };
+        var session = new SessionSettings
+        {
+            SessionId = text, Sampling = new SamplingParams(F(0), I(4), F(8)), MaxTokens = I(12), Gamma = I(16), Mode = (DecodingMode)(padded[20] % 5),
+        };
+        var bad = (verifier.Validate() is null ? 1 : 0) + (session.Validate() is null ? 2 : 0) + (limits.Validate() is null ? 4 : 0);
+        return $"{address is not null}:{error?[..Math.Min(error.Length, 20)]}:{id}:{bad}";
+    }, _ => false);
+
+    /// <summary>Tokenizer input: token ids from the wire decoded to text, in one piece and streamed.</summary>
+    public static FuzzTarget Tokenizer() => new("tokenizer", [Encoding.UTF8.GetBytes("héllo wörld ✓ 😀"), [0xF0, 0x9F, 0x98], [0xFF, 0xFE, 0, 1]], input =>
+    {
+        var tokens = new int[input.Length];
+        for (var i = 0; i < input.Length; i++)
+        {
+            tokens[i] = input[i];
+        }
+
+        var text = ByteTokenizer.Instance.Decode(tokens);
+        var stream = ByteTokenizer.Instance.CreateStreamDecoder();
+        var streamed = new StringBuilder();
+        foreach (var t in tokens)
+        {
+            streamed.Append(stream.Append(t));
+        }
+
+        streamed.Append(stream.Flush());
+        if (streamed.ToString() != text)
+        {
+            throw new InvalidOperationException("streamed decoding differs from whole decoding");
+        }
+
+        // Ids out of range must be refused with the documented exception, never wrapped around.
+        var wide = MemoryMarshal.Cast<byte, int>(input.AsSpan(0, input.Length / 4 * 4)).ToArray();
+        try
+        {
+            _ = ByteTokenizer.Instance.Decode(wide);
+            return "ok:" + wide.All(t => (uint)t < 256);
+        }
+        catch (ArgumentOutOfRangeException) when (wide.Any(t => (uint)t >= 256))
+        {
+            return "refused";
+        }
+    }, _ => false);
+
+    /// <summary>Model manifests as files: read, checked, their tokenizer chosen and their files resolved and hashed.</summary>
+    public static FuzzTarget Manifest(string dir) => new("manifest", ManifestSeeds(), input =>
+    {
+        File.WriteAllBytes(Path.Combine(dir, ModelManifest.FileName), input);
+        var manifest = ModelDirectory.ReadManifest(dir);
+        _ = TokenizerFactory.ForManifest(manifest, dir);
+        _ = ModelDirectory.Validate(dir);
+        return "valid";
+    }, ex => ex is ModelLoadException);
+
+    public static OpenSession Open(DecodingMode mode) => new()
+    {
+        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11,
+        Sampling = new SamplingSettings { Temperature = mode == DecodingMode.Greedy ? 0f : 0.9f, TopK = 0, TopP = 1f },
+    };
+
+    private static List<byte[]> WireSeeds()
+    {
+        var digest = PrefixDigest.Empty;
+        digest.Append([1, 2, 3]);
+        var q = new float[2 * 16];
+        Array.Fill(q, 1f / 16);
+        return
+        [
+            WireCodec.Encode(Open(DecodingMode.Rsr)),
+            WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4, 5], DraftProbs = [0.5f, 0.25f], Proposals = 8 }),
+            WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4, 5], DraftDistributions = MemoryMarshal.AsBytes(q.AsSpan()).ToArray() }),
+            WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4] }),
+            WireCodec.Encode(new MoreProposals { SessionId = "fuzz", Epoch = 1, Round = 1, Attempt = 1, Proposals = 8 }),
+            WireCodec.Encode(new CloseSession { SessionId = "fuzz", Epoch = 1 }),
+            WireCodec.Encode(new SessionOpened { SessionId = "fuzz", Epoch = 1, VerifierId = "v", TargetModel = "m" }),
+            WireCodec.Encode(new Verdict { SessionId = "fuzz", Epoch = 1, Round = 1, Accepted = 2, Kind = VerdictKind.Token, Token = 3 }),
+            WireCodec.Encode(new Verdict { SessionId = "fuzz", Epoch = 1, Round = 1, Accepted = 1, Kind = VerdictKind.Proposals, ProposalTokens = [1, 2, 3], ProposalProbs = [0.5f, 0.3f, 0.2f] }),
+            WireCodec.Encode(new Verdict { SessionId = "fuzz", Epoch = 1, Round = 1, Accepted = 0, Kind = VerdictKind.TargetDistribution, TargetDistribution = MemoryMarshal.AsBytes(q.AsSpan(0, 16)).ToArray() }),
+            WireCodec.Encode(new ErrorReply { Code = ErrorCode.Overloaded, Message = "slow down", SessionId = "fuzz", Round = 1 }),
+        ];
+    }
+
+    private static List<byte[]> PresenceSeeds() =>
+    [
+        Encoding.UTF8.GetBytes(TopicScheme.VerifierStatus("v1") + "\0").Concat(new PresencePayload { Role = "verifier", Id = "v1", Model = "m" }.ToJson()).ToArray(),
+        new PresencePayload { State = "offline", Role = "verifier", Id = "v2" }.ToJson(),
+        Encoding.UTF8.GetBytes("iotdsd/v1/verifiers//status\0{\"state\":\"online\"}"),
+    ];
+
+    private static List<byte[]> ConfigSeeds() =>
+        new[] { "127.0.0.1:1883", "[::1]:8883", "broker.example.net", "iotdsd/v1/verifiers/v1/rounds/dev-7", "iotdsd/v1/verifiers/v-1/status", "dev_7.a-b", "host:99999" }
+            .Select(Encoding.UTF8.GetBytes).ToList();
+
+    private static List<byte[]> ManifestSeeds()
+    {
+        var manifest = new ModelManifest
+        {
+            Kind = "ngram", Role = "draft", Name = "fuzz", VocabSize = 256, Tokenizer = "bytes", Order = 3,
+            Files = new() { ["model"] = "model.onnx" }, Sha256 = new() { ["model"] = new string('0', 64) },
+            Corpus = new CorpusInfo("c", 10, new string('a', 64)), Discounts = [0.5, 0.7],
+        };
+        return
+        [
+            Encoding.UTF8.GetBytes(manifest.ToJson()),
+            Encoding.UTF8.GetBytes("""{"format":"iotdsd-model/1","kind":"ngram","vocab_size":256,"tokenizer":"bytes","files":{"model":"../x"},"sha256":null}"""),
+        ];
+    }
+}

@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Tests.Infrastructure;
+
+namespace IotDsd.Tests.Security;
+
+/// <summary>
+/// A real Mosquitto running the project's production profile (<c>broker/mosquitto-prod.conf</c> with
+/// <c>broker/acl</c>), on free loopback ports, with credentials made by <c>broker/credentials.sh</c> in a temporary
+/// directory: a CA, a broker certificate, client certificates and passwords for <see cref="Identities"/>.
+/// </summary>
+public sealed class SecureBroker : IAsyncDisposable
+{
+    public static readonly string[] Identities = ["dev-a", "dev-b", "mallory", "verifier-1", "verifier-2"];
+
+    private readonly Process _process;
+
+    private SecureBroker(Process process, string dir, int certPort, int passwordPort)
+    {
+        _process = process;
+        Dir = dir;
+        CertPort = certPort;
+        PasswordPort = passwordPort;
+    }
+
+    /// <summary>Where the credentials lie.</summary>
+    public string Dir { get; }
+
+    /// <summary>Listener that requires a client certificate (identity = CN).</summary>
+    public int CertPort { get; }
+
+    /// <summary>Listener that takes a user name and password over TLS.</summary>
+    public int PasswordPort { get; }
+
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "IotDsd.sln")))
+            {
+                dir = dir.Parent;
+            }
+
+            return dir?.FullName ?? throw new InvalidOperationException("IotDsd.sln not found above the test binaries");
+        }
+    }
+
+    public static string Password(string identity) => $"pw-{identity}-secret";
+
+    public BrokerAddress Address(int port) => new("127.0.0.1", port);
+
+    /// <summary>TLS with the development CA; with <paramref name="identity"/>'s client certificate when given.</summary>
+    public MqttTlsSettings Tls(string? identity = null) => new()
+    {
+        CaFile = Path.Combine(Dir, "ca.crt"),
+        CertFile = identity is null ? null : Path.Combine(Dir, identity + ".crt"),
+        KeyFile = identity is null ? null : Path.Combine(Dir, identity + ".key"),
+    };
+
+    public static async Task<SecureBroker?> TryStart()
+    {
+        if (MosquittoProcess.Binary is not { } binary)
+        {
+            Assert.False(MosquittoProcess.Required, "IOTDSD_REQUIRE_MOSQUITTO=1 but no mosquitto binary was found (apt-get install mosquitto)");
+            return null;
+        }
+
+        var dir = Directory.CreateTempSubdirectory("iotdsd-secure-").FullName;
+        var script = Path.Combine(RepoRoot, "broker", "credentials.sh");
+        await RunAsync(script, "ca", dir);
+        foreach (var id in Identities)
+        {
+            await RunAsync(script, "client", dir, id);
+            await RunAsync(script, new Dictionary<string, string> { ["IOTDSD_NEW_PASSWORD"] = Password(id) }, "password", dir, id);
+        }
+
+        await RunAsync(script, "verifier", dir, "verifier-2");
+        var certPort = EmbeddedBroker.FreePort();
+        var passwordPort = EmbeddedBroker.FreePort();
+        var config = (await File.ReadAllTextAsync(Path.Combine(RepoRoot, "broker", "mosquitto-prod.conf")))
+            .Replace("/etc/mosquitto/iotdsd/", dir + "/", StringComparison.Ordinal)
+            .Replace("listener 8883", $"listener {certPort} 127.0.0.1", StringComparison.Ordinal)
+            .Replace("listener 8884", $"listener {passwordPort} 127.0.0.1", StringComparison.Ordinal)
+            .Replace("persistence true", "persistence false", StringComparison.Ordinal)
+            .Replace("log_type notice", "", StringComparison.Ordinal);
+        // As root, Mosquitto drops to user mosquitto, which cannot read the 0600 credentials made here.
+        config = "user root\n" + config;
+        var path = Path.Combine(dir, "mosquitto.conf");
+        await File.WriteAllTextAsync(path, config);
+        var process = Process.Start(new ProcessStartInfo(binary, ["-c", path]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false })!;
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < deadline)
+        {
+            Assert.False(process.HasExited, $"mosquitto exited with the production profile (code {(process.HasExited ? process.ExitCode : 0)})");
+            try
+            {
+                using var a = new TcpClient();
+                await a.ConnectAsync("127.0.0.1", certPort);
+                using var b = new TcpClient();
+                await b.ConnectAsync("127.0.0.1", passwordPort);
+                return new SecureBroker(process, dir, certPort, passwordPort);
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(50);
+            }
+        }
+
+        process.Kill();
+        throw new TimeoutException("mosquitto with the production profile did not listen within 10 s");
+    }
+
+    private static Task RunAsync(string script, params string[] args) => RunAsync(script, [], args);
+
+    private static async Task RunAsync(string script, Dictionary<string, string> env, params string[] args)
+    {
+        var info = new ProcessStartInfo("bash", [script, .. args]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var (k, v) in env)
+        {
+            info.Environment[k] = v;
+        }
+
+        using var p = Process.Start(info)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        Assert.True(p.ExitCode == 0, $"credentials.sh {string.Join(' ', args)} failed: {await stderr}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+
+        _process.Dispose();
+        try
+        {
+            Directory.Delete(Dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
