@@ -32,6 +32,24 @@ public sealed class MosquittoContainer : IAsyncDisposable
 
     public static bool Required => Environment.GetEnvironmentVariable("IOTDSD_REQUIRE_DOCKER") == "1";
 
+    private static bool IsDockerUnavailable(Exception ex)
+    {
+        for (Exception? e = ex; e is not null; e = e.InnerException)
+        {
+            if (e is DockerUnavailableException || e.GetType().Name.Contains("Docker", StringComparison.Ordinal))
+            {
+                return true;
+            }
+
+            if (e is AggregateException aggregate && aggregate.InnerExceptions.Any(IsDockerUnavailable))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static async Task<MosquittoContainer?> TryStart(ITestOutputHelper output)
     {
         // No Ryuk reaper image offline: containers are removed by DisposeAsync instead, unless asked otherwise.
@@ -56,15 +74,22 @@ public sealed class MosquittoContainer : IAsyncDisposable
         builder = bridge
             ? builder.WithPortBinding(1883, assignRandomHostPort: true)
             : builder.WithCreateParameterModifier(p => p.HostConfig!.NetworkMode = "host");
-        var container = builder.Build();
+        IContainer? container = null;
         try
         {
+            // Build() already asks the engine for its settings, so it throws too when there is none.
+            container = builder.Build();
             await container.StartAsync();
         }
-        catch (Exception ex) when (ex is DockerUnavailableException || ex.GetType().Name.Contains("Docker", StringComparison.Ordinal))
+        catch (Exception ex) when (IsDockerUnavailable(ex))
         {
-            await container.DisposeAsync();
-            var reason = $"no Docker engine reachable ({ex.GetType().Name}: {ex.Message.Split('\n')[0]}); set DOCKER_HOST to run the container tests";
+            if (container is not null)
+            {
+                await container.DisposeAsync();
+            }
+
+            var root = ex.GetBaseException();
+            var reason = $"no Docker engine reachable ({root.GetType().Name}: {root.Message.Split('\n')[0]}); set DOCKER_HOST to run the container tests";
             Assert.False(Required, "IOTDSD_REQUIRE_DOCKER=1 but " + reason);
             output.WriteLine("skipped: " + reason);
             return null;
