@@ -111,6 +111,60 @@ public sealed class ServiceHostingTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData("verifier")]
+    [InlineData("device")]
+    public async Task Service_Sigterm_StopsCleanlyWithExitZero(string role)
+    {
+        // systemd stops a unit with SIGTERM; a crash on the way out would count as a failure and be restarted.
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var dir = Directory.CreateTempSubdirectory("iotdsd-term-").FullName;
+        var env = new Dictionary<string, string>
+        {
+            ["IOTDSD_MQTT__BROKER"] = $"127.0.0.1:{broker.Port}",
+            ["IOTDSD_EDGE__DEVICEID"] = "term-device",
+            ["IOTDSD_EDGE__STATEDIRECTORY"] = Path.Combine(dir, "state"),
+        };
+        using var process = role == "device" ? CliProcess.Start(env, role, "--log-level", "Information") : CliProcess.Start(env, role, "--verbose");
+        var stderr = new System.Text.StringBuilder();
+        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.ErrorDataReceived += (_, e) =>
+        {
+            lock (stderr)
+            {
+                stderr.AppendLine(e.Data);
+            }
+
+            if (e.Data?.Contains(" connected to ", StringComparison.Ordinal) == true)
+            {
+                connected.TrySetResult();
+            }
+        };
+        process.BeginErrorReadLine();
+        _ = process.StandardOutput.ReadToEndAsync();
+        try
+        {
+            await connected.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(0, Kill(process.Id, 15));
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            lock (stderr)
+            {
+                Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {stderr}");
+                Assert.DoesNotContain("Unhandled exception", stderr.ToString(), StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
     private static async Task ReceiveUntilAsync(Socket socket, List<string> received, Func<string, bool> done, TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);

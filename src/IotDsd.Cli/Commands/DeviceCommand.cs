@@ -54,8 +54,10 @@ internal static class DeviceCommand
                 sp => new EdgeDiagnostics(edge, sp.GetRequiredService<DraftWorker>(), () => sp.GetRequiredService<EdgeService>().StartupTime, metrics, models.Draft!.Name, layered.Entries, sp.GetRequiredService<TimeProvider>()),
                 sp => sp.GetRequiredService<DraftWorker>().Connection?.IsConnected ?? false);
             using var host = builder.Build();
+            // RunAsync disposes the host's services when it returns: take the service first.
+            var edgeService = host.Services.GetRequiredService<EdgeService>();
             await host.RunAsync(ct).ConfigureAwait(false);
-            if (host.Services.GetRequiredService<EdgeService>().ExecuteTask is { IsFaulted: true } failed)
+            if (edgeService.ExecuteTask is { IsFaulted: true } failed)
             {
                 throw new CliError(failed.Exception!.GetBaseException().Message);
             }

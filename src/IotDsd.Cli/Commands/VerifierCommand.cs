@@ -75,8 +75,9 @@ internal static class VerifierCommand
             ServiceHost.AddOperations(builder, common, sp => sp.GetRequiredService<VerifierDiagnostics>(), sp => sp.GetRequiredService<VerifierService>().Connection?.IsConnected ?? false);
             using var host = builder.Build();
             await Console.Error.WriteLineAsync($"iotdsd verifier {options.VerifierId} on {options.Broker} with {models.Target.Name}. Ctrl+C stops it.").ConfigureAwait(false);
-            await host.RunAsync(ct).ConfigureAwait(false);
+            // RunAsync disposes the host's services when it returns: take the service first.
             var service = host.Services.GetRequiredService<VerifierService>();
+            await host.RunAsync(ct).ConfigureAwait(false);
             if (service.ExecuteTask is { IsFaulted: true } failed)
             {
                 // A fatal error stops the host; a non-zero exit lets systemd restart the process.

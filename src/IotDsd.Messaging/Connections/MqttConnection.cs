@@ -51,6 +51,8 @@ public sealed partial class MqttConnection : IAsyncDisposable
     }
 
     /// <summary>Decoded inbound messages, in arrival order.</summary>
+    private int _disposed;
+
     public ChannelReader<InboundMessage> Inbound => _inbound.Reader;
 
     /// <summary>True while the client believes it is connected.</summary>
@@ -340,6 +342,12 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Owners and hosts may both dispose (DI disposes what it created); the second call is a no-op.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_supervisor is not null)
         {
