@@ -21,6 +21,11 @@ internal sealed class ProcessWatch(IReadOnlyList<(string Name, int Pid)> process
             throw new Commands.CliError($"--watch takes NAME=PID (for example broker=1234), got '{spec}'");
         }
 
+        if (CpuSeconds(pid) is null)
+        {
+            throw new Commands.CliError($"--watch {spec}: no such process");
+        }
+
         return (spec[..eq], pid);
     }
 
