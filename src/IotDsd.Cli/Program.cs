@@ -14,6 +14,8 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
     BenchCommand.Create(common),
     ModelsCommand.Create(),
     SimCommand.Create(),
+    ServerCommand.Create(common),
+    LoadgenCommand.Create(common),
 };
 
 var parsed = root.Parse(args);

@@ -30,10 +30,23 @@ public static class TopicScheme
     /// <summary>Filter a verifier subscribes to for all of its devices' requests.</summary>
     public static string VerifierRoundsFilter(string verifierId) => $"{Root}/verifiers/{verifierId}/rounds/+";
 
+    /// <summary>Device → a server-only baseline server: <see cref="Messages.StreamRequest"/>s.</summary>
+    public static string ServerStreams(string serverId, string deviceId) => $"{Root}/servers/{serverId}/streams/{deviceId}";
+
+    /// <summary>Filter a baseline server subscribes to for all of its devices' requests.</summary>
+    public static string ServerStreamsFilter(string serverId) => $"{Root}/servers/{serverId}/streams/+";
+
+    /// <summary>Extracts the device id from a streams topic of <paramref name="serverId"/>; null if the topic is not one.</summary>
+    public static string? DeviceFromStreamsTopic(string topic, string serverId) => DeviceAfter(topic, $"{Root}/servers/{serverId}/streams/");
+
     /// <summary>Extracts the device id from a rounds topic of <paramref name="verifierId"/>; null if the topic is not one.</summary>
     public static string? DeviceFromRoundsTopic(string topic, string verifierId)
     {
-        var prefix = $"{Root}/verifiers/{verifierId}/rounds/";
+        return DeviceAfter(topic, $"{Root}/verifiers/{verifierId}/rounds/");
+    }
+
+    private static string? DeviceAfter(string topic, string prefix)
+    {
         if (!topic.StartsWith(prefix, StringComparison.Ordinal))
         {
             return null;

@@ -14,6 +14,8 @@ public enum MessageType : byte
     SessionOpened = 10,
     Verdict = 11,
     ErrorReply = 12,
+    StreamRequest = 20,
+    TokenChunk = 21,
 }
 
 /// <summary>
@@ -42,6 +44,8 @@ public static class WireCodec
         SessionOpened => MessageType.SessionOpened,
         Verdict => MessageType.Verdict,
         ErrorReply => MessageType.ErrorReply,
+        StreamRequest => MessageType.StreamRequest,
+        TokenChunk => MessageType.TokenChunk,
         _ => throw new ArgumentException($"{message.GetType().Name} is not a wire message", nameof(message)),
     };
 
@@ -61,6 +65,8 @@ public static class WireCodec
             case SessionOpened m: MessagePackSerializer.Serialize(ref writer, m, Options); break;
             case Verdict m: MessagePackSerializer.Serialize(ref writer, m, Options); break;
             case ErrorReply m: MessagePackSerializer.Serialize(ref writer, m, Options); break;
+            case StreamRequest m: MessagePackSerializer.Serialize(ref writer, m, Options); break;
+            case TokenChunk m: MessagePackSerializer.Serialize(ref writer, m, Options); break;
         }
 
         writer.Flush();
@@ -127,6 +133,8 @@ public static class WireCodec
                 MessageType.SessionOpened => MessagePackSerializer.Deserialize<SessionOpened>(ref reader, Options),
                 MessageType.Verdict => MessagePackSerializer.Deserialize<Verdict>(ref reader, Options),
                 MessageType.ErrorReply => MessagePackSerializer.Deserialize<ErrorReply>(ref reader, Options),
+                MessageType.StreamRequest => MessagePackSerializer.Deserialize<StreamRequest>(ref reader, Options),
+                MessageType.TokenChunk => MessagePackSerializer.Deserialize<TokenChunk>(ref reader, Options),
                 _ => null,
             };
             if (body is null)

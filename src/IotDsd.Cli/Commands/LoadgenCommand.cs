@@ -1,0 +1,264 @@
+using System.Collections.Concurrent;
+using System.CommandLine;
+using System.Diagnostics;
+using IotDsd.Cli.Load;
+using IotDsd.Core.Sessions;
+using IotDsd.Core.Speculative;
+using IotDsd.Edge.Baseline;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Baseline;
+using IotDsd.Verifier.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd loadgen</c>: N simulated devices, each its own MQTT client and session, generating at once against real
+/// verifiers (or, with <c>--baseline</c>, against the server-only baseline). Without <c>--broker</c> it starts an
+/// embedded broker and an in-process verifier or server. Reports time per output token, throughput, round latency,
+/// bytes per token, batch sizes, and tokens lost or duplicated (which must be zero).
+/// </summary>
+internal static class LoadgenCommand
+{
+    public static Command Create(CommonOptions common)
+    {
+        var broker = new Option<string?>("--broker") { Description = "MQTT 5 broker as HOST:PORT (default: an embedded broker with an in-process verifier or server)." };
+        var devices = new Option<int>("--devices") { Description = "Simulated devices, each its own MQTT client and session.", DefaultValueFactory = _ => 8 };
+        var baseline = new Option<bool>("--baseline") { Description = "Drive the server-only baseline (iotdsd server) instead of IotDsd's verifiers." };
+        var id = new Option<string?>("--id") { Description = "Verifier id to pin (default: discover) or, with --baseline, the server id (default server-1)." };
+        var watch = new Option<string[]>("--watch") { Description = "NAME=PID of a process whose CPU and memory to report (repeatable), e.g. broker=1234.", AllowMultipleArgumentsPerToken = false };
+        var maxBatch = new Option<int>("--max-batch") { Description = "Embedded verifier or server: most sessions per forward pass.", DefaultValueFactory = _ => 32 };
+        var check = new Option<bool>("--check") { Description = "Compare every greedy or baseline text with target-only decoding.", DefaultValueFactory = _ => true };
+        var timeout = new Option<int>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 10_000 };
+        var command = new Command("loadgen", "Run N simulated devices at once against real verifiers (or the server-only baseline) and report capacity figures.")
+        {
+            broker, devices, baseline, id, watch, maxBatch, check, timeout, common.Username, common.Password,
+        };
+        common.AddGeneration(command, speculative: true);
+        command.SetAction(async (result, ct) =>
+        {
+            var n = result.GetValue(devices);
+            if (n is < 1 or > 100_000)
+            {
+                throw new CliError($"--devices must be between 1 and 100000, got {n}");
+            }
+
+            var samples = common.SampleCount(result);
+            var useBaseline = result.GetValue(baseline);
+            var watched = (result.GetValue(watch) ?? []).Select(ProcessWatch.Parse).ToList();
+            using var logging = Runtime.Logging(result.GetValue(common.Verbose));
+            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: !useBaseline);
+            var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
+            if (prompt.Length == 0)
+            {
+                throw new CliError("--prompt must not be empty");
+            }
+
+            var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
+            var references = result.GetValue(check) ? References(models, prompt, settings, useBaseline) : null;
+
+            EmbeddedBroker? embedded = null;
+            VerifierService? verifier = null;
+            BaselineServer? server = null;
+            BrokerAddress address;
+            var serverId = result.GetValue(id) ?? (useBaseline ? "server-1" : null);
+            try
+            {
+                if (result.GetValue(broker) is { } text)
+                {
+                    address = BrokerAddress.TryParse(text, out var error) ?? throw new CliError(error!);
+                }
+                else
+                {
+                    embedded = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
+                    address = new BrokerAddress("127.0.0.1", embedded.Port);
+                    var options = new VerifierOptions { Broker = address, VerifierId = serverId ?? "verifier-1", MaxBatch = result.GetValue(maxBatch), MaxSessions = Math.Max(10_000, n) };
+                    if (options.Validate() is { } bad)
+                    {
+                        throw new CliError(bad);
+                    }
+
+                    if (useBaseline)
+                    {
+                        server = new BaselineServer(options, models.Target, logging.CreateLogger<BaselineServer>());
+                        await server.StartAsync(ct).ConfigureAwait(false);
+                        await server.Ready.WaitAsync(ct).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        verifier = new VerifierService(options, models.Target, logging.CreateLogger<VerifierService>());
+                        await verifier.StartAsync(ct).ConfigureAwait(false);
+                        await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
+                    }
+
+                    watched.Add(("loadgen+broker+" + (useBaseline ? "server" : "verifier"), Environment.ProcessId));
+                }
+
+                var processes = new ProcessWatch(watched);
+                var run = new LoadRun(n, samples, address, result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), processes, logging);
+                var (sessionSamples, errors, wall) = useBaseline
+                    ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
+                    : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
+                var usage = processes.Stop();
+                var stats = (VerifierStats?)verifier?.Stats ?? server?.Stats;
+                var report = LoadReport.From(
+                    useBaseline ? "baseline" : "iotdsd",
+                    useBaseline ? (settings[0].Sampling.IsGreedy ? "greedy" : "sampling") : settings[0].Mode.ToString().ToLowerInvariant(),
+                    n, sessionSamples, errors, wall, stats?.MaxBatch ?? 0, stats?.MeanBatch, usage);
+                Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
+                return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;
+            }
+            finally
+            {
+                if (verifier is not null)
+                {
+                    await verifier.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                    verifier.Dispose();
+                }
+
+                if (server is not null)
+                {
+                    await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                    server.Dispose();
+                }
+
+                if (embedded is not null)
+                {
+                    await embedded.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// Target-only texts to compare with: greedy speculative output must equal them byte for byte, and the baseline
+    /// must equal them in every mode (it samples with the reference's own randomness).
+    /// </summary>
+    private static Dictionary<string, int[]>? References(ModelPair models, int[] prompt, SessionSettings[] settings, bool baseline)
+    {
+        if (!baseline && !settings[0].Sampling.IsGreedy)
+        {
+            return null;
+        }
+
+        var cache = new ConcurrentDictionary<(ulong, string), int[]>();
+        return settings.ToDictionary(s => s.SessionId, s => s.Sampling.IsGreedy
+            ? cache.GetOrAdd((0, ""), _ => Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens))
+            : Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens));
+    }
+
+    /// <summary>The devices of one load run.</summary>
+    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, ProcessWatch processes, ILoggerFactory logging)
+    {
+        private EdgeOptions Options(int device, string? verifierId) => new()
+        {
+            DeviceId = $"lg{device}",
+            Broker = broker,
+            Username = username,
+            Password = password,
+            VerifierId = verifierId,
+            RequestTimeout = requestTimeout,
+        };
+
+        public async Task<(List<SessionSample>, List<string>, double)> SpeculativeAsync(
+            Core.Models.ILanguageModel draft, string? verifierId, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
+        {
+            var workers = new DraftWorker[devices];
+            try
+            {
+                for (var d = 0; d < devices; d++)
+                {
+                    workers[d] = new DraftWorker(Options(d, verifierId), draft, logging.CreateLogger<DraftWorker>());
+                }
+
+                await Task.WhenAll(workers.Select(w => w.StartAsync(ct))).ConfigureAwait(false);
+                return await RunAsync(async (d, s) =>
+                {
+                    var r = await workers[d].GenerateAsync(prompt, s, null, ct).ConfigureAwait(false);
+                    return new SessionSample(
+                        r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
+                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted);
+                }, settings).ConfigureAwait(false);
+            }
+            finally
+            {
+                foreach (var w in workers.Where(w => w is not null))
+                {
+                    await w.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
+        public async Task<(List<SessionSample>, List<string>, double)> BaselineAsync(
+            string serverId, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
+        {
+            var clients = new StreamClient[devices];
+            try
+            {
+                for (var d = 0; d < devices; d++)
+                {
+                    clients[d] = new StreamClient(Options(d, null), serverId, logging.CreateLogger<StreamClient>());
+                }
+
+                await Task.WhenAll(clients.Select(c => c.StartAsync(ct))).ConfigureAwait(false);
+                return await RunAsync(async (d, s) =>
+                {
+                    var r = await clients[d].GenerateAsync(prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens, null, ct).ConfigureAwait(false);
+                    return new SessionSample(
+                        r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
+                        r.TokenGapMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, 0, r.Duplicates, 0, 0);
+                }, settings).ConfigureAwait(false);
+            }
+            finally
+            {
+                foreach (var c in clients.Where(c => c is not null))
+                {
+                    await c.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+        }
+
+        /// <summary>Every device runs its samples back to back; all devices at once.</summary>
+        private async Task<(List<SessionSample>, List<string>, double)> RunAsync(Func<int, SessionSettings, Task<SessionSample>> generate, SessionSettings[] settings)
+        {
+            var results = new ConcurrentBag<SessionSample>();
+            var errors = new ConcurrentBag<string>();
+            // Warm-up, not measured: one short generation per device, so JIT and first connections are not counted.
+            await Task.WhenAll(Enumerable.Range(0, devices).Select(d => Task.Run(async () =>
+            {
+                var s = settings[d * samples];
+                try
+                {
+                    await generate(d, s with { SessionId = $"{s.SessionId}-warm", MaxTokens = Math.Min(8, s.MaxTokens) }).ConfigureAwait(false);
+                }
+                catch (GenerationException)
+                {
+                }
+            }))).ConfigureAwait(false);
+            processes.Start();
+            var started = Stopwatch.GetTimestamp();
+            await Task.WhenAll(Enumerable.Range(0, devices).Select(d => Task.Run(async () =>
+            {
+                for (var i = 0; i < samples; i++)
+                {
+                    try
+                    {
+                        results.Add(await generate(d, settings[(d * samples) + i]).ConfigureAwait(false));
+                    }
+                    catch (GenerationException ex)
+                    {
+                        errors.Add($"lg{d}: {ex.Message}");
+                    }
+                }
+            }))).ConfigureAwait(false);
+            return ([.. results], [.. errors], Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+
+        private static bool Matches(Dictionary<string, int[]>? references, string sessionId, IReadOnlyList<int> tokens) =>
+            references is null || !references.TryGetValue(sessionId, out var reference) || reference.AsSpan().SequenceEqual(tokens.ToArray());
+    }
+}

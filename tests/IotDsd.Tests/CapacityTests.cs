@@ -1,0 +1,197 @@
+using System.Text.Json;
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Contracts.Wire;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Speculative;
+using IotDsd.Edge.Baseline;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Tests.Infrastructure;
+using IotDsd.Verifier.Baseline;
+using IotDsd.Verifier.Hosting;
+using Xunit;
+
+namespace IotDsd.Tests;
+
+/// <summary>The server-only baseline and the load generator, through real brokers.</summary>
+public sealed class CapacityTests
+{
+    private const string Server = "baseline-test";
+
+    private static async Task<(BaselineServer Server, ErrorLog Log)> StartServerAsync(int port, int maxBatch = 32)
+    {
+        var log = new ErrorLog();
+        var server = new BaselineServer(new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", port), VerifierId = Server, MaxBatch = maxBatch }, TestEnvironment.Target, log.CreateLogger<BaselineServer>());
+        await server.StartAsync(CancellationToken.None);
+        await server.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        return (server, log);
+    }
+
+    [Theory]
+    [InlineData(0f)]
+    [InlineData(0.8f)]
+    public async Task BaselineServer_ConcurrentStreams_EachEqualsTargetOnlyDecoding(float temperature)
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var (server, log) = await StartServerAsync(broker.Port, maxBatch: 3);
+        try
+        {
+            var prompt = TestEnvironment.Tokenizer.Encode("The meaning of life is");
+            var sampling = new SamplingParams(temperature, 0, 1f);
+            var runs = Enumerable.Range(0, 5).Select(async i =>
+            {
+                await using var client = new StreamClient(new EdgeOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), DeviceId = $"stream{i}" }, Server, log.CreateLogger<StreamClient>());
+                await client.StartAsync(CancellationToken.None);
+                var seen = new List<int>();
+                var report = await client.GenerateAsync(prompt, sampling, (ulong)(100 + i), $"s{i}", 120, seen.Add, CancellationToken.None);
+                var reference = Autoregressive.Generate(TestEnvironment.Target, prompt, sampling, (ulong)(100 + i), $"s{i}", 120);
+                Assert.Equal(reference, report.Tokens);
+                Assert.Equal(reference, seen);
+                Assert.Equal(0, report.Duplicates);
+                Assert.Equal(119, report.TokenGapMillis.Count);
+                return report.MeanBatch;
+            }).ToArray();
+            var batches = await Task.WhenAll(runs);
+            Assert.True(server.Stats.MaxBatch > 1, "five concurrent streams were never batched");
+            Assert.True(server.Stats.MaxBatch <= 3, $"batch {server.Stats.MaxBatch} exceeded the bound of 3");
+            Assert.All(batches, b => Assert.InRange(b, 1, 3));
+            Assert.Empty(log.Entries);
+        }
+        finally
+        {
+            await server.StopAsync(CancellationToken.None);
+            server.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task BaselineServer_BadAndDuplicateRequests_RefusedOrIgnoredAndOthersUnaffected()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var (server, log) = await StartServerAsync(broker.Port);
+        try
+        {
+            await using var raw = await RawClient.ConnectAsync(broker.Port, "raw-mallory", TopicScheme.DeviceReplies("mallory"));
+            var topic = TopicScheme.ServerStreams(Server, "mallory");
+            var replies = TopicScheme.DeviceReplies("mallory");
+
+            async Task<ErrorReply> RefusedAsync(byte[] payload, byte correlation)
+            {
+                await raw.PublishAsync(topic, payload, replies, [correlation, 0, 0, 0, 0, 0, 0, 0]);
+                var reply = await raw.WaitForAsync(m => m.Correlation is { } c && c[0] == correlation);
+                var decoded = WireCodec.Decode(reply.Payload);
+                return Assert.IsType<ErrorReply>(decoded.Message);
+            }
+
+            Assert.Equal(ErrorCode.Malformed, (await RefusedAsync([0xC1, 0x00], 1)).Code);
+            Assert.Equal(ErrorCode.WrongTopic, (await RefusedAsync(WireCodec.Encode(new StreamRequest { SessionId = "x", DeviceId = "alice", Prompt = [65], MaxTokens = 5 }), 2)).Code);
+            Assert.Equal(ErrorCode.InvalidRequest, (await RefusedAsync(WireCodec.Encode(new StreamRequest { SessionId = "x", DeviceId = "mallory", Prompt = [999], MaxTokens = 5 }), 3)).Code);
+            Assert.Equal(ErrorCode.InvalidRequest, (await RefusedAsync(WireCodec.Encode(new StreamRequest { SessionId = "x", DeviceId = "mallory", Prompt = [], MaxTokens = 5 }), 4)).Code);
+            Assert.Equal(ErrorCode.UnexpectedMessage, (await RefusedAsync(WireCodec.Encode(new DraftRound { SessionId = "x" }), 5)).Code);
+
+            // The same request delivered twice streams once: every position arrives exactly once.
+            var request = WireCodec.Encode(new StreamRequest { SessionId = "twice", DeviceId = "mallory", Prompt = [84, 104, 101], MaxTokens = 40 });
+            await raw.PublishAsync(topic, request, replies, [9, 0, 0, 0, 0, 0, 0, 0]);
+            await raw.PublishAsync(topic, request, replies, [9, 0, 0, 0, 0, 0, 0, 0]);
+            await raw.WaitForAsync(m => WireCodec.Decode(m.Payload).Message is TokenChunk { Done: true });
+            var chunks = raw.Received.Select(m => WireCodec.Decode(m.Payload).Message).OfType<TokenChunk>().ToList();
+            Assert.Equal(Enumerable.Range(0, 40), chunks.Select(c => c.Index).Order());
+
+            await using var honest = new StreamClient(new EdgeOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), DeviceId = "honest" }, Server, log.CreateLogger<StreamClient>());
+            await honest.StartAsync(CancellationToken.None);
+            var report = await honest.GenerateAsync([65, 32], SamplingParams.Greedy, 1, "h", 30, null, CancellationToken.None);
+            Assert.Equal(Autoregressive.Generate(TestEnvironment.Target, [65, 32], SamplingParams.Greedy, 1, "h", 30), report.Tokens);
+            Assert.Equal(5, server.Errors.Total);
+        }
+        finally
+        {
+            await server.StopAsync(CancellationToken.None);
+            server.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task StreamClient_NoServer_FailsClosedWithClearError()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        await using var client = new StreamClient(new EdgeOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), DeviceId = "lonely", RequestTimeout = TimeSpan.FromMilliseconds(300) }, "nobody", log.CreateLogger<StreamClient>());
+        await client.StartAsync(CancellationToken.None);
+        var ex = await Assert.ThrowsAsync<GenerationException>(() => client.GenerateAsync([65], SamplingParams.Greedy, 1, "x", 5, null, CancellationToken.None));
+        Assert.Contains("sent nothing", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--temperature", "0")]
+    [InlineData("--baseline", "--temperature", "0.7")]
+    [InlineData("--mode", "dssd")]
+    public async Task Loadgen_EmbeddedBroker_ReportsZeroLossAndReferenceMatches(params string[] extra)
+    {
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["loadgen", "--devices", "4", "--max-tokens", "40", "--prompt", "Once upon a time", "--json", .. extra]);
+        Assert.True(code == 0, $"exit {code}: {stderr}\n{stdout}");
+        using var report = JsonDocument.Parse(stdout);
+        var root = report.RootElement;
+        Assert.Equal(4, root.GetProperty("completed").GetInt32());
+        Assert.Equal(160, root.GetProperty("tokens").GetInt64());
+        Assert.Equal(0, root.GetProperty("lost_tokens").GetInt64());
+        Assert.Equal(0, root.GetProperty("duplicated_tokens").GetInt64());
+        Assert.Equal(0, root.GetProperty("reference_mismatches").GetInt32());
+        Assert.True(root.GetProperty("tpot_ms_p99").GetDouble() >= root.GetProperty("tpot_ms_p50").GetDouble());
+        Assert.True(root.GetProperty("max_batch").GetInt64() >= 1);
+        Assert.Equal(extra.Contains("--baseline") ? "baseline" : "iotdsd", root.GetProperty("system").GetString());
+    }
+
+    [Theory]
+    [InlineData("--devices", "0")]
+    [InlineData("--broker", "nonsense")]
+    [InlineData("--watch", "broker")]
+    public async Task Loadgen_BadArguments_OneLineErrorAndExit2(params string[] args)
+    {
+        var (code, _, stderr) = await CliProcess.RunAsync(null, ["loadgen", "--prompt", "x", .. args]);
+        Assert.Equal(2, code);
+        Assert.StartsWith("iotdsd loadgen: ", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Verifiers_SeveralOnOneBroker_SessionsSpreadAndStayExact()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        var verifiers = new List<VerifierService>();
+        try
+        {
+            foreach (var id in new[] { "v-a", "v-b", "v-c" })
+            {
+                var v = new VerifierService(new VerifierOptions { Broker = address, VerifierId = id }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+                await v.StartAsync(CancellationToken.None);
+                await v.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+                verifiers.Add(v);
+            }
+
+            var prompt = TestEnvironment.Tokenizer.Encode("It was a dark");
+            var reference = Autoregressive.Generate(TestEnvironment.Target, prompt, SamplingParams.Greedy, 1, "ref", 60);
+            var used = await Task.WhenAll(Enumerable.Range(0, 12).Select(async i =>
+            {
+                await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = $"dev{i}" }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+                await worker.StartAsync(CancellationToken.None);
+                var report = await worker.GenerateAsync(prompt, new Core.Sessions.SessionSettings { SessionId = $"sess{i}", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, Seed = 1, MaxTokens = 60, Gamma = 4 }, null, CancellationToken.None);
+                Assert.Equal(reference, report.Tokens);
+                return report.VerifierId;
+            }));
+            Assert.True(used.Distinct().Count() >= 2, $"12 sessions all went to {used[0]}");
+            Assert.Empty(log.Entries);
+        }
+        finally
+        {
+            foreach (var v in verifiers)
+            {
+                await v.StopAsync(CancellationToken.None);
+                v.Dispose();
+            }
+        }
+    }
+}
