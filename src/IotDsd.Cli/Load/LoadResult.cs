@@ -104,7 +104,7 @@ internal sealed record LoadReport
         var text = new global::System.Text.StringBuilder();
         text.AppendLine(FormattableString.Invariant($"[{System} {Mode}] {Devices} devices, {Completed} completed, {Failed} failed, {Tokens} tokens in {WallSeconds:0.00} s = {TokensPerSecond:0} tokens/s"));
         text.AppendLine(FormattableString.Invariant($"  time per output token p50 {TpotP50:0.00} ms  p99 {TpotP99:0.00} ms;  first token p50 {TtftP50:0.0} ms  p99 {TtftP99:0.0} ms"));
-        text.AppendLine(FormattableString.Invariant($"  {(System == "iotdsd" ? "round" : "token gap")} p50 {RoundP50:0.00} ms  p99 {RoundP99:0.00} ms;  acceptance {AcceptanceRate * 100:0.0} %;  batch mean {MeanBatch:0.0} max {MaxBatch}"));
+        text.AppendLine(FormattableString.Invariant($"  {(System == "iotdsd" ? "round" : "token gap")} p50 {RoundP50:0.00} ms  p99 {RoundP99:0.00} ms;  acceptance {AcceptanceRate * 100:0.0} %;  batch mean {MeanBatch:0.0}{(MaxBatch > 0 ? FormattableString.Invariant($" max {MaxBatch}") : "")}"));
         text.AppendLine(FormattableString.Invariant($"  bytes per token: uplink {UplinkPerToken:0.0}, downlink {DownlinkPerToken:0.0} (payload), {WirePerToken:0.0} on the wire"));
         text.Append(FormattableString.Invariant($"  retries {Retries}, lost tokens {LostTokens}, duplicated tokens {DuplicatedTokens}, reference mismatches {ReferenceMismatches}"));
         foreach (var p in Processes)
