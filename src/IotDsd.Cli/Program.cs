@@ -16,6 +16,7 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
     SimCommand.Create(),
     ServerCommand.Create(common),
     LoadgenCommand.Create(common),
+    LinkCommand.Create(),
 };
 
 var parsed = root.Parse(args);

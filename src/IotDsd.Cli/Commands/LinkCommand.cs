@@ -1,0 +1,184 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.LinkEmulation;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd link</c>: the user-space link emulator between a client and its broker. Runs until interrupted; takes
+/// commands on stdin (<c>cut</c>, <c>restore</c>, <c>half-open</c>, <c>delay MS [JITTER_MS]</c>, <c>bw UP_BPS DOWN_BPS</c>,
+/// <c>status</c>) and can cut the link on a seeded random schedule (<c>--cuts</c>).
+/// </summary>
+internal static class LinkCommand
+{
+    public static Command Create()
+    {
+        var listen = new Option<int>("--listen") { Description = "Port clients connect to (0: a free one, printed at start).", Required = true };
+        var upstream = new Option<string>("--upstream") { Description = "Broker (or any TCP server) as HOST:PORT.", Required = true };
+        var bind = new Option<string>("--bind") { Description = "Address to listen on.", DefaultValueFactory = _ => "127.0.0.1" };
+        var delay = new Option<double>("--delay-ms") { Description = "One-way delay, both directions." };
+        var jitter = new Option<double>("--jitter-ms") { Description = "Uniform extra delay 0..J per chunk, both directions." };
+        var upDelay = new Option<double?>("--up-delay-ms") { Description = "Client → broker delay (overrides --delay-ms)." };
+        var downDelay = new Option<double?>("--down-delay-ms") { Description = "Broker → client delay (overrides --delay-ms)." };
+        var upBps = new Option<long>("--up-bps") { Description = "Client → broker bandwidth, bytes/s (0: unlimited)." };
+        var downBps = new Option<long>("--down-bps") { Description = "Broker → client bandwidth, bytes/s (0: unlimited)." };
+        var seed = new Option<int>("--seed") { Description = "Seed of jitter and of the cut schedule.", DefaultValueFactory = _ => 1 };
+        var cuts = new Option<int>("--cuts") { Description = "Cut the link this many times on a random schedule, then keep it up." };
+        var cutMs = new Option<string>("--cut-ms") { Description = "Outage length range MIN-MAX in ms.", DefaultValueFactory = _ => "1000-10000" };
+        var upMs = new Option<string>("--up-ms") { Description = "Time up between outages, MIN-MAX in ms.", DefaultValueFactory = _ => "1000-5000" };
+        var halfOpen = new Option<double>("--half-open-fraction") { Description = "Share of the scheduled outages that are half-open rather than resets (0..1)." };
+        var command = new Command("link", "Emulate a link between a client and its broker: delay, jitter, bandwidth, cuts and half-open connections.")
+        {
+            listen, upstream, bind, delay, jitter, upDelay, downDelay, upBps, downBps, seed, cuts, cutMs, upMs, halfOpen,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var target = BrokerAddress.TryParse(result.GetValue(upstream), out var error) ?? throw new CliError($"--upstream: {error}");
+            if (!IPAddress.TryParse(result.GetValue(bind), out var address))
+            {
+                throw new CliError($"--bind must be an IP address, got '{result.GetValue(bind)}'");
+            }
+
+            var port = result.GetValue(listen);
+            if (port is < 0 or > 65535)
+            {
+                throw new CliError($"--listen must be between 0 and 65535, got {port}");
+            }
+
+            var up = Profile(result.GetValue(upDelay) ?? result.GetValue(delay), result.GetValue(jitter), result.GetValue(upBps));
+            var down = Profile(result.GetValue(downDelay) ?? result.GetValue(delay), result.GetValue(jitter), result.GetValue(downBps));
+            if ((up.Validate() ?? down.Validate()) is { } bad)
+            {
+                throw new CliError(bad);
+            }
+
+            var chaos = new LinkChaos
+            {
+                Count = result.GetValue(cuts),
+                CutMin = Range(result.GetValue(cutMs)!, "--cut-ms").Min,
+                CutMax = Range(result.GetValue(cutMs)!, "--cut-ms").Max,
+                UpMin = Range(result.GetValue(upMs)!, "--up-ms").Min,
+                UpMax = Range(result.GetValue(upMs)!, "--up-ms").Max,
+                HalfOpenFraction = result.GetValue(halfOpen),
+                Seed = result.GetValue(seed),
+            };
+            if (chaos.Validate() is { } badChaos)
+            {
+                throw new CliError(badChaos);
+            }
+
+            using var logging = Runtime.Logging(verbose: true);
+            await using var link = new LinkEmulator(
+                new LinkEmulatorOptions { ListenPort = port, Bind = address, UpstreamHost = target.Host, UpstreamPort = target.Port, Up = up, Down = down, Seed = chaos.Seed },
+                logging.CreateLogger<LinkEmulator>());
+            await link.StartAsync(ct).ConfigureAwait(false);
+            await Console.Out.WriteLineAsync($"link {address}:{link.Port} -> {target}; up: {up}; down: {down}").ConfigureAwait(false);
+            await Console.Out.FlushAsync(ct).ConfigureAwait(false);
+            var schedule = chaos.Count > 0
+                ? chaos.RunAsync(link, onOutage: (i, d, h) => Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"outage {i + 1}/{chaos.Count}: {(h ? "half-open" : "cut")} for {d.TotalMilliseconds:0} ms")), ct: ct)
+                : Task.FromResult(TimeSpan.Zero);
+            try
+            {
+                await ControlAsync(link, ct).ConfigureAwait(false);
+                await schedule.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>Reads commands from stdin until it closes; then waits for cancellation.</summary>
+    private static async Task ControlAsync(LinkEmulator link, CancellationToken ct)
+    {
+        while (await Console.In.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+        {
+            var reply = Apply(link, line);
+            if (reply is not null)
+            {
+                await Console.Out.WriteLineAsync(reply).ConfigureAwait(false);
+                await Console.Out.FlushAsync(ct).ConfigureAwait(false);
+            }
+        }
+
+        await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Applies one control line; returns what to print.</summary>
+    internal static string? Apply(LinkEmulator link, string line)
+    {
+        var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (words.Length == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            switch (words[0].ToLowerInvariant())
+            {
+                case "cut":
+                    link.Cut();
+                    break;
+                case "restore" or "up":
+                    link.Restore();
+                    break;
+                case "half-open" or "halfopen":
+                    link.HalfOpen();
+                    break;
+                case "delay" when words.Length is 2 or 3:
+                    var ms = Number(words[1]);
+                    var j = words.Length == 3 ? Number(words[2]) : link.Up.Jitter.TotalMilliseconds;
+                    link.Configure(
+                        link.Up with { Delay = TimeSpan.FromMilliseconds(ms), Jitter = TimeSpan.FromMilliseconds(j) },
+                        link.Down with { Delay = TimeSpan.FromMilliseconds(ms), Jitter = TimeSpan.FromMilliseconds(j) });
+                    break;
+                case "bw" when words.Length == 3:
+                    link.Configure(link.Up with { BytesPerSecond = (long)Number(words[1]) }, link.Down with { BytesPerSecond = (long)Number(words[2]) });
+                    break;
+                case "status":
+                    break;
+                default:
+                    return "commands: cut | restore | half-open | delay MS [JITTER_MS] | bw UP_BPS DOWN_BPS | status";
+            }
+        }
+        catch (ArgumentException ex)
+        {
+            return $"error: {ex.Message}";
+        }
+
+        return string.Create(CultureInfo.InvariantCulture, $"{link.State.ToString().ToLowerInvariant()}; up: {link.Up}; down: {link.Down}; connections {link.ActiveConnections}, accepted {link.Accepted}, refused {link.Refused}, bytes up {link.BytesUp} down {link.BytesDown}");
+    }
+
+    private static double Number(string text) =>
+        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0
+            ? v
+            : throw new ArgumentException($"'{text}' is not a non-negative number");
+
+    private static LinkProfile Profile(double delayMs, double jitterMs, long bps) => new()
+    {
+        Delay = TimeSpan.FromMilliseconds(delayMs),
+        Jitter = TimeSpan.FromMilliseconds(jitterMs),
+        BytesPerSecond = bps,
+    };
+
+    private static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
+    {
+        var parts = text.Split('-');
+        if (parts.Length == 2
+            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var min)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var max)
+            && min >= 0 && max >= min)
+        {
+            return (TimeSpan.FromMilliseconds(min), TimeSpan.FromMilliseconds(max));
+        }
+
+        throw new CliError($"{flag} must be MIN-MAX in milliseconds with 0 <= MIN <= MAX, got '{text}'");
+    }
+}
