@@ -81,7 +81,7 @@ internal static class GenerationLoop
                     Console.Out.Write(piece);
                     Console.Out.Flush();
                 }
-            }, ct).ConfigureAwait(false);
+            }, UnverifiedPrinter.Create(models), ct).ConfigureAwait(false);
             if (result.GetValue(common.CalibrationOut) is not null)
             {
                 reports.Add(report);
@@ -105,5 +105,27 @@ internal static class GenerationLoop
         {
             CalibrationWriter.Write(calibrationOut, reports, prefix, models.Target.VocabSize, prompt.Length);
         }
+    }
+}
+
+/// <summary>Shows draft-only text produced while the link is down on stderr, flagged as unverified: never silent, never mixed into the text.</summary>
+internal static class UnverifiedPrinter
+{
+    public static Action<int, bool> Create(ModelPair models)
+    {
+        var pending = new List<int>();
+        return (token, end) =>
+        {
+            if (!end)
+            {
+                pending.Add(token);
+                return;
+            }
+
+            var stream = models.Tokenizer.CreateStreamDecoder();
+            var text = string.Concat(pending.Select(stream.Append)) + stream.Flush();
+            pending.Clear();
+            Console.Error.WriteLine($"iotdsd: link down; UNVERIFIED draft-only continuation (lossy, not part of the text): {text}");
+        };
     }
 }

@@ -13,7 +13,9 @@ internal static class EdgeCommand
         var deviceId = new Option<string>("--device-id") { Description = "Device id (a topic level; must match the broker identity when ACLs confine devices).", DefaultValueFactory = _ => Environment.MachineName.ToLowerInvariant() };
         var verifier = new Option<string?>("--verifier") { Description = "Pin a verifier id (default: discover the live ones)." };
         var timeout = new Option<double>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 5000 };
-        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout };
+        var stateDir = new Option<string?>("--state-dir") { Description = "Save generations in progress here after every round; a restarted process resumes them." };
+        var giveUp = new Option<double>("--give-up-s") { Description = "Fail when no verifier has answered for this long (link down, none online).", DefaultValueFactory = _ => 600 };
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, giveUp };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
@@ -27,6 +29,8 @@ internal static class EdgeCommand
                 Password = common.PasswordOf(result),
                 Tls = common.Transport.Parse(result, common.ParseBroker(result)),
                 RequestTimeout = TimeSpan.FromMilliseconds(result.GetValue(timeout)),
+                StateDirectory = result.GetValue(stateDir),
+                GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
             };
             if (options.Validate() is { } bad)
             {

@@ -32,6 +32,13 @@ internal sealed record CompletionJson
     [JsonPropertyName("mean_batch")] public double MeanBatch { get; init; }
     [JsonPropertyName("session")] public string? Session { get; init; }
     [JsonPropertyName("verifier")] public string? Verifier { get; init; }
+    [JsonPropertyName("unverified_tokens_shown")] public long UnverifiedTokensShown { get; init; }
+    [JsonPropertyName("link_drops")] public long LinkDrops { get; init; }
+    [JsonPropertyName("resumed_tokens")] public int ResumedTokens { get; init; }
+    [JsonPropertyName("reopens")] public long Reopens { get; init; }
+    [JsonPropertyName("recovery_ms")] public IReadOnlyList<double> RecoveryMs { get; init; } = [];
+    [JsonPropertyName("failover_ms")] public IReadOnlyList<double> FailoverMs { get; init; } = [];
+    [JsonPropertyName("ms_at_level")] public IReadOnlyDictionary<string, double> MsAtLevel { get; init; } = new Dictionary<string, double>();
 
     public static CompletionJson From(GenerationReport r, string text) => new()
     {
@@ -59,6 +66,13 @@ internal sealed record CompletionJson
         MeanBatch = Math.Round(r.MeanBatch, 2),
         Session = r.SessionId,
         Verifier = r.VerifierId,
+        UnverifiedTokensShown = r.Faults.UnverifiedTokensShown,
+        LinkDrops = r.Faults.LinkDrops,
+        ResumedTokens = r.Faults.ResumedTokens,
+        Reopens = r.Reopens,
+        RecoveryMs = [.. r.Faults.RecoveryMillis.Select(v => Math.Round(v, 1))],
+        FailoverMs = [.. r.Faults.FailoverMillis.Select(v => Math.Round(v, 1))],
+        MsAtLevel = r.Faults.MillisAtLevel.Where(kv => kv.Value > 0).ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value, 1)),
     };
 
     public string ToLine() => JsonSerializer.Serialize(this);
@@ -80,11 +94,28 @@ internal sealed record CompletionJson
 /// <summary>The human summary printed after the streamed text.</summary>
 internal static class Summary
 {
-    public static string Of(GenerationReport r) => string.Create(
+    public static string Of(GenerationReport r) => Core(r) + Faults(r);
+
+    private static string Core(GenerationReport r) => string.Create(
         CultureInfo.InvariantCulture,
         $"[{r.Mode.ToString().ToLowerInvariant()} γ={r.Gamma} seed={r.Seed}] {r.Tokens.Count} tokens, {r.Rounds} rounds, " +
         $"acceptance {r.AcceptanceRate:P1}, mean accepted {r.MeanAccepted:0.00}/round, {r.TokensPerSecond:0} tokens/s, " +
         $"first token {r.TimeToFirstToken.TotalMilliseconds:0.0} ms, uplink {r.UplinkBytesPerToken:0.0} B/token, " +
         $"downlink {r.DownlinkBytesPerToken:0.0} B/token (payload; {(double)r.UplinkWireBytes / Math.Max(1, r.Tokens.Count):0.0}/" +
         $"{(double)r.DownlinkWireBytes / Math.Max(1, r.Tokens.Count):0.0} on the wire)");
+
+    private static string Faults(GenerationReport r)
+    {
+        var f = r.Faults;
+        if (f.LinkDrops == 0 && r.Retries == 0 && r.Reopens == 0 && f.ResumedTokens == 0 && f.LevelTransitions == 0)
+        {
+            return "";
+        }
+
+        var levels = string.Join(", ", f.MillisAtLevel.Where(kv => kv.Value > 0).Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value / 1000:0.0} s")));
+        var lossy = f.ShowedUnverified ? " (lossy, not in the text)" : "";
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"; faults: {f.LinkDrops} link drops, {r.Retries} retries, {r.Reopens} reopens, {f.ResumedTokens} tokens resumed, {f.UnverifiedTokensShown} unverified tokens shown{lossy}; levels: {levels}");
+    }
 }

@@ -50,6 +50,12 @@ public sealed class VerifierSession : IDisposable
     /// <summary>Checks a round against the session. Returns the verdict already sent for a duplicate.</summary>
     public RoundCheck Check(DraftRound round)
     {
+        if (round.Epoch < Epoch)
+        {
+            // A late duplicate from before the device reopened: its answer no longer matters to anyone.
+            return RoundCheck.Stale;
+        }
+
         if (round.Epoch != Epoch)
         {
             return RoundCheck.Fail(ErrorCode.UnknownSession, $"session epoch is {Epoch}, round says {round.Epoch}; reopen the session");
@@ -203,6 +209,11 @@ public sealed class VerifierSession : IDisposable
     /// <summary>rsr follow-up: more proposals for the last rejected position. Idempotent per attempt.</summary>
     public RoundCheck MoreProposals(MoreProposals request)
     {
+        if (request.Epoch < Epoch || request.Round < _lastRound)
+        {
+            return RoundCheck.Stale; // a late duplicate of a finished round or an abandoned epoch
+        }
+
         if (request.Epoch != Epoch || request.Round != _lastRound || _lastVerdict?.Kind != VerdictKind.Proposals || _lastRejectedRow is null)
         {
             return RoundCheck.Fail(ErrorCode.InvalidRequest, $"no rsr rejection outstanding for round {request.Round}");

@@ -4,6 +4,7 @@ using IotDsd.Contracts.Topics;
 using IotDsd.Core.Models;
 using IotDsd.Core.Sessions;
 using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.Presence;
 using Microsoft.Extensions.Logging;
@@ -27,9 +28,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
     private Task? _pump;
     private long _downPayload;
     private long _downWire;
-    private readonly EdgeMetrics? _metrics;
+    private DegradationLadder? _ladder;
 
-    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null, EdgeMetrics? metrics = null)
+    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null)
     {
         if (options.Validate() is { } bad)
         {
@@ -40,11 +41,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         _draft = draft;
         _logger = logger;
         _time = time ?? TimeProvider.System;
-        _metrics = metrics;
     }
-
-    /// <summary>The worker's MQTT connection once started (diagnostics read its state).</summary>
-    public MqttConnection? Connection => _connection;
 
     /// <summary>Connects, subscribes to its reply topic and to verifier presence.</summary>
     public async Task StartAsync(CancellationToken ct)
@@ -58,6 +55,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
             Password = _options.Password,
             Tls = _options.Tls,
             MaxPayloadBytes = _options.MaxPayloadBytes,
+            CleanStart = false,
+            SessionExpirySeconds = _options.SessionExpirySeconds,
+            PublishTimeout = _options.PublishTimeout,
+            ReconnectMaxDelay = _options.ReconnectMaxDelay,
             Presence = PresencePayload.For(TopicScheme.DeviceStatus(_options.DeviceId), "device", _options.DeviceId, _draft.Name),
         };
         _connection = new MqttConnection(settings, t => t == replies, _logger, _time);
@@ -86,109 +87,138 @@ public sealed partial class DraftWorker : IAsyncDisposable
         }
     }
 
+    /// <summary>The degradation level of the generation running now (normal when none runs).</summary>
+    public DegradationLevel Level => _ladder?.Level ?? DegradationLevel.Normal;
+
     /// <summary>Runs one generation to completion; <paramref name="onCommitted"/> sees every committed token in order.</summary>
-    public async Task<GenerationReport> GenerateAsync(int[] prompt, SessionSettings settings, Action<int>? onCommitted, CancellationToken ct)
+    public Task<GenerationReport> GenerateAsync(int[] prompt, SessionSettings settings, Action<int>? onCommitted, CancellationToken ct) =>
+        GenerateAsync(prompt, settings, onCommitted, null, ct);
+
+    /// <summary>
+    /// Runs one generation to completion. <paramref name="onCommitted"/> sees every committed (verified) token in
+    /// order — on a resumed session, those committed before the restart first. <paramref name="onUnverified"/> sees the
+    /// draft-only tokens shown while the link is down (lossy, never committed), then (-1, true) where that stretch ends.
+    /// </summary>
+    public async Task<GenerationReport> GenerateAsync(
+        int[] prompt, SessionSettings settings, Action<int>? onCommitted, Action<int, bool>? onUnverified, CancellationToken ct)
     {
         var requester = _requester ?? throw new InvalidOperationException("call StartAsync first");
-        var verifier = _options.VerifierId
-            ?? await _directory.WaitForAsync(settings.SessionId, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false)
-            ?? throw new GenerationException($"no verifier is online on {_options.Broker} (waited {_options.DiscoveryTimeout.TotalSeconds:0} s for a retained status on {TopicScheme.AllVerifierStatus})");
-        var topic = TopicScheme.VerifierRounds(verifier, _options.DeviceId);
+        var connection = _connection!;
+        var fingerprint = Fingerprint(prompt, settings);
+        var store = _options.StateDirectory is { } dir ? new SessionStore(dir) : null;
+        DraftSessionState? saved;
+        try
+        {
+            saved = store?.Load(settings.SessionId, fingerprint);
+        }
+        catch (InvalidDataException ex)
+        {
+            throw new GenerationException(ex.Message);
+        }
+
         var upPayload0 = requester.SentPayloadBytes;
         var upWire0 = requester.SentWireBytes;
         var downPayload0 = Interlocked.Read(ref _downPayload);
         var downWire0 = Interlocked.Read(ref _downWire);
-        using var session = new DraftSession(_draft, settings, prompt);
+        var deadLinks0 = connection.DeadLinksDetected;
+        using var session = saved is null ? new DraftSession(_draft, settings, prompt) : new DraftSession(_draft, settings, saved);
+        var ladder = new DegradationLadder(settings.Gamma, settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling, time: _time);
+        ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
+        _ladder = ladder;
+        var faults = new FaultStats();
+        using var run = new GenerationRun(_options, connection, requester, _directory, session, ladder, faults, onUnverified, _logger, _time);
+        var proposals = new ProposalBudget();
+        var resumed = saved is null ? 0 : Math.Min(session.Generated, settings.MaxTokens);
+        if (saved is not null)
+        {
+            Log.Resumed(_logger, settings.SessionId, resumed, session.Round);
+            proposals.Observe(session);
+            Emit(session, session.PromptLength, session.Committed.Count - session.PromptLength, onCommitted);
+        }
+
         var started = _time.GetTimestamp();
         TimeSpan? firstToken = null;
-        long retries = 0, reopens = 0, batchSum = 0, violations = 0;
+        long reopens = 0, batchSum = 0, violations = 0;
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
         var verifyMillis = new List<double>();
-        var acceptedPerRound = new List<int>();
-        var draftedPerRound = new List<int>();
-        long draftedBefore = 0;
-        var proposals = new ProposalBudget();
-        _metrics?.SessionStarted();
-        await OpenAsync(session, topic, ct).ConfigureAwait(false);
-        var roundStart = _time.GetTimestamp();
-        object request = session.PrepareRound(settings.Gamma, proposals.Next);
-        draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
-        while (true)
+
+        await run.ChooseVerifierAsync(ct).ConfigureAwait(false);
+        await run.OpenAsync(ct).ConfigureAwait(false);
+        while (!session.IsComplete)
         {
-            var (reply, attempts) = await SendAsync(topic, request, ct).ConfigureAwait(false);
-            retries += attempts - 1;
-            switch (reply)
+            var roundStart = _time.GetTimestamp();
+            object request = session.PrepareRound(ladder.Gamma, proposals.Next);
+            draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
+            var done = false;
+            while (!done)
             {
-                case Verdict verdict:
-                    RoundStep step;
-                    try
-                    {
-                        step = session.Apply(verdict, proposals.Next);
-                    }
-                    catch (ProtocolViolationException ex)
-                    {
-                        // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
-                        Log.BadVerdict(_logger, session.Round, ex.Message);
-                        _metrics?.Error("invalid_verdict");
-                        if (++violations >= _options.MaxAttempts)
+                var reply = await run.ExchangeAsync(request, ct).ConfigureAwait(false);
+                switch (reply)
+                {
+                    case null:
+                    case ErrorReply { Code: ErrorCode.UnknownSession or ErrorCode.PrefixMismatch }:
+                        // Moved to another verifier, or this one lacks the session: rebuild it there from the prefix.
+                        if (reply is ErrorReply lost)
                         {
-                            throw new GenerationException($"verifier {verifier} kept sending invalid verdicts: {ex.Message}");
+                            Log.Reopening(_logger, settings.SessionId, lost.Code, lost.Message);
+                            session.ResetVerifier();
                         }
 
-                        continue;
-                    }
+                        reopens++;
+                        await run.OpenAsync(ct).ConfigureAwait(false);
+                        request = session.PrepareRound(ladder.Gamma, proposals.Next);
+                        break;
+                    case Verdict verdict:
+                        RoundStep step;
+                        try
+                        {
+                            step = session.Apply(verdict, proposals.Next);
+                        }
+                        catch (ProtocolViolationException ex)
+                        {
+                            // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
+                            Log.BadVerdict(_logger, session.Round, ex.Message);
+                            if (++violations >= _options.MaxAttempts)
+                            {
+                                throw new GenerationException($"verifier {run.Verifier} kept sending invalid verdicts: {ex.Message}");
+                            }
 
-                    if (step.Kind == RoundStepKind.NeedMoreProposals)
-                    {
-                        request = step.FollowUp!;
-                        continue;
-                    }
+                            break;
+                        }
 
-                    if (step.Kind == RoundStepKind.Ignored)
-                    {
-                        continue; // a late reply to an earlier round; the current request is still outstanding
-                    }
+                        if (step.Kind == RoundStepKind.NeedMoreProposals)
+                        {
+                            request = step.FollowUp!;
+                            break;
+                        }
 
-                    proposals.Observe(session);
-                    acceptedPerRound.Add(verdict.Accepted);
-                    draftedPerRound.Add((int)(session.Drafted - draftedBefore));
-                    draftedBefore = session.Drafted;
-                    batchSum += verdict.BatchSize;
-                    verifyMillis.Add(verdict.VerifyMicros / 1000.0);
-                    roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
-                    _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], settings.Gamma);
-                    firstToken ??= _time.GetElapsedTime(started);
-                    for (var i = step.Start; i < step.Start + step.Count && i - session.PromptLength < settings.MaxTokens; i++)
-                    {
-                        onCommitted?.Invoke(session.Committed[i]);
-                    }
+                        if (step.Kind == RoundStepKind.Ignored)
+                        {
+                            break; // not for the outstanding request: it is still outstanding
+                        }
 
-                    break;
-                case ErrorReply { Code: ErrorCode.UnknownSession or ErrorCode.PrefixMismatch } error:
-                    Log.Reopening(_logger, settings.SessionId, error.Code, error.Message);
-                    reopens++;
-                    _metrics?.Error(error.Code == ErrorCode.UnknownSession ? "unknown_session" : "prefix_mismatch");
-                    session.ResetVerifier();
-                    await OpenAsync(session, topic, ct).ConfigureAwait(false);
-                    break;
-                case ErrorReply error:
-                    throw new GenerationException($"verifier {verifier} refused round {session.Round}: {error.Code}: {error.Message}");
-                default:
-                    throw new GenerationException($"verifier {verifier} sent an unexpected {reply.GetType().Name}");
+                        proposals.Observe(session);
+                        batchSum += verdict.BatchSize;
+                        verifyMillis.Add(verdict.VerifyMicros / 1000.0);
+                        roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
+                        firstToken ??= _time.GetElapsedTime(started);
+                        Emit(session, step.Start, step.Count, onCommitted);
+                        run.Committed(store, fingerprint);
+                        done = true;
+                        break;
+                    case ErrorReply error:
+                        throw new GenerationException($"verifier {run.Verifier} refused round {session.Round}: {error.Code}: {error.Message}");
+                    case SessionOpened:
+                        break; // a late answer to an open: the request is still outstanding
+                    default:
+                        throw new GenerationException($"verifier {run.Verifier} sent an unexpected {reply.GetType().Name}");
+                }
             }
-
-            if (session.IsComplete)
-            {
-                break;
-            }
-
-            roundStart = _time.GetTimestamp();
-            request = session.PrepareRound(settings.Gamma, proposals.Next);
-            draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
         }
 
-        await CloseAsync(session, topic, ct).ConfigureAwait(false);
+        await CloseAsync(session, TopicScheme.VerifierRounds(run.Verifier, _options.DeviceId), ct).ConfigureAwait(false);
+        store?.Delete(settings.SessionId);
         var tokens = session.Committed.Skip(session.PromptLength).Take(settings.MaxTokens).ToArray();
         return new GenerationReport
         {
@@ -197,12 +227,12 @@ public sealed partial class DraftWorker : IAsyncDisposable
             Gamma = settings.Gamma,
             Seed = settings.Seed,
             Tokens = tokens,
-            VerifierId = verifier,
+            VerifierId = run.Verifier,
             Rounds = session.Rounds,
             Drafted = session.Drafted,
             Accepted = session.AcceptedTotal,
             FollowUps = session.FollowUps,
-            Retries = retries,
+            Retries = faults.Retries,
             Reopens = reopens,
             Elapsed = _time.GetElapsedTime(started),
             TimeToFirstToken = firstToken ?? TimeSpan.Zero,
@@ -213,25 +243,33 @@ public sealed partial class DraftWorker : IAsyncDisposable
             RoundMillis = roundMillis,
             DraftMillis = draftMillis,
             VerifyMillis = verifyMillis,
-            AcceptedPerRound = acceptedPerRound,
-            DraftedPerRound = draftedPerRound,
             MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
+            Faults = new FaultReport
+            {
+                ResumedTokens = resumed,
+                LinkDrops = faults.LinkDrops,
+                DeadLinks = connection.DeadLinksDetected - deadLinks0,
+                UnverifiedTokensShown = faults.UnverifiedTokens,
+                RecoveryMillis = faults.RecoveryMillis,
+                FailoverMillis = faults.FailoverMillis,
+                LevelTransitions = ladder.Transitions,
+                MillisAtLevel = ladder.TimeAtLevel().ToDictionary(kv => DegradationLadder.Name(kv.Key), kv => kv.Value.TotalMilliseconds),
+            },
         };
     }
 
-    private async Task OpenAsync(DraftSession session, string topic, CancellationToken ct)
+    private static void Emit(DraftSession session, int start, int count, Action<int>? onCommitted)
     {
-        var (reply, _) = await SendAsync(topic, session.OpenRequest(_options.DeviceId), ct).ConfigureAwait(false);
-        if (reply is ErrorReply error)
+        for (var i = start; i < start + count && i - session.PromptLength < session.Settings.MaxTokens; i++)
         {
-            throw new GenerationException($"verifier refused to open session {session.Settings.SessionId}: {error.Code}: {error.Message}");
-        }
-
-        if (reply is not SessionOpened)
-        {
-            throw new GenerationException($"verifier answered the open request with {reply.GetType().Name}");
+            onCommitted?.Invoke(session.Committed[i]);
         }
     }
+
+    /// <summary>What a saved session must match to be resumed: the prompt and every setting that shapes the text.</summary>
+    private static string Fingerprint(int[] prompt, SessionSettings s) => string.Create(
+        System.Globalization.CultureInfo.InvariantCulture,
+        $"mode={s.Mode.Name()} t={s.Sampling.Temperature} k={s.Sampling.TopK} p={s.Sampling.TopP} seed={s.Seed} max={s.MaxTokens} gamma={s.Gamma} prompt={PrefixDigest.Of(prompt):x16}/{prompt.Length}");
 
     private async Task CloseAsync(DraftSession session, string topic, CancellationToken ct)
     {
@@ -243,37 +281,6 @@ public sealed partial class DraftWorker : IAsyncDisposable
         {
             Log.CloseFailed(_logger, session.Settings.SessionId, ex.Message); // the verifier expires it instead
         }
-    }
-
-    /// <summary>Sends a request, resending it on timeout; fails closed after the configured attempts.</summary>
-    private async Task<(object Reply, int Attempts)> SendAsync(string topic, object request, CancellationToken ct)
-    {
-        for (var attempt = 1; attempt <= _options.MaxAttempts; attempt++)
-        {
-            InboundMessage? reply;
-            try
-            {
-                reply = await _requester!.RequestAsync(topic, request, _options.RequestTimeout, ct).ConfigureAwait(false);
-            }
-            catch (MqttPublishException ex)
-            {
-                Log.SendFailed(_logger, attempt, ex.Message);
-                _metrics?.Error("publish_failed");
-                await Task.Delay(MqttConnection.Backoff(attempt), _time, ct).ConfigureAwait(false);
-                continue;
-            }
-
-            if (reply is null)
-            {
-                Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
-                _metrics?.Error("timeout");
-                continue;
-            }
-
-            return (reply.Decoded.Message!, attempt);
-        }
-
-        throw new GenerationException($"no reply from the verifier after {_options.MaxAttempts} attempts of {_options.RequestTimeout.TotalSeconds:0.#} s");
     }
 
     public async ValueTask DisposeAsync()
@@ -294,17 +301,17 @@ public sealed partial class DraftWorker : IAsyncDisposable
         [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Reopening session {SessionId} with the whole prefix: {Code}: {Reason}")]
         public static partial void Reopening(ILogger logger, string sessionId, ErrorCode code, string reason);
 
-        [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "No reply within {TimeoutMs} ms (attempt {Attempt}); resending")]
-        public static partial void Timeout(ILogger logger, int attempt, double timeoutMs);
-
-        [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Send attempt {Attempt} failed: {Reason}")]
-        public static partial void SendFailed(ILogger logger, int attempt, string reason);
-
         [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message = "Invalid verdict for round {Round}, asking again: {Reason}")]
         public static partial void BadVerdict(ILogger logger, long round, string reason);
 
         [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "Could not close session {SessionId}: {Reason}")]
         public static partial void CloseFailed(ILogger logger, string sessionId, string reason);
+
+        [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "Session {SessionId} degradation level {From} -> {To} (lossy: {Lossy})")]
+        public static partial void LevelChanged(ILogger logger, string sessionId, string from, string to, bool lossy);
+
+        [LoggerMessage(EventId = 307, Level = LogLevel.Information, Message = "Resumed session {SessionId} from saved state: {Tokens} tokens committed, round {Round}")]
+        public static partial void Resumed(ILogger logger, string sessionId, int tokens, long round);
     }
 }
 

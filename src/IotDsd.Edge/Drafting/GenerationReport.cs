@@ -38,6 +38,9 @@ public sealed record GenerationReport
 
     public IReadOnlyList<int> DraftedPerRound { get; init; } = [];
 
+    /// <summary>What faults cost this generation, and the degradation levels it went through.</summary>
+    public FaultReport Faults { get; init; } = new();
+
     public double AcceptanceRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
     public double MeanAccepted => Rounds == 0 ? 0 : (double)Accepted / Rounds;
     public double TokensPerRound => Rounds == 0 ? 0 : (double)Tokens.Count / Rounds;
@@ -45,4 +48,31 @@ public sealed record GenerationReport
     public double TimePerTokenMs => Tokens.Count == 0 ? 0 : Elapsed.TotalMilliseconds / Tokens.Count;
     public double UplinkBytesPerToken => Tokens.Count == 0 ? 0 : (double)UplinkPayloadBytes / Tokens.Count;
     public double DownlinkBytesPerToken => Tokens.Count == 0 ? 0 : (double)DownlinkPayloadBytes / Tokens.Count;
+}
+
+/// <summary>Faults one generation rode out (PROTOCOL.md §5, §7).</summary>
+public sealed record FaultReport
+{
+    /// <summary>Tokens restored from saved state at start (a restarted process).</summary>
+    public int ResumedTokens { get; init; }
+    public long LinkDrops { get; init; }
+
+    /// <summary>Links declared dead after consecutive timeouts (half-open) and reconnected.</summary>
+    public long DeadLinks { get; init; }
+
+    /// <summary>Draft-only tokens shown flagged unverified while the link was down; never part of the text.</summary>
+    public long UnverifiedTokensShown { get; init; }
+
+    /// <summary>Per reconnect: link back → next committed round.</summary>
+    public IReadOnlyList<double> RecoveryMillis { get; init; } = [];
+
+    /// <summary>Per failover: last reply of the old verifier → first committed round on the new one.</summary>
+    public IReadOnlyList<double> FailoverMillis { get; init; } = [];
+    public long LevelTransitions { get; init; }
+
+    /// <summary>Milliseconds spent at each degradation level, by name.</summary>
+    public IReadOnlyDictionary<string, double> MillisAtLevel { get; init; } = new Dictionary<string, double>();
+
+    /// <summary>True if any unverified (lossy) text was shown during the generation.</summary>
+    public bool ShowedUnverified => UnverifiedTokensShown > 0;
 }

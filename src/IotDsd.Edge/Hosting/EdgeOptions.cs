@@ -28,6 +28,29 @@ public sealed record EdgeOptions
 
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
 
+    /// <summary>Directory where generations in progress are saved after every round, so a restarted process
+    /// resumes them; null keeps nothing.</summary>
+    public string? StateDirectory { get; init; }
+
+    /// <summary>A generation fails closed when no reply has come for this long (link down, no verifier).</summary>
+    public TimeSpan GiveUpAfter { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Longest wait between reconnect attempts (exponential backoff with jitter up to this).</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Bound on one publish; two timeouts in a row declare the link dead.</summary>
+    public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>MQTT session expiry: the broker keeps the device's subscriptions and queued replies this long.</summary>
+    public uint SessionExpirySeconds { get; init; } = 3600;
+
+    /// <summary>Let the degradation ladder lower γ in sampling modes too (exact in distribution, but a seed then no
+    /// longer names one text under faults). Greedy always may.</summary>
+    public bool AdaptGammaInSampling { get; init; }
+
+    /// <summary>Draft-only tokens shown (flagged unverified) when the link goes down; 0 shows none.</summary>
+    public int OfflineDraftTokens { get; init; } = 32;
+
     /// <summary>Returns null when valid, else a one-line reason naming the setting and the fix.</summary>
     public string? Validate()
     {
@@ -44,6 +67,16 @@ public sealed record EdgeOptions
         if (RequestTimeout <= TimeSpan.Zero || MaxAttempts < 1)
         {
             return "request timeout must be positive and max attempts at least 1";
+        }
+
+        if (GiveUpAfter <= TimeSpan.Zero || ReconnectMaxDelay <= TimeSpan.Zero || PublishTimeout <= TimeSpan.Zero)
+        {
+            return "give-up time, reconnect delay and publish timeout must be positive";
+        }
+
+        if (OfflineDraftTokens is < 0 or > 4096)
+        {
+            return $"offline draft tokens must be between 0 and 4096, got {OfflineDraftTokens}";
         }
 
         return Tls?.Validate();

@@ -28,6 +28,9 @@ public sealed partial class MqttConnection : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private Task? _supervisor;
     private long _connections;
+    private int _consecutiveTimeouts;
+    private long _deadLinks;
+    private TaskCompletionSource _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <param name="settings">Broker, identity and limits.</param>
     /// <param name="isWireTopic">Topics whose payloads are IotDsd envelopes; others are handed over raw.</param>
@@ -60,6 +63,61 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
     /// <summary>Successful connects so far (the birth counter).</summary>
     public long Connections => Interlocked.Read(ref _connections);
+
+    /// <summary>Times the link was declared dead after consecutive timeouts and dropped to force a reconnect.</summary>
+    public long DeadLinksDetected => Interlocked.Read(ref _deadLinks);
+
+    /// <summary>
+    /// Counts a timeout on this link (a publish, or a reply the caller waited for in vain). After
+    /// <see cref="MqttSettings.DeadAfterTimeouts"/> in a row with nothing received in between, the link is declared
+    /// dead — a half-open TCP connection looks alive to the client — and dropped, so the supervisor reconnects.
+    /// </summary>
+    public void ReportTimeout()
+    {
+        if (Interlocked.Increment(ref _consecutiveTimeouts) >= _settings.DeadAfterTimeouts && _client.IsConnected)
+        {
+            Interlocked.Exchange(ref _consecutiveTimeouts, 0);
+            Interlocked.Increment(ref _deadLinks);
+            Log.DeadLink(_logger, _settings.ClientId, _settings.DeadAfterTimeouts);
+            _ = DropLinkAsync();
+        }
+    }
+
+    /// <summary>Something came through: the link is alive.</summary>
+    public void ReportAlive() => Interlocked.Exchange(ref _consecutiveTimeouts, 0);
+
+    /// <summary>Completes when the client is connected (at once if it is).</summary>
+    public Task WaitConnectedAsync(CancellationToken ct)
+    {
+        var up = Volatile.Read(ref _up).Task;
+        return _client.IsConnected || up.IsCompleted ? Task.CompletedTask : up.WaitAsync(ct);
+    }
+
+    private async Task DropLinkAsync()
+    {
+        try
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or MQTTnet.Exceptions.MqttCommunicationException or ObjectDisposedException)
+        {
+            Log.DisconnectFailed(_logger, _settings.ClientId, ex.Message);
+        }
+
+        // A dropped link whose disconnect handler did not run (the client thought it never was connected) still
+        // needs the supervisor awake.
+        if (!_client.IsConnected && _linkLost.CurrentCount == 0 && !_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                _linkLost.Release();
+            }
+            catch (SemaphoreFullException)
+            {
+            }
+        }
+    }
 
     /// <summary>Payloads refused at decode, by reason.</summary>
     public ErrorCounters DecodeErrors { get; } = new();
@@ -121,6 +179,8 @@ public sealed partial class MqttConnection : IAsyncDisposable
             }
 
             Log.Connected(_logger, _settings.ClientId, _settings.Broker.ToString(), counter, result.IsSessionPresent);
+            Interlocked.Exchange(ref _consecutiveTimeouts, 0);
+            Volatile.Read(ref _up).TrySetResult();
             Connected?.Invoke(result.IsSessionPresent);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
@@ -175,6 +235,11 @@ public sealed partial class MqttConnection : IAsyncDisposable
         if (!_stopping.IsCancellationRequested && args.ClientWasConnected)
         {
             Log.Disconnected(_logger, _settings.ClientId, args.Reason.ToString());
+            if (Volatile.Read(ref _up).Task.IsCompleted)
+            {
+                Volatile.Write(ref _up, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            }
+
             Disconnected?.Invoke();
             if (_linkLost.CurrentCount == 0)
             {
@@ -209,7 +274,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
             catch (Exception ex) when (ex is MqttConnectionException or MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException)
             {
                 attempt++;
-                var delay = Backoff(attempt);
+                var delay = Backoff(attempt, _settings.ReconnectMaxDelay);
                 Log.ReconnectFailed(_logger, _settings.ClientId, attempt, delay.TotalMilliseconds, ex.Message);
                 await Task.Delay(delay, _time, ct).ConfigureAwait(false);
             }
@@ -217,15 +282,19 @@ public sealed partial class MqttConnection : IAsyncDisposable
     }
 
     /// <summary>Exponential backoff from 100 ms to 10 s with ±50 % jitter.</summary>
-    public static TimeSpan Backoff(int attempt)
+    public static TimeSpan Backoff(int attempt) => Backoff(attempt, TimeSpan.FromSeconds(10));
+
+    /// <summary>Exponential backoff from 100 ms to <paramref name="max"/> with ±50 % jitter.</summary>
+    public static TimeSpan Backoff(int attempt, TimeSpan max)
     {
-        var baseMs = Math.Min(10_000, 100 * Math.Pow(2, Math.Min(attempt - 1, 10)));
+        var baseMs = Math.Min(max.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(attempt - 1, 10)));
         return TimeSpan.FromMilliseconds(baseMs * (0.5 + Random.Shared.NextDouble()));
     }
 
     private async Task OnReceivedAsync(MqttApplicationMessageReceivedEventArgs args)
     {
         // Decode and hand off; nothing else happens on the client's receive loop.
+        ReportAlive();
         var message = args.ApplicationMessage;
         var payload = message.Payload;
         var length = (int)Math.Min(payload.Length, int.MaxValue);
@@ -323,6 +392,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
+            ReportTimeout();
             throw new MqttPublishException($"publish to '{message.Topic}' timed out after {_settings.PublishTimeout.TotalSeconds:0.#} s");
         }
         catch (MQTTnet.Exceptions.MqttClientNotConnectedException ex)
@@ -334,6 +404,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
             throw new MqttPublishException($"publish to '{message.Topic}' failed: {ex.Message}", ex);
         }
 
+        ReportAlive();
         if (!result.IsSuccess && result.ReasonCode != MqttClientPublishReasonCode.NoMatchingSubscribers)
         {
             throw new MqttPublishException($"broker refused publish to '{message.Topic}': {result.ReasonCode} {result.ReasonString}");
@@ -399,6 +470,9 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
         [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Refused a message on {Topic}: {Code}: {Reason}")]
         public static partial void Refused(ILogger logger, string topic, ErrorCode code, string reason);
+
+        [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "MQTT client {ClientId} saw {Count} timeouts in a row: the link is dead, reconnecting")]
+        public static partial void DeadLink(ILogger logger, string clientId, int count);
 
         [LoggerMessage(EventId = 104, Level = LogLevel.Debug, Message = "MQTT client {ClientId} could not disconnect cleanly: {Reason}")]
         public static partial void DisconnectFailed(ILogger logger, string clientId, string reason);

@@ -40,20 +40,29 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
 
     /// <summary>Publishes <paramref name="request"/> and waits up to <paramref name="timeout"/> for its reply; null on timeout.</summary>
     public Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, CancellationToken ct) =>
+        RequestAsync(topic, request, timeout, NewCorrelationId(), ct);
+
+    /// <summary>A fresh correlation id, to reuse across resends of one logical request.</summary>
+    public long NewCorrelationId() => Interlocked.Increment(ref _next);
+
+    /// <summary>
+    /// Publishes <paramref name="request"/> under correlation id <paramref name="id"/> and waits for its reply; null on
+    /// timeout. Resending with the same id lets a late reply to an earlier send answer the resend.
+    /// </summary>
+    public Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, long id, CancellationToken ct) =>
         RequestCoreAsync(async correlation =>
         {
             var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
             Interlocked.Add(ref _sentPayload, payload);
             Interlocked.Add(ref _sentWire, wire);
-        }, timeout, ct);
+        }, timeout, id, ct);
 
-    /// <summary>As <see cref="RequestAsync"/> with a raw payload (diagnostic commands are plain JSON).</summary>
+    /// <summary>As <see cref="RequestAsync(string, object, TimeSpan, CancellationToken)"/> with a raw payload (diagnostic commands are plain JSON).</summary>
     public Task<InboundMessage?> RequestRawAsync(string topic, byte[] payload, TimeSpan timeout, CancellationToken ct) =>
-        RequestCoreAsync(correlation => connection.PublishRawAsync(topic, payload, replyTopic, correlation, ct), timeout, ct);
+        RequestCoreAsync(correlation => connection.PublishRawAsync(topic, payload, replyTopic, correlation, ct), timeout, NewCorrelationId(), ct);
 
-    private async Task<InboundMessage?> RequestCoreAsync(Func<byte[], Task> publish, TimeSpan timeout, CancellationToken ct)
+    private async Task<InboundMessage?> RequestCoreAsync(Func<byte[], Task> publish, TimeSpan timeout, long id, CancellationToken ct)
     {
-        var id = Interlocked.Increment(ref _next);
         var correlation = new byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(correlation, id);
         var tcs = new TaskCompletionSource<InboundMessage>(TaskCreationOptions.RunContinuationsAsynchronously);

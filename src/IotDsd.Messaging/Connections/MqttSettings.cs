@@ -20,6 +20,13 @@ public sealed record MqttSettings
     /// <summary>Bound on every publish; MQTTnet's own timeout does not cover publishes on a half-open link.</summary>
     public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Timeouts in a row (publishes, or replies the caller reports) after which the link is declared dead
+    /// and reconnected.</summary>
+    public int DeadAfterTimeouts { get; init; } = 2;
+
+    /// <summary>Longest wait between reconnect attempts.</summary>
+    public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>MQTT 5 session expiry; 0 with <see cref="CleanStart"/> gives a throw-away session.</summary>
     public uint SessionExpirySeconds { get; init; }
     public bool CleanStart { get; init; } = true;

@@ -76,7 +76,10 @@ internal sealed partial class RoundProcessor(
                         var session = sessions.Find(device, round.SessionId);
                         if (session is null)
                         {
-                            Refuse(device, message, ErrorCode.UnknownSession, $"session '{round.SessionId}' is not open here; open it and resend the prefix", replies, ct, round.SessionId, round.Round);
+                            var why = sessions.WasExpired(device, round.SessionId)
+                                ? $"session '{round.SessionId}' expired here after more than {options.SessionIdleTimeout.TotalSeconds:0} s idle; reopen it and resend the prefix"
+                                : $"session '{round.SessionId}' is not open here; open it and resend the prefix";
+                            Refuse(device, message, ErrorCode.UnknownSession, why, replies, ct, round.SessionId, round.Round);
                             break;
                         }
 

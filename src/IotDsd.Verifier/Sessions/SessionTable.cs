@@ -5,12 +5,19 @@ namespace IotDsd.Verifier.Sessions;
 /// <summary>The sessions a verifier holds, keyed by (device, session) so no device can reach another's state.</summary>
 public sealed class SessionTable : IDisposable
 {
+    private const int RememberedExpiries = 4096;
     private readonly Dictionary<(string Device, string Session), VerifierSession> _sessions = [];
+    private readonly HashSet<(string Device, string Session)> _expired = [];
+    private readonly Queue<(string Device, string Session)> _expiredOrder = new();
 
     public int Count => _sessions.Count;
 
     public VerifierSession? Find(string deviceId, string sessionId) =>
         _sessions.TryGetValue((deviceId, sessionId), out var s) ? s : null;
+
+    /// <summary>True if the session was dropped for idleness (remembered for the last few thousand), so a late
+    /// round can be told why it is unknown.</summary>
+    public bool WasExpired(string deviceId, string sessionId) => _expired.Contains((deviceId, sessionId));
 
     public void Put(string deviceId, VerifierSession session)
     {
@@ -43,6 +50,14 @@ public sealed class SessionTable : IDisposable
         foreach (var key in stale)
         {
             Remove(key.Device, key.Session);
+            if (_expired.Add(key))
+            {
+                _expiredOrder.Enqueue(key);
+                if (_expiredOrder.Count > RememberedExpiries)
+                {
+                    _expired.Remove(_expiredOrder.Dequeue());
+                }
+            }
         }
 
         return stale.Count;

@@ -1,0 +1,280 @@
+using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Core.Sessions;
+using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Presence;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Edge.Drafting;
+
+/// <summary>
+/// One generation riding out faults: each request is resent under one correlation id until answered (the verifier
+/// answers duplicates with the verdict it already sent), at once when the link returns; while the link is down it
+/// waits (showing draft-only text flagged unverified), fails over when its verifier's status goes offline, reopens
+/// with the whole prefix when a verifier lacks the session, and saves the session after every committed round.
+/// Fails closed when nothing has answered for <see cref="EdgeOptions.GiveUpAfter"/>.
+/// </summary>
+internal sealed partial class GenerationRun : IDisposable
+{
+    private readonly EdgeOptions _options;
+    private readonly MqttConnection _connection;
+    private readonly MqttRequester _requester;
+    private readonly VerifierDirectory _directory;
+    private readonly DraftSession _session;
+    private readonly DegradationLadder _ladder;
+    private readonly FaultStats _faults;
+    private readonly Action<int, bool>? _onUnverified;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private CancellationTokenSource? _attempt;
+    private long _lastProgress;
+    private long? _reconnectedAt;
+
+    public GenerationRun(
+        EdgeOptions options, MqttConnection connection, MqttRequester requester, VerifierDirectory directory, DraftSession session,
+        DegradationLadder ladder, FaultStats faults, Action<int, bool>? onUnverified, ILogger logger, TimeProvider time)
+    {
+        _options = options;
+        _connection = connection;
+        _requester = requester;
+        _directory = directory;
+        _session = session;
+        _ladder = ladder;
+        _faults = faults;
+        _onUnverified = onUnverified;
+        _logger = logger;
+        _time = time;
+        _lastProgress = time.GetTimestamp();
+        _connection.Disconnected += OnDisconnected;
+        _connection.Connected += OnConnected;
+    }
+
+    /// <summary>The verifier the session is on now.</summary>
+    public string Verifier { get; private set; } = "";
+
+    private string Topic => TopicScheme.VerifierRounds(Verifier, _options.DeviceId);
+
+    private void OnDisconnected()
+    {
+        _faults.LinkDrop();
+        lock (_lock)
+        {
+            _attempt?.Cancel(); // the request in flight is gone with the link: replay it when the link returns
+        }
+    }
+
+    private void OnConnected(bool sessionPresent) => Interlocked.Exchange(ref _reconnectedAt, _time.GetTimestamp());
+
+    /// <summary>Picks the verifier: the pinned one, or the live one the rendezvous hash names.</summary>
+    public async Task ChooseVerifierAsync(CancellationToken ct)
+    {
+        Verifier = _options.VerifierId
+            ?? await _directory.WaitForAsync(_session.Settings.SessionId, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false)
+            ?? throw new GenerationException($"no verifier is online on {_options.Broker} (waited {_options.DiscoveryTimeout.TotalSeconds:0} s for a retained status on {TopicScheme.AllVerifierStatus})");
+    }
+
+    /// <summary>Opens (or reopens, under the session's current epoch) the session on the current verifier.</summary>
+    public async Task OpenAsync(CancellationToken ct)
+    {
+        while (true)
+        {
+            var reply = await ExchangeAsync(_session.OpenRequest(_options.DeviceId), ct).ConfigureAwait(false);
+            switch (reply)
+            {
+                case null:
+                    continue; // moved to another verifier: open there
+                case SessionOpened opened when opened.Epoch == _session.Epoch:
+                    return;
+                case ErrorReply error:
+                    throw new GenerationException($"verifier refused to open session {_session.Settings.SessionId}: {error.Code}: {error.Message}");
+                default:
+                    throw new GenerationException($"verifier answered the open request with {reply.GetType().Name}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends <paramref name="request"/> until something answers it. Returns null when the session moved to another
+    /// verifier (the caller reopens there and rebuilds the request).
+    /// </summary>
+    public async Task<object?> ExchangeAsync(object request, CancellationToken ct)
+    {
+        var id = _requester.NewCorrelationId();
+        var attempt = 0;
+        while (true)
+        {
+            if (!_connection.IsConnected)
+            {
+                await WaitForLinkAsync(ct).ConfigureAwait(false);
+            }
+
+            if (await MovedAsync(ct).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            CheckGiveUp();
+            attempt++;
+            if (attempt > 1)
+            {
+                _faults.Retry();
+            }
+
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            lock (_lock)
+            {
+                _attempt = cts;
+            }
+
+            InboundMessage? reply;
+            try
+            {
+                reply = await _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, cts.Token).ConfigureAwait(false);
+            }
+            catch (MqttPublishException ex)
+            {
+                Log.SendFailed(_logger, attempt, ex.Message);
+                if (!_connection.IsConnected)
+                {
+                    continue; // the link is down, not the exchange: wait for it
+                }
+
+                _ladder.Failure();
+                await DelayAsync(MqttConnection.Backoff(attempt, _options.ReconnectMaxDelay), ct).ConfigureAwait(false);
+                continue;
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                continue; // the link dropped under the request: wait for it and replay
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _attempt = null;
+                }
+            }
+
+            if (reply is null)
+            {
+                Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
+                _connection.ReportTimeout();
+                _ladder.Failure();
+                continue;
+            }
+
+            _lastProgress = _time.GetTimestamp();
+            return reply.Decoded.Message!;
+        }
+    }
+
+    /// <summary>A round was committed: climb the ladder, note recovery after a reconnect, save the session.</summary>
+    public void Committed(SessionStore? store, string fingerprint)
+    {
+        _ladder.Success();
+        if (Interlocked.Exchange(ref _reconnectedAt, null) is { } since)
+        {
+            _faults.Recovered(_time.GetElapsedTime(since));
+        }
+
+        if (_faults.FailoverStartedAt is { } failover)
+        {
+            _faults.FailedOver(_time.GetElapsedTime(failover));
+        }
+
+        store?.Save(_session.Snapshot(), fingerprint);
+    }
+
+    private async Task WaitForLinkAsync(CancellationToken ct)
+    {
+        _ladder.LinkDown();
+        var shown = _session.DraftOnly(_options.OfflineDraftTokens);
+        if (shown.Length > 0)
+        {
+            _faults.Unverified(shown.Length);
+            foreach (var t in shown)
+            {
+                _onUnverified?.Invoke(t, false);
+            }
+
+            _onUnverified?.Invoke(-1, true); // the unverified stretch ends here; verified text takes over
+        }
+
+        while (!_connection.IsConnected)
+        {
+            CheckGiveUp();
+            using var wait = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            wait.CancelAfter(TimeSpan.FromSeconds(1));
+            try
+            {
+                await _connection.WaitConnectedAsync(wait.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+            }
+        }
+
+        _ladder.LinkUp();
+    }
+
+    /// <summary>True when the current verifier is offline and another live one takes the session.</summary>
+    private async Task<bool> MovedAsync(CancellationToken ct)
+    {
+        if (_options.VerifierId is not null)
+        {
+            return false;
+        }
+
+        var key = _session.Settings.SessionId;
+        var pick = _directory.Pick(key);
+        while (pick is null)
+        {
+            CheckGiveUp();
+            _faults.StartFailover(_lastProgress);
+            pick = await _directory.WaitForAsync(key, TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
+        }
+
+        if (pick == Verifier)
+        {
+            return false;
+        }
+
+        Log.FailingOver(_logger, _session.Settings.SessionId, Verifier, pick);
+        _faults.StartFailover(_lastProgress);
+        Verifier = pick;
+        _session.ResetVerifier();
+        return true;
+    }
+
+    private void CheckGiveUp()
+    {
+        var quiet = _time.GetElapsedTime(_lastProgress);
+        if (quiet > _options.GiveUpAfter)
+        {
+            throw new GenerationException($"no reply from any verifier for {quiet.TotalSeconds:0} s (link {(_connection.IsConnected ? "up" : "down")}, verifier {Verifier}); giving up");
+        }
+    }
+
+    private async Task DelayAsync(TimeSpan delay, CancellationToken ct) => await Task.Delay(delay, _time, ct).ConfigureAwait(false);
+
+    public void Dispose()
+    {
+        _connection.Disconnected -= OnDisconnected;
+        _connection.Connected -= OnConnected;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "No reply within {TimeoutMs} ms (attempt {Attempt}); resending")]
+        public static partial void Timeout(ILogger logger, int attempt, double timeoutMs);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Send attempt {Attempt} failed: {Reason}")]
+        public static partial void SendFailed(ILogger logger, int attempt, string reason);
+
+        [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "Session {SessionId} fails over from verifier {From} to {To}")]
+        public static partial void FailingOver(ILogger logger, string sessionId, string from, string to);
+    }
+}
