@@ -10,7 +10,7 @@ namespace IotDsd.Core.Sessions;
 /// The device side of one generation: drafts γ tokens with the small model, keeps Q_i locally, owns the committed
 /// text, and applies the verifier's verdicts. No I/O: it builds and consumes wire messages only.
 /// </summary>
-public sealed class DraftSession : IDisposable
+public sealed partial class DraftSession : IDisposable
 {
     private readonly ILanguageModel _model;
     private readonly IModelSequence _sequence;
@@ -43,53 +43,6 @@ public sealed class DraftSession : IDisposable
         _sessionKey = DeterministicRandom.SessionKey(settings.SessionId);
         _logits = new float[_vocab];
     }
-
-    /// <summary>
-    /// Resumes a generation from a <see cref="Snapshot"/> (a restarted process). The verifier is assumed to know
-    /// nothing: the next round reopens under a new epoch and resends the whole committed prefix.
-    /// </summary>
-    public DraftSession(ILanguageModel draftModel, SessionSettings settings, DraftSessionState state)
-        : this(draftModel, settings, (state ?? throw new ArgumentNullException(nameof(state))).Committed.AsSpan(0, state.PromptLength))
-    {
-        if (state.SessionId != settings.SessionId || state.Committed.Length < state.PromptLength || state.Round < 1 || state.Epoch < 1)
-        {
-            throw new ArgumentException($"saved state of session '{state.SessionId}' does not fit session '{settings.SessionId}'", nameof(state));
-        }
-
-        foreach (var t in state.Committed)
-        {
-            if ((uint)t >= (uint)_vocab)
-            {
-                throw new ArgumentException($"saved state holds token {t}, outside the vocabulary of {_vocab}", nameof(state));
-            }
-        }
-
-        _committed.AddRange(state.Committed.AsSpan(state.PromptLength));
-        Round = state.Round;
-        Epoch = state.Epoch + 1;
-        Rounds = state.Rounds;
-        Drafted = state.Drafted;
-        AcceptedTotal = state.Accepted;
-        ProposalsExamined = state.ProposalsExamined;
-        ProposalsAccepted = state.ProposalsAccepted;
-        FollowUps = state.FollowUps;
-    }
-
-    /// <summary>What must survive a restart: committed tokens, round, epoch and the counters that steer later rounds.</summary>
-    public DraftSessionState Snapshot() => new()
-    {
-        SessionId = Settings.SessionId,
-        Committed = [.. _committed],
-        PromptLength = PromptLength,
-        Round = Round,
-        Epoch = Epoch,
-        Rounds = Rounds,
-        Drafted = Drafted,
-        Accepted = AcceptedTotal,
-        ProposalsExamined = _outstanding?.ExaminedBefore ?? ProposalsExamined,
-        ProposalsAccepted = ProposalsAccepted,
-        FollowUps = _outstanding?.FollowUpsBefore ?? FollowUps,
-    };
 
     public SessionSettings Settings { get; }
     public int PromptLength { get; }
@@ -205,42 +158,6 @@ public sealed class DraftSession : IDisposable
         };
         _outstanding = new Outstanding(request, draft, rows, n, 0, ProposalsExamined, FollowUps);
         return request;
-    }
-
-    /// <summary>
-    /// Lossy: continues the committed text with the draft model alone, for showing while the link is down. Nothing
-    /// is committed; the tokens are drawn with the current round's draft randomness, so the first γ of them are the
-    /// draft that round will send.
-    /// </summary>
-    public int[] DraftOnly(int count)
-    {
-        count = Math.Clamp(count, 0, Settings.MaxTokens - Generated);
-        var result = new int[count];
-        if (count == 0)
-        {
-            return result;
-        }
-
-        var n = _committed.Count;
-        if (_sequence.Length >= n)
-        {
-            _sequence.Truncate(n - 1);
-        }
-
-        _sequence.Feed(CollectionsMarshal.AsSpan(_committed)[_sequence.Length..], _logits);
-        var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
-        var q = new float[_vocab];
-        for (var i = 0; i < count; i++)
-        {
-            Distribution.FromLogits(_logits, Settings.Sampling, q);
-            result[i] = Settings.Sampling.IsGreedy ? Distribution.ArgMax(q) : Distribution.Sample(q, random.Uniform(RandomStream.Draft, n + i));
-            if (i + 1 < count)
-            {
-                _sequence.Feed([result[i]], _logits);
-            }
-        }
-
-        return result;
     }
 
     private float[] ProbsOf(int[] draft, float[] rows)

@@ -121,7 +121,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var downPayload0 = Interlocked.Read(ref _downPayload);
         var downWire0 = Interlocked.Read(ref _downWire);
         var deadLinks0 = connection.DeadLinksDetected;
-        using var session = saved is null ? new DraftSession(_draft, settings, prompt) : new DraftSession(_draft, settings, saved);
+        using var session = saved is null ? new DraftSession(_draft, settings, prompt) : Restore(saved, settings);
         var ladder = new DegradationLadder(settings.Gamma, settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling, time: _time);
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
@@ -256,6 +256,18 @@ public sealed partial class DraftWorker : IAsyncDisposable
                 MillisAtLevel = ladder.TimeAtLevel().ToDictionary(kv => DegradationLadder.Name(kv.Key), kv => kv.Value.TotalMilliseconds),
             },
         };
+    }
+
+    private DraftSession Restore(DraftSessionState saved, SessionSettings settings)
+    {
+        try
+        {
+            return new DraftSession(_draft, settings, saved);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new GenerationException($"saved session in {_options.StateDirectory} cannot be resumed: {ex.Message}; delete it to start over");
+        }
     }
 
     private static void Emit(DraftSession session, int start, int count, Action<int>? onCommitted)

@@ -31,7 +31,7 @@ internal sealed partial class GenerationRun : IDisposable
     private readonly Lock _lock = new();
     private CancellationTokenSource? _attempt;
     private long _lastProgress;
-    private long? _reconnectedAt;
+    private long _reconnectedAt; // 0: no reconnect since the last committed round
 
     public GenerationRun(
         EdgeOptions options, MqttConnection connection, MqttRequester requester, VerifierDirectory directory, DraftSession session,
@@ -66,7 +66,7 @@ internal sealed partial class GenerationRun : IDisposable
         }
     }
 
-    private void OnConnected(bool sessionPresent) => Interlocked.Exchange(ref _reconnectedAt, _time.GetTimestamp());
+    private void OnConnected(bool sessionPresent) => Interlocked.Exchange(ref _reconnectedAt, Math.Max(1, _time.GetTimestamp()));
 
     /// <summary>Picks the verifier: the pinned one, or the live one the rendezvous hash names.</summary>
     public async Task ChooseVerifierAsync(CancellationToken ct)
@@ -160,8 +160,9 @@ internal sealed partial class GenerationRun : IDisposable
 
             if (reply is null)
             {
+                // Not a link verdict: a dead verifier looks the same. Publish timeouts (no PUBACK from the broker) are
+                // what declare the link dead; the directory's last wills are what declare a verifier dead.
                 Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
-                _connection.ReportTimeout();
                 _ladder.Failure();
                 continue;
             }
@@ -175,7 +176,7 @@ internal sealed partial class GenerationRun : IDisposable
     public void Committed(SessionStore? store, string fingerprint)
     {
         _ladder.Success();
-        if (Interlocked.Exchange(ref _reconnectedAt, null) is { } since)
+        if (Interlocked.Exchange(ref _reconnectedAt, 0) is var since and not 0)
         {
             _faults.Recovered(_time.GetElapsedTime(since));
         }

@@ -64,61 +64,6 @@ public sealed partial class MqttConnection : IAsyncDisposable
     /// <summary>Successful connects so far (the birth counter).</summary>
     public long Connections => Interlocked.Read(ref _connections);
 
-    /// <summary>Times the link was declared dead after consecutive timeouts and dropped to force a reconnect.</summary>
-    public long DeadLinksDetected => Interlocked.Read(ref _deadLinks);
-
-    /// <summary>
-    /// Counts a timeout on this link (a publish, or a reply the caller waited for in vain). After
-    /// <see cref="MqttSettings.DeadAfterTimeouts"/> in a row with nothing received in between, the link is declared
-    /// dead — a half-open TCP connection looks alive to the client — and dropped, so the supervisor reconnects.
-    /// </summary>
-    public void ReportTimeout()
-    {
-        if (Interlocked.Increment(ref _consecutiveTimeouts) >= _settings.DeadAfterTimeouts && _client.IsConnected)
-        {
-            Interlocked.Exchange(ref _consecutiveTimeouts, 0);
-            Interlocked.Increment(ref _deadLinks);
-            Log.DeadLink(_logger, _settings.ClientId, _settings.DeadAfterTimeouts);
-            _ = DropLinkAsync();
-        }
-    }
-
-    /// <summary>Something came through: the link is alive.</summary>
-    public void ReportAlive() => Interlocked.Exchange(ref _consecutiveTimeouts, 0);
-
-    /// <summary>Completes when the client is connected (at once if it is).</summary>
-    public Task WaitConnectedAsync(CancellationToken ct)
-    {
-        var up = Volatile.Read(ref _up).Task;
-        return _client.IsConnected || up.IsCompleted ? Task.CompletedTask : up.WaitAsync(ct);
-    }
-
-    private async Task DropLinkAsync()
-    {
-        try
-        {
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-            await _client.DisconnectAsync(new MqttClientDisconnectOptionsBuilder().WithReason(MqttClientDisconnectOptionsReason.NormalDisconnection).Build(), cts.Token).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or MQTTnet.Exceptions.MqttCommunicationException or ObjectDisposedException)
-        {
-            Log.DisconnectFailed(_logger, _settings.ClientId, ex.Message);
-        }
-
-        // A dropped link whose disconnect handler did not run (the client thought it never was connected) still
-        // needs the supervisor awake.
-        if (!_client.IsConnected && _linkLost.CurrentCount == 0 && !_stopping.IsCancellationRequested)
-        {
-            try
-            {
-                _linkLost.Release();
-            }
-            catch (SemaphoreFullException)
-            {
-            }
-        }
-    }
-
     /// <summary>Payloads refused at decode, by reason.</summary>
     public ErrorCounters DecodeErrors { get; } = new();
 
@@ -399,6 +344,11 @@ public sealed partial class MqttConnection : IAsyncDisposable
         {
             throw new MqttPublishException($"publish to '{message.Topic}' failed: not connected to {_settings.Broker}", ex);
         }
+        catch (MQTTnet.Exceptions.MqttCommunicationTimedOutException ex)
+        {
+            ReportTimeout();
+            throw new MqttPublishException($"publish to '{message.Topic}' timed out: {ex.Message}", ex);
+        }
         catch (MQTTnet.Exceptions.MqttCommunicationException ex)
         {
             throw new MqttPublishException($"publish to '{message.Topic}' failed: {ex.Message}", ex);
@@ -476,50 +426,5 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
         [LoggerMessage(EventId = 104, Level = LogLevel.Debug, Message = "MQTT client {ClientId} could not disconnect cleanly: {Reason}")]
         public static partial void DisconnectFailed(ILogger logger, string clientId, string reason);
-    }
-}
-
-/// <summary>Connecting to the broker failed; the message says how and where.</summary>
-public sealed class MqttConnectionException(string message, Exception? inner = null) : Exception(message, inner);
-
-/// <summary>A publish failed or timed out.</summary>
-public sealed class MqttPublishException(string message, Exception? inner = null) : Exception(message, inner);
-
-/// <summary>Thread-safe counts by error code.</summary>
-public sealed class ErrorCounters
-{
-    private readonly long[] _counts = new long[256];
-
-    public void Increment(ErrorCode code) => Interlocked.Increment(ref _counts[(byte)code]);
-
-    public long this[ErrorCode code] => Interlocked.Read(ref _counts[(byte)code]);
-
-    public long Total
-    {
-        get
-        {
-            long sum = 0;
-            for (var i = 0; i < _counts.Length; i++)
-            {
-                sum += Interlocked.Read(ref _counts[i]);
-            }
-
-            return sum;
-        }
-    }
-
-    /// <summary>Non-zero counts by name.</summary>
-    public IReadOnlyDictionary<string, long> Snapshot()
-    {
-        var result = new Dictionary<string, long>();
-        foreach (var code in Enum.GetValues<ErrorCode>())
-        {
-            if (this[code] > 0)
-            {
-                result[code.ToString()] = this[code];
-            }
-        }
-
-        return result;
     }
 }
