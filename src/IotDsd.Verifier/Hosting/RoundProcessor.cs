@@ -69,6 +69,9 @@ internal sealed partial class RoundProcessor(
             {
                 switch (message.Decoded.Message)
                 {
+                    case OpenSession or CloseSession when sessions.Find(device, SessionOf(message.Decoded.Message!)) is { } busy && inBatch.Contains(busy):
+                        _deferred.Add(message); // never replace or drop a session whose round is in this pass: after it
+                        break;
                     case OpenSession open:
                         HandleOpen(device, message, open, replies, ct);
                         break;
@@ -116,7 +119,12 @@ internal sealed partial class RoundProcessor(
                         Answer(device, message, s.MoreProposals(more), more.SessionId, more.Round, replies, ct);
                         break;
                     case CloseSession close:
-                        sessions.Remove(device, close.SessionId);
+                        // A late duplicate close from an older epoch must not drop the session the device reopened.
+                        if (sessions.Find(device, close.SessionId) is { } closing && close.Epoch >= closing.Epoch)
+                        {
+                            sessions.Remove(device, close.SessionId);
+                        }
+
                         break;
                     default:
                         Refuse(device, message, ErrorCode.UnexpectedMessage, $"{message.Decoded.Message!.GetType().Name} is not a request a verifier takes", replies, ct);
@@ -137,6 +145,13 @@ internal sealed partial class RoundProcessor(
 
         await Task.WhenAll(replies).ConfigureAwait(false);
     }
+
+    private static string SessionOf(object message) => message switch
+    {
+        OpenSession o => o.SessionId,
+        CloseSession c => c.SessionId,
+        _ => "",
+    };
 
     private void HandleOpen(string device, InboundMessage message, OpenSession open, List<Task> replies, CancellationToken ct)
     {
