@@ -240,6 +240,7 @@ internal sealed partial class GenerationRun : IDisposable
 
         if (pick == Verifier)
         {
+            _faults.CancelFailover(); // it came back (a broker restart replays its will, then its birth): no move
             return false;
         }
 

@@ -77,6 +77,14 @@ public sealed class FaultStats
         }
     }
 
+    internal void CancelFailover()
+    {
+        lock (_lock)
+        {
+            _failoverStartedAt = null;
+        }
+    }
+
     internal void FailedOver(TimeSpan elapsed)
     {
         lock (_lock)
