@@ -29,8 +29,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
     private long _downPayload;
     private long _downWire;
     private DegradationLadder? _ladder;
+    private readonly EdgeMetrics? _metrics;
 
-    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null)
+    public DraftWorker(EdgeOptions options, ILanguageModel draft, ILogger logger, TimeProvider? time = null, EdgeMetrics? metrics = null)
     {
         if (options.Validate() is { } bad)
         {
@@ -41,7 +42,11 @@ public sealed partial class DraftWorker : IAsyncDisposable
         _draft = draft;
         _logger = logger;
         _time = time ?? TimeProvider.System;
+        _metrics = metrics;
     }
+
+    /// <summary>The worker's MQTT connection once started (diagnostics read its state).</summary>
+    public MqttConnection? Connection => _connection;
 
     /// <summary>Connects, subscribes to its reply topic and to verifier presence.</summary>
     public async Task StartAsync(CancellationToken ct)
@@ -126,7 +131,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
         var faults = new FaultStats();
-        using var run = new GenerationRun(_options, connection, requester, _directory, session, ladder, faults, onUnverified, _logger, _time);
+        using var run = new GenerationRun(_options, connection, requester, _directory, session, ladder, faults, onUnverified, _metrics, _logger, _time);
         var proposals = new ProposalBudget();
         var resumed = saved is null ? 0 : Math.Min(session.Generated, settings.MaxTokens);
         if (saved is not null)
@@ -142,6 +147,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
         var verifyMillis = new List<double>();
+        var acceptedPerRound = new List<int>();
+        var draftedPerRound = new List<int>();
+        var draftedBefore = session.Drafted;
+        _metrics?.SessionStarted();
 
         await run.ChooseVerifierAsync(ct).ConfigureAwait(false);
         await run.OpenAsync(ct).ConfigureAwait(false);
@@ -162,6 +171,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         if (reply is ErrorReply lost)
                         {
                             Log.Reopening(_logger, settings.SessionId, lost.Code, lost.Message);
+                            _metrics?.Error(lost.Code == ErrorCode.UnknownSession ? "unknown_session" : "prefix_mismatch");
                             session.ResetVerifier();
                         }
 
@@ -179,6 +189,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         {
                             // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
                             Log.BadVerdict(_logger, session.Round, ex.Message);
+                            _metrics?.Error("invalid_verdict");
                             if (++violations >= _options.MaxAttempts)
                             {
                                 throw new GenerationException($"verifier {run.Verifier} kept sending invalid verdicts: {ex.Message}");
@@ -202,6 +213,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         batchSum += verdict.BatchSize;
                         verifyMillis.Add(verdict.VerifyMicros / 1000.0);
                         roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
+                        acceptedPerRound.Add(verdict.Accepted);
+                        draftedPerRound.Add((int)(session.Drafted - draftedBefore));
+                        draftedBefore = session.Drafted;
+                        _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], ladder.Gamma);
                         firstToken ??= _time.GetElapsedTime(started);
                         Emit(session, step.Start, step.Count, onCommitted);
                         run.Committed(store, fingerprint);
@@ -243,6 +258,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
             RoundMillis = roundMillis,
             DraftMillis = draftMillis,
             VerifyMillis = verifyMillis,
+            AcceptedPerRound = acceptedPerRound,
+            DraftedPerRound = draftedPerRound,
             MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
             Faults = new FaultReport
             {

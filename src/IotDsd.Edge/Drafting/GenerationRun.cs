@@ -26,6 +26,7 @@ internal sealed partial class GenerationRun : IDisposable
     private readonly DegradationLadder _ladder;
     private readonly FaultStats _faults;
     private readonly Action<int, bool>? _onUnverified;
+    private readonly EdgeMetrics? _metrics;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly Lock _lock = new();
@@ -35,7 +36,7 @@ internal sealed partial class GenerationRun : IDisposable
 
     public GenerationRun(
         EdgeOptions options, MqttConnection connection, MqttRequester requester, VerifierDirectory directory, DraftSession session,
-        DegradationLadder ladder, FaultStats faults, Action<int, bool>? onUnverified, ILogger logger, TimeProvider time)
+        DegradationLadder ladder, FaultStats faults, Action<int, bool>? onUnverified, EdgeMetrics? metrics, ILogger logger, TimeProvider time)
     {
         _options = options;
         _connection = connection;
@@ -45,6 +46,7 @@ internal sealed partial class GenerationRun : IDisposable
         _ladder = ladder;
         _faults = faults;
         _onUnverified = onUnverified;
+        _metrics = metrics;
         _logger = logger;
         _time = time;
         _lastProgress = time.GetTimestamp();
@@ -137,6 +139,7 @@ internal sealed partial class GenerationRun : IDisposable
             catch (MqttPublishException ex)
             {
                 Log.SendFailed(_logger, attempt, ex.Message);
+                _metrics?.Error("publish_failed");
                 if (!_connection.IsConnected)
                 {
                     continue; // the link is down, not the exchange: wait for it
@@ -163,6 +166,7 @@ internal sealed partial class GenerationRun : IDisposable
                 // Not a link verdict: a dead verifier looks the same. Publish timeouts (no PUBACK from the broker) are
                 // what declare the link dead; the directory's last wills are what declare a verifier dead.
                 Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
+                _metrics?.Error("timeout");
                 _ladder.Failure();
                 continue;
             }
