@@ -20,9 +20,7 @@ public sealed class DeviceRestartTests(ITestOutputHelper output)
     {
         await using var broker = await EmbeddedBroker.StartAsync();
         var log = new ErrorLog();
-        using var verifier = new VerifierService(new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), VerifierId = "rv" }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
-        await verifier.StartAsync(CancellationToken.None);
-        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(30));
+        using var verifier = await FaultRig.StartVerifierAsync(broker.Port, "rv", log);
 
         // A slow link keeps the generation running long enough to be killed in the middle.
         await using var link = new LinkEmulator(0, "127.0.0.1", broker.Port);

@@ -89,20 +89,7 @@ public sealed class FaultSoakTests(ITestOutputHelper output)
             await using var link = new LinkEmulator(0, "127.0.0.1", mosquitto.Port);
             await link.StartAsync();
             var log = new ErrorLog();
-            await using var worker = new DraftWorker(
-                new EdgeOptions
-                {
-                    Broker = new BrokerAddress("127.0.0.1", link.Port),
-                    DeviceId = $"soak-device-{mode.Name()}",
-                    RequestTimeout = TimeSpan.FromSeconds(1.5),
-                    PublishTimeout = TimeSpan.FromSeconds(2),
-                    ReconnectMaxDelay = TimeSpan.FromSeconds(1),
-                    DiscoveryTimeout = TimeSpan.FromSeconds(90),
-                    GiveUpAfter = TimeSpan.FromSeconds(120),
-                },
-                TestEnvironment.Draft,
-                log.CreateLogger<DraftWorker>());
-            await worker.StartAsync(CancellationToken.None);
+            await using var worker = await FaultRig.StartDeviceAsync(link.Port, $"soak-device-{mode.Name()}", null, log, TimeSpan.FromSeconds(1.5));
 
             var committed = 0;
             var commitTimes = new List<long>();

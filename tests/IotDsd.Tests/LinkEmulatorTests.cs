@@ -20,6 +20,17 @@ public sealed class LinkEmulatorTests
         return buffer;
     }
 
+    /// <summary>A client connected through <paramref name="link"/> whose first byte has made the round trip.</summary>
+    private static async Task<(TcpClient Client, NetworkStream Stream)> ConnectedAsync(LinkEmulator link)
+    {
+        var client = new TcpClient();
+        await client.ConnectAsync("127.0.0.1", link.Port);
+        var stream = client.GetStream();
+        await stream.WriteAsync(new byte[] { 9 });
+        await ReadExactlyAsync(stream, 1);
+        return (client, stream);
+    }
+
     [Fact]
     public async Task Forward_DelayJitterAndSmallChunks_EveryByteInOrder()
     {
@@ -76,11 +87,8 @@ public sealed class LinkEmulatorTests
         await using var echo = new EchoServer();
         await using var link = new LinkEmulator(0, "127.0.0.1", echo.Port);
         await link.StartAsync();
-        using var client = new TcpClient();
-        await client.ConnectAsync("127.0.0.1", link.Port);
-        var stream = client.GetStream();
-        await stream.WriteAsync(new byte[10]);
-        await ReadExactlyAsync(stream, 10);
+        var (client, stream) = await ConnectedAsync(link);
+        using var _ = client;
 
         // Reconfigured while the connection is open: 100 KB at 200 KB/s up cannot take less than half a second.
         link.Configure(new LinkProfile { BytesPerSecond = 200_000 }, LinkProfile.Perfect);
@@ -99,11 +107,8 @@ public sealed class LinkEmulatorTests
         await using var echo = new EchoServer();
         await using var link = new LinkEmulator(0, "127.0.0.1", echo.Port);
         await link.StartAsync();
-        using var before = new TcpClient();
-        await before.ConnectAsync("127.0.0.1", link.Port);
-        var stream = before.GetStream();
-        await stream.WriteAsync(new byte[] { 9 });
-        await ReadExactlyAsync(stream, 1);
+        var (before, stream) = await ConnectedAsync(link);
+        using var _ = before;
 
         link.Cut();
         Assert.Equal(LinkState.Cut, link.State);
@@ -147,11 +152,8 @@ public sealed class LinkEmulatorTests
         await using var echo = new EchoServer();
         await using var link = new LinkEmulator(0, "127.0.0.1", echo.Port);
         await link.StartAsync();
-        using var client = new TcpClient();
-        await client.ConnectAsync("127.0.0.1", link.Port);
-        var stream = client.GetStream();
-        await stream.WriteAsync(new byte[] { 1 });
-        await ReadExactlyAsync(stream, 1);
+        var (client, stream) = await ConnectedAsync(link);
+        using var _ = client;
 
         link.HalfOpen();
         await stream.WriteAsync(new byte[] { 2, 3, 4 });

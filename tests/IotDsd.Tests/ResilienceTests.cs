@@ -112,26 +112,12 @@ public sealed class ResilienceTests(ITestOutputHelper output)
         var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", tokens);
         await using var broker = await EmbeddedBroker.StartAsync();
         var log = new ErrorLog();
-        using var verifier = new VerifierService(new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), VerifierId = "hv" }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
-        await verifier.StartAsync(CancellationToken.None);
-        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(30));
+        using var verifier = await FaultRig.StartVerifierAsync(broker.Port, "hv", log);
         await using var link = new LinkEmulator(0, "127.0.0.1", broker.Port);
         var slow = new LinkProfile { Delay = TimeSpan.FromMilliseconds(5) };
         link.Configure(slow, slow);
         await link.StartAsync();
-        await using var worker = new DraftWorker(
-            new EdgeOptions
-            {
-                Broker = new BrokerAddress("127.0.0.1", link.Port),
-                DeviceId = "half-open-device",
-                VerifierId = "hv",
-                RequestTimeout = TimeSpan.FromSeconds(1),
-                PublishTimeout = TimeSpan.FromSeconds(1),
-                ReconnectMaxDelay = TimeSpan.FromSeconds(1),
-            },
-            TestEnvironment.Draft,
-            log.CreateLogger<DraftWorker>());
-        await worker.StartAsync(CancellationToken.None);
+        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "half-open-device", "hv", log, TimeSpan.FromSeconds(1));
         var committed = 0;
         var unverified = new List<int>();
         var settings = new SessionSettings { SessionId = "ho", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens };

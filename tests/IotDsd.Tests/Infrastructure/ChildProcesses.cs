@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Net.Sockets;
 using IotDsd.Messaging.Broker;
 
 namespace IotDsd.Tests.Infrastructure;
@@ -53,38 +52,7 @@ public sealed class RestartableMosquitto : IAsyncDisposable
         return broker;
     }
 
-    public async Task StartAsync()
-    {
-        _process = Process.Start(new ProcessStartInfo(MosquittoProcess.Binary!, ["-c", _config])
-        {
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        })!;
-        _process.BeginErrorReadLine();
-        _process.BeginOutputReadLine();
-        var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
-        while (Stopwatch.GetTimestamp() < deadline)
-        {
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException($"mosquitto exited with code {_process.ExitCode} at start");
-            }
-
-            try
-            {
-                using var probe = new TcpClient();
-                await probe.ConnectAsync("127.0.0.1", Port);
-                return;
-            }
-            catch (SocketException)
-            {
-                await Task.Delay(50);
-            }
-        }
-
-        throw new TimeoutException($"mosquitto did not listen on {Port} within 10 s");
-    }
+    public async Task StartAsync() => _process = await MosquittoProcess.LaunchAsync(MosquittoProcess.Binary!, _config, Port);
 
     /// <summary>Stops the broker the way a service manager does (SIGTERM: it saves its store and exits).</summary>
     public async Task StopAsync()

@@ -53,6 +53,13 @@ public sealed class MosquittoProcess : IAsyncDisposable
             log_type warning
             {extraConfig}
             """);
+        var process = await LaunchAsync(binary, config, port);
+        return new MosquittoProcess(process, port, dir);
+    }
+
+    /// <summary>Starts mosquitto with <paramref name="config"/> and waits until it accepts connections on <paramref name="port"/>.</summary>
+    internal static async Task<Process> LaunchAsync(string binary, string config, int port)
+    {
         var process = Process.Start(new ProcessStartInfo(binary, ["-c", config])
         {
             RedirectStandardError = true,
@@ -74,7 +81,7 @@ public sealed class MosquittoProcess : IAsyncDisposable
             {
                 using var probe = new TcpClient();
                 await probe.ConnectAsync("127.0.0.1", port);
-                return new MosquittoProcess(process, port, dir);
+                return process;
             }
             catch (SocketException)
             {
