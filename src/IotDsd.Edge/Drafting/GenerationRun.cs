@@ -235,8 +235,10 @@ internal sealed partial class GenerationRun : IDisposable
 
         var key = _session.Settings.SessionId;
         var pick = _directory.Pick(key);
+        var waited = false;
         while (pick is null)
         {
+            waited = true;
             CheckGiveUp();
             _faults.StartFailover(_lastProgress);
             pick = await _directory.WaitForAsync(key, TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
@@ -244,7 +246,11 @@ internal sealed partial class GenerationRun : IDisposable
 
         if (pick == Verifier)
         {
-            _faults.CancelFailover(); // it came back (a broker restart replays its will, then its birth): no move
+            if (waited)
+            {
+                _faults.CancelFailover(); // none was online for a while, and the same one came back: no move
+            }
+
             return false;
         }
 
