@@ -268,7 +268,8 @@ public sealed class VerifierSessionTests
                 Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.MoreProposals(good with { Attempt = 0 }).Code);
                 Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.MoreProposals(good with { Proposals = 0 }).Code);
                 Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.MoreProposals(good with { Proposals = VerifierSession.MaxProposals + 1 }).Code);
-                Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.MoreProposals(good with { Round = round.Round - 1 }).Code);
+                // A follow-up for an older round is a late duplicate: dropped without a reply.
+                Assert.Equal(RoundCheckKind.Stale, pair.Verifier.MoreProposals(good with { Round = round.Round - 1 }).Kind);
                 Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.MoreProposals(good with { Epoch = 2 }).Code);
                 Assert.Equal(RoundCheckKind.Reply, pair.Verifier.MoreProposals(good).Kind);
                 return;

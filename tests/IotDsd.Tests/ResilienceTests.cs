@@ -150,4 +150,45 @@ public sealed class ResilienceTests(ITestOutputHelper output)
         output.WriteLine($"dead links {report.Faults.DeadLinks}, link drops {report.Faults.LinkDrops}, retries {report.Retries}, recovery ms {string.Join(", ", report.Faults.RecoveryMillis.Select(v => v.ToString("0", System.Globalization.CultureInfo.InvariantCulture)))}");
         await verifier.StopAsync(CancellationToken.None);
     }
+    [Fact]
+    public async Task BrokerLostEverySession_DeviceAndVerifierResubscribe_SameText()
+    {
+        const string prompt = "Q:\tWhy";
+        const int tokens = 400;
+        var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", tokens);
+        var port = EmbeddedBroker.FreePort();
+        var broker = await EmbeddedBroker.StartAsync(port);
+        var log = new ErrorLog();
+        using var verifier = await FaultRig.StartVerifierAsync(port, "lv", log);
+        await using var link = new LinkEmulator(0, "127.0.0.1", port);
+        var slow = new LinkProfile { Delay = TimeSpan.FromMilliseconds(5) };
+        link.Configure(slow, slow);
+        await link.StartAsync();
+        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "lost-session-device", null, log, TimeSpan.FromSeconds(1));
+        var committed = 0;
+        var settings = new SessionSettings { SessionId = "ls", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens };
+        var run = worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, _ => Interlocked.Increment(ref committed), CancellationToken.None);
+        while (Volatile.Read(ref committed) < 100)
+        {
+            await Task.Delay(5);
+        }
+
+        // An in-memory broker restarted: sessions, subscriptions and retained presence are all gone.
+        await broker.DisposeAsync();
+        await Task.Delay(300);
+        broker = await EmbeddedBroker.StartAsync(port);
+        try
+        {
+            var report = await run.WaitAsync(TimeSpan.FromMinutes(3));
+            Assert.Equal(reference, report.Tokens);
+            Assert.True(report.Faults.LinkDrops >= 1);
+            Assert.True(worker.Connection!.Connections >= 2, "the device never reconnected");
+            output.WriteLine($"link drops {report.Faults.LinkDrops}, reopens {report.Reopens}, retries {report.Retries}");
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+            await broker.DisposeAsync();
+        }
+    }
 }
