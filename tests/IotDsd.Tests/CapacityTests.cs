@@ -156,6 +156,55 @@ public sealed class CapacityTests
     }
 
     [Fact]
+    public async Task Verifiers_OneJoinsMidSession_LiveSessionStaysWhereItsCacheIs()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        // A session the hash gives to the joining verifier once it is live: without stickiness it would move there.
+        var session = Enumerable.Range(0, 100).Select(i => $"sticky{i}").First(s => Messaging.Presence.VerifierDirectory.Score("v-late", s) > Messaging.Presence.VerifierDirectory.Score("v-first", s));
+        VerifierService Start(string id) => new(new VerifierOptions { Broker = address, VerifierId = id }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+        using var first = Start("v-first");
+        await first.StartAsync(CancellationToken.None);
+        await first.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        using var late = Start("v-late");
+        var joined = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        try
+        {
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "sticky-device" }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+            await worker.StartAsync(CancellationToken.None);
+            var prompt = TestEnvironment.Tokenizer.Encode("It was a dark");
+            var count = 0;
+            var settings = new Core.Sessions.SessionSettings { SessionId = session, Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, Seed = 1, MaxTokens = 300, Gamma = 4 };
+            var generation = worker.GenerateAsync(prompt, settings, _ =>
+            {
+                if (++count == 20)
+                {
+                    // Pause the generation's own thread until the new verifier is live: every later round sees it.
+                    Task.Run(async () =>
+                    {
+                        await late.StartAsync(CancellationToken.None);
+                        await late.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+                        joined.TrySetResult();
+                    });
+                    joined.Task.Wait(TimeSpan.FromSeconds(30));
+                }
+            }, CancellationToken.None);
+            var report = await generation;
+            Assert.True(joined.Task.IsCompleted, "the second verifier never came up");
+            Assert.Equal("v-first", report.VerifierId);
+            Assert.Equal(0, report.Reopens);
+            Assert.Equal(Autoregressive.Generate(TestEnvironment.Target, prompt, SamplingParams.Greedy, 1, session, 300), report.Tokens);
+            Assert.Equal(0, late.Stats.Rounds);
+        }
+        finally
+        {
+            await late.StopAsync(CancellationToken.None);
+            await first.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task Verifiers_SeveralOnOneBroker_SessionsSpreadAndStayExact()
     {
         await using var broker = await EmbeddedBroker.StartAsync();

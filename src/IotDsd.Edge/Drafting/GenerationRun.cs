@@ -73,8 +73,13 @@ internal sealed partial class GenerationRun : IDisposable
     /// <summary>Picks the verifier: the pinned one, or the live one the rendezvous hash names.</summary>
     public async Task ChooseVerifierAsync(CancellationToken ct)
     {
+        if (_options.VerifierId is null && await _directory.WaitForAsync(_session.Settings.SessionId, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false) is not null)
+        {
+            await _directory.SettleAsync(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
+        }
+
         Verifier = _options.VerifierId
-            ?? await _directory.WaitForAsync(_session.Settings.SessionId, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false)
+            ?? _directory.Pick(_session.Settings.SessionId)
             ?? throw new GenerationException($"no verifier is online on {_options.Broker} (waited {_options.DiscoveryTimeout.TotalSeconds:0} s for a retained status on {TopicScheme.AllVerifierStatus})");
     }
 
@@ -229,6 +234,13 @@ internal sealed partial class GenerationRun : IDisposable
     private async Task<bool> MovedAsync(CancellationToken ct)
     {
         if (_options.VerifierId is not null)
+        {
+            return false;
+        }
+
+        // A session stays on the verifier that holds its cache while that verifier is online: a verifier that joins
+        // takes new sessions (the hash picks it), never live ones.
+        if (Verifier.Length > 0 && _directory.IsOnline(Verifier))
         {
             return false;
         }

@@ -55,6 +55,50 @@ public sealed class VerifierDirectory
         }
     }
 
+    private int _settled;
+
+    /// <summary>
+    /// Once per directory: after the first status arrives, waits until none has arrived for <paramref name="quiet"/>
+    /// (at most <paramref name="max"/>), so the burst of retained statuses a new subscription brings is all in before
+    /// the first session is assigned. Otherwise every session of a freshly started device would land on whichever
+    /// verifier's status happened to arrive first.
+    /// </summary>
+    public async Task SettleAsync(TimeSpan quiet, TimeSpan max, TimeProvider time, CancellationToken ct)
+    {
+        if (Interlocked.Exchange(ref _settled, 1) != 0)
+        {
+            return;
+        }
+
+        var deadline = time.GetTimestamp() + (long)(max.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
+        while (time.GetTimestamp() < deadline)
+        {
+            Task changed;
+            lock (_lock)
+            {
+                changed = _changed.Task;
+            }
+
+            try
+            {
+                await changed.WaitAsync(quiet, time, ct).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>True while <paramref name="verifierId"/> has a live retained status.</summary>
+    public bool IsOnline(string verifierId)
+    {
+        lock (_lock)
+        {
+            return _verifiers.ContainsKey(verifierId);
+        }
+    }
+
     /// <summary>The verifier that owns <paramref name="sessionKey"/> among those online, or null if none is.</summary>
     public string? Pick(string sessionKey)
     {
