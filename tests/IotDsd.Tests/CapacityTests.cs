@@ -155,6 +155,44 @@ public sealed class CapacityTests
         Assert.StartsWith("iotdsd loadgen: ", stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(DecodingMode.Greedy, 0f, true)]
+    [InlineData(DecodingMode.Rsr, 0.8f, false)]
+    public async Task DraftWorker_AdaptiveGamma_GreedyAdaptsExactlySamplingKeepsGamma(DecodingMode mode, float temperature, bool adapts)
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "v-adapt" }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "adaptive", VerifierId = "v-adapt", AdaptiveGamma = true }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+            await worker.StartAsync(CancellationToken.None);
+            var prompt = TestEnvironment.Tokenizer.Encode("It was a dark");
+            var sampling = new SamplingParams(temperature, 0, 1f);
+            var settings = new Core.Sessions.SessionSettings { SessionId = "adapt", Mode = mode, Sampling = sampling, Seed = 3, MaxTokens = 400, Gamma = 12 };
+            var report = await worker.GenerateAsync(prompt, settings, null, CancellationToken.None);
+            var drafted = report.DraftedPerRound.Take(report.DraftedPerRound.Count - 1).ToArray(); // the last round may be clamped
+            Assert.All(drafted, g => Assert.InRange(g, 1, 12));
+            if (adapts)
+            {
+                // At ~0.5 acceptance 12 drafts a round is never goodput-optimal: the controller must move off it.
+                Assert.Contains(drafted, g => g < 12);
+                Assert.Equal(Autoregressive.Generate(TestEnvironment.Target, prompt, sampling, 3, "adapt", 400), report.Tokens);
+            }
+            else
+            {
+                Assert.All(drafted, g => Assert.Equal(12, g));
+            }
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+        }
+    }
+
     [Fact]
     public async Task Verifiers_OneJoinsMidSession_LiveSessionStaysWhereItsCacheIs()
     {

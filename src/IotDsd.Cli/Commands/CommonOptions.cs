@@ -19,6 +19,7 @@ internal sealed class CommonOptions
     public Option<int> Gamma { get; } = new("--gamma") { Description = "Draft tokens per round.", DefaultValueFactory = _ => 4 };
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
     public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
+    public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Choose γ each round for goodput, at most --gamma (greedy; sampling keeps --gamma so a seed names one text)." };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
     public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-4 n-gram)." };
     public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped order-5 n-gram)." };
@@ -37,6 +38,7 @@ internal sealed class CommonOptions
         {
             command.Add(Mode);
             command.Add(Gamma);
+            command.Add(AdaptiveGamma);
             command.Add(CalibrationOut);
         }
 

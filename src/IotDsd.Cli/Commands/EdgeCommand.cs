@@ -31,6 +31,7 @@ internal static class EdgeCommand
                 RequestTimeout = TimeSpan.FromMilliseconds(result.GetValue(timeout)),
                 StateDirectory = result.GetValue(stateDir),
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
+                AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
             };
             if (options.Validate() is { } bad)
             {

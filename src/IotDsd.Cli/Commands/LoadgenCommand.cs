@@ -98,7 +98,7 @@ internal static class LoadgenCommand
                 }
 
                 var processes = new ProcessWatch(watched);
-                var run = new LoadRun(n, samples, address, result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), processes, logging);
+                var run = new LoadRun(n, samples, address, result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), processes, logging);
                 var (sessionSamples, errors, wall) = useBaseline
                     ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
                     : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
@@ -152,7 +152,7 @@ internal static class LoadgenCommand
     }
 
     /// <summary>The devices of one load run.</summary>
-    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, ProcessWatch processes, ILoggerFactory logging)
+    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, ProcessWatch processes, ILoggerFactory logging)
     {
         private EdgeOptions Options(int device, string? verifierId) => new()
         {
@@ -162,6 +162,7 @@ internal static class LoadgenCommand
             Password = password,
             VerifierId = verifierId,
             RequestTimeout = requestTimeout,
+            AdaptiveGamma = adaptiveGamma,
         };
 
         public async Task<(List<SessionSample>, List<string>, double)> SpeculativeAsync(

@@ -1,3 +1,4 @@
+using IotDsd.Core.Adaptive;
 using System.Diagnostics;
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
@@ -127,7 +128,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var downWire0 = Interlocked.Read(ref _downWire);
         var deadLinks0 = connection.DeadLinksDetected;
         using var session = saved is null ? new DraftSession(_draft, settings, prompt) : Restore(saved, settings);
-        var ladder = new DegradationLadder(settings.Gamma, settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling, time: _time);
+        var mayAdapt = settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling;
+        var ladder = new DegradationLadder(settings.Gamma, mayAdapt, time: _time);
+        var adaptive = _options.AdaptiveGamma && mayAdapt ? new GammaController(settings.Gamma, settings.Gamma) : null;
+        int NextGamma() => adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma);
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
         var faults = new FaultStats();
@@ -157,7 +161,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
         while (!session.IsComplete)
         {
             var roundStart = _time.GetTimestamp();
-            object request = session.PrepareRound(ladder.Gamma, proposals.Next);
+            var gamma = NextGamma();
+            object request = session.PrepareRound(gamma, proposals.Next);
             draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
             var done = false;
             while (!done)
@@ -177,7 +182,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
                         reopens++;
                         await run.OpenAsync(ct).ConfigureAwait(false);
-                        request = session.PrepareRound(ladder.Gamma, proposals.Next);
+                        gamma = NextGamma();
+                        request = session.PrepareRound(gamma, proposals.Next);
                         break;
                     case Verdict verdict:
                         RoundStep step;
@@ -215,8 +221,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
                         acceptedPerRound.Add(verdict.Accepted);
                         draftedPerRound.Add((int)(session.Drafted - draftedBefore));
+                        adaptive?.Observe(draftedPerRound[^1], verdict.Accepted, draftMillis[^1], roundMillis[^1], verifyMillis[^1]);
                         draftedBefore = session.Drafted;
-                        _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], ladder.Gamma);
+                        _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], gamma);
                         firstToken ??= _time.GetElapsedTime(started);
                         Emit(session, step.Start, step.Count, onCommitted);
                         run.Committed(store, fingerprint);

@@ -48,6 +48,11 @@ public sealed record EdgeOptions
     /// longer names one text under faults). Greedy always may.</summary>
     public bool AdaptGammaInSampling { get; init; }
 
+    /// <summary>Choose γ each round for goodput (PROTOCOL.md §6) from the observed acceptance, draft, link and verifier
+    /// times, never above the session's γ nor the degradation ladder's. Applies in greedy mode, and in sampling modes
+    /// only with <see cref="AdaptGammaInSampling"/> (a timing-driven γ makes a seed name a distribution, not a text).</summary>
+    public bool AdaptiveGamma { get; init; }
+
     /// <summary>Draft-only tokens shown (flagged unverified) when the link goes down; 0 shows none.</summary>
     public int OfflineDraftTokens { get; init; } = 32;
 
