@@ -145,9 +145,10 @@ internal static class LoadgenCommand
             return null;
         }
 
-        var cache = new ConcurrentDictionary<(ulong, string), int[]>();
+        // Greedy text depends on the prompt and length alone: every device shares one reference.
+        int[]? greedy = null;
         return settings.ToDictionary(s => s.SessionId, s => s.Sampling.IsGreedy
-            ? cache.GetOrAdd((0, ""), _ => Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens))
+            ? greedy ??= Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens)
             : Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens));
     }
 

@@ -47,15 +47,7 @@ public sealed class StreamClient : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var replies = TopicScheme.DeviceReplies(_options.DeviceId);
-        var settings = new MqttSettings
-        {
-            Broker = _options.Broker,
-            ClientId = $"iotdsd-device-{_options.DeviceId}",
-            Username = _options.Username,
-            Password = _options.Password,
-            MaxPayloadBytes = _options.MaxPayloadBytes,
-        };
-        _connection = new MqttConnection(settings, t => t == replies, _logger, _time);
+        _connection = new MqttConnection(_options.Mqtt(), t => t == replies, _logger, _time);
         await _connection.ConnectAsync([replies], ct).ConfigureAwait(false);
         _pump = Task.Run(() => PumpAsync(_connection), CancellationToken.None);
     }

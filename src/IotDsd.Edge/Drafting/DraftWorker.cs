@@ -53,14 +53,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var replies = TopicScheme.DeviceReplies(_options.DeviceId);
-        var settings = new MqttSettings
+        var settings = _options.Mqtt() with
         {
-            Broker = _options.Broker,
-            ClientId = $"iotdsd-device-{_options.DeviceId}",
-            Username = _options.Username,
-            Password = _options.Password,
-            Tls = _options.Tls,
-            MaxPayloadBytes = _options.MaxPayloadBytes,
             CleanStart = false,
             SessionExpirySeconds = _options.SessionExpirySeconds,
             PublishTimeout = _options.PublishTimeout,

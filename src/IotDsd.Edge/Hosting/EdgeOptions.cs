@@ -56,6 +56,17 @@ public sealed record EdgeOptions
     /// <summary>Draft-only tokens shown (flagged unverified) when the link goes down; 0 shows none.</summary>
     public int OfflineDraftTokens { get; init; } = 32;
 
+    /// <summary>The device's connection settings: broker, identity, TLS, limits (its one client id).</summary>
+    public MqttSettings Mqtt() => new()
+    {
+        Broker = Broker,
+        ClientId = $"iotdsd-device-{DeviceId}",
+        Username = Username,
+        Password = Password,
+        Tls = Tls,
+        MaxPayloadBytes = MaxPayloadBytes,
+    };
+
     /// <summary>Returns null when valid, else a one-line reason naming the setting and the fix.</summary>
     public string? Validate()
     {

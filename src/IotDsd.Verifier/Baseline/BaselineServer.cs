@@ -54,14 +54,7 @@ public sealed partial class BaselineServer : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var settings = new MqttSettings
-        {
-            Broker = _options.Broker,
-            ClientId = $"iotdsd-server-{_options.VerifierId}",
-            Username = _options.Username,
-            Password = _options.Password,
-            MaxPayloadBytes = _options.MaxPayloadBytes,
-        };
+        var settings = _options.Mqtt($"iotdsd-server-{_options.VerifierId}");
         var prefix = $"{TopicScheme.Root}/servers/{_options.VerifierId}/streams/";
         await using var connection = new MqttConnection(settings, t => t.StartsWith(prefix, StringComparison.Ordinal), _logger, _time);
         try

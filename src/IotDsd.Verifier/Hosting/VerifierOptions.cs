@@ -32,6 +32,17 @@ public sealed record VerifierOptions
     /// <summary>TLS to the broker; null for plain TCP (loopback development only).</summary>
     public MqttTlsSettings? Tls { get; init; }
 
+    /// <summary>The connection settings every server role of this process shares: broker, identity, TLS, limits.</summary>
+    public MqttSettings Mqtt(string clientId) => new()
+    {
+        Broker = Broker,
+        ClientId = clientId,
+        Username = Username,
+        Password = Password,
+        Tls = Tls,
+        MaxPayloadBytes = MaxPayloadBytes,
+    };
+
     /// <summary>Returns null when valid, else a one-line reason naming the setting and the fix.</summary>
     public string? Validate()
     {

@@ -57,14 +57,8 @@ public sealed partial class VerifierService : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var settings = new MqttSettings
+        var settings = _options.Mqtt($"iotdsd-verifier-{_options.VerifierId}") with
         {
-            Broker = _options.Broker,
-            ClientId = $"iotdsd-verifier-{_options.VerifierId}",
-            Username = _options.Username,
-            Password = _options.Password,
-            Tls = _options.Tls,
-            MaxPayloadBytes = _options.MaxPayloadBytes,
             CleanStart = false,
             SessionExpirySeconds = 300,
             Presence = PresencePayload.For(TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name),
