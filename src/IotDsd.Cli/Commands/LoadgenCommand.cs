@@ -59,86 +59,105 @@ internal static class LoadgenCommand
 
             var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
             var references = result.GetValue(check) ? References(models, prompt, settings, useBaseline) : null;
+            var spec = new LoadSpec(n, samples, useBaseline, result.GetValue(broker), result.GetValue(id), result.GetValue(maxBatch),
+                result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma));
+            var report = await RunAsync(spec, models, prompt, settings, references, watched, logging, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
+            return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;
+        });
+        return command;
+    }
 
-            EmbeddedBroker? embedded = null;
-            VerifierService? verifier = null;
-            BaselineServer? server = null;
-            BrokerAddress address;
-            var serverId = result.GetValue(id) ?? (useBaseline ? "server-1" : null);
-            try
+    /// <summary>What one load run drives: how many devices, against which system and broker.</summary>
+    internal sealed record LoadSpec(
+        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma);
+
+    /// <summary>
+    /// One load run: starts an embedded broker and an in-process verifier or server unless <see cref="LoadSpec.Broker"/>
+    /// names one, runs every device's sessions at once, and reports.
+    /// </summary>
+    internal static async Task<LoadReport> RunAsync(
+        LoadSpec spec, ModelPair models, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references,
+        List<(string Name, int Pid)> watched, ILoggerFactory logging, CancellationToken ct)
+    {
+        var n = spec.Devices;
+        var useBaseline = spec.Baseline;
+        EmbeddedBroker? embedded = null;
+        VerifierService? verifier = null;
+        BaselineServer? server = null;
+        BrokerAddress address;
+        var serverId = spec.Id ?? (useBaseline ? "server-1" : null);
+        watched = [.. watched];
+        try
+        {
+            if (spec.Broker is { } text)
             {
-                if (result.GetValue(broker) is { } text)
+                address = BrokerAddress.TryParse(text, out var error) ?? throw new CliError(error!);
+            }
+            else
+            {
+                embedded = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
+                address = new BrokerAddress("127.0.0.1", embedded.Port);
+                var options = new VerifierOptions { Broker = address, VerifierId = serverId ?? "verifier-1", MaxBatch = spec.MaxBatch, MaxSessions = Math.Max(10_000, n) };
+                if (options.Validate() is { } bad)
                 {
-                    address = BrokerAddress.TryParse(text, out var error) ?? throw new CliError(error!);
+                    throw new CliError(bad);
+                }
+
+                if (useBaseline)
+                {
+                    server = new BaselineServer(options, models.Target, logging.CreateLogger<BaselineServer>());
+                    await server.StartAsync(ct).ConfigureAwait(false);
+                    await server.Ready.WaitAsync(ct).ConfigureAwait(false);
                 }
                 else
                 {
-                    embedded = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
-                    address = new BrokerAddress("127.0.0.1", embedded.Port);
-                    var options = new VerifierOptions { Broker = address, VerifierId = serverId ?? "verifier-1", MaxBatch = result.GetValue(maxBatch), MaxSessions = Math.Max(10_000, n) };
-                    if (options.Validate() is { } bad)
-                    {
-                        throw new CliError(bad);
-                    }
-
-                    if (useBaseline)
-                    {
-                        server = new BaselineServer(options, models.Target, logging.CreateLogger<BaselineServer>());
-                        await server.StartAsync(ct).ConfigureAwait(false);
-                        await server.Ready.WaitAsync(ct).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        verifier = new VerifierService(options, models.Target, logging.CreateLogger<VerifierService>());
-                        await verifier.StartAsync(ct).ConfigureAwait(false);
-                        await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
-                    }
-
-                    watched.Add(("loadgen+broker+" + (useBaseline ? "server" : "verifier"), Environment.ProcessId));
+                    verifier = new VerifierService(options, models.Target, logging.CreateLogger<VerifierService>());
+                    await verifier.StartAsync(ct).ConfigureAwait(false);
+                    await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
                 }
 
-                var processes = new ProcessWatch(watched);
-                var run = new LoadRun(n, samples, address, result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), processes, logging);
-                var (sessionSamples, errors, wall) = useBaseline
-                    ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
-                    : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
-                var usage = processes.Stop();
-                var stats = (VerifierStats?)verifier?.Stats ?? server?.Stats;
-                var report = LoadReport.From(
-                    useBaseline ? "baseline" : "iotdsd",
-                    useBaseline ? (settings[0].Sampling.IsGreedy ? "greedy" : "sampling") : settings[0].Mode.ToString().ToLowerInvariant(),
-                    n, sessionSamples, errors, wall, stats?.MaxBatch ?? 0, stats?.MeanBatch, usage);
-                Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
-                return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;
+                watched.Add(("loadgen+broker+" + (useBaseline ? "server" : "verifier"), Environment.ProcessId));
             }
-            finally
+
+            var processes = new ProcessWatch(watched);
+            var run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, processes, logging);
+            var (sessionSamples, errors, wall) = useBaseline
+                ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
+                : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
+            var usage = processes.Stop();
+            var stats = (VerifierStats?)verifier?.Stats ?? server?.Stats;
+            return LoadReport.From(
+                useBaseline ? "baseline" : "iotdsd",
+                useBaseline ? (settings[0].Sampling.IsGreedy ? "greedy" : "sampling") : settings[0].Mode.ToString().ToLowerInvariant(),
+                n, sessionSamples, errors, wall, stats?.MaxBatch ?? 0, stats?.MeanBatch, usage);
+        }
+        finally
+        {
+            if (verifier is not null)
             {
-                if (verifier is not null)
-                {
-                    await verifier.StopAsync(CancellationToken.None).ConfigureAwait(false);
-                    verifier.Dispose();
-                }
-
-                if (server is not null)
-                {
-                    await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
-                    server.Dispose();
-                }
-
-                if (embedded is not null)
-                {
-                    await embedded.DisposeAsync().ConfigureAwait(false);
-                }
+                await verifier.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                verifier.Dispose();
             }
-        });
-        return command;
+
+            if (server is not null)
+            {
+                await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                server.Dispose();
+            }
+
+            if (embedded is not null)
+            {
+                await embedded.DisposeAsync().ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
     /// Target-only texts to compare with: greedy speculative output must equal them byte for byte, and the baseline
     /// must equal them in every mode (it samples with the reference's own randomness).
     /// </summary>
-    private static Dictionary<string, int[]>? References(ModelPair models, int[] prompt, SessionSettings[] settings, bool baseline)
+    internal static Dictionary<string, int[]>? References(ModelPair models, int[] prompt, SessionSettings[] settings, bool baseline)
     {
         if (!baseline && !settings[0].Sampling.IsGreedy)
         {

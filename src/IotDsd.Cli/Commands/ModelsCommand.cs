@@ -1,5 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
+using IotDsd.Core.Sampling;
+using IotDsd.Inference.Distillation;
+using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Transformer;
 
@@ -19,8 +22,10 @@ internal static class ModelsCommand
         var preset = new Option<string>("--preset") { Description = "transformer: tiny (tests) or small (GPT-2-small shape). A draft keeps the target's first quarter of layers.", DefaultValueFactory = _ => "tiny" };
         var seed = new Option<ulong>("--seed") { Description = "transformer: weight seed; build draft and target with the same seed.", DefaultValueFactory = _ => 1UL };
         var corpus = new Option<string?>("--corpus") { Description = "UTF-8 text file to train (ngram) or fit the output layer (transformer) on, records separated by lines holding '%' (default: the shipped corpus)." };
+        var residual = new Option<float?>("--residual-scale") { Description = "transformer: each block's contribution to the residual stream relative to the embedding (default 0.35); smaller makes the deep layers matter less, so a shallow or n-gram draft agrees more often." };
+        var vocab = new Option<int?>("--vocab-size") { Description = "ngram: pad the byte vocabulary to this size (at least 256), to pair with a target whose vocabulary is padded, such as the small transformer preset (50257)." };
         var output = new Option<string>("--out") { Description = "Directory to write.", Required = true };
-        var build = new Command("build", "Build a model directory.") { kind, role, order, preset, seed, corpus, output };
+        var build = new Command("build", "Build a model directory.") { kind, role, order, preset, seed, corpus, residual, vocab, output };
         build.SetAction(result =>
         {
             var k = result.GetValue(kind);
@@ -61,7 +66,18 @@ internal static class ModelsCommand
                     throw new CliError($"--corpus {corpusPath} holds fewer than two bytes");
                 }
 
-                var m = TransformerModelBuilder.Build(p, r, result.GetValue(seed), dir, text, corpusName);
+                var config = TransformerConfig.ForPreset(p, r, result.GetValue(seed));
+                if (result.GetValue(residual) is float scale)
+                {
+                    if (!(scale >= 0f && scale <= 4f))
+                    {
+                        throw new CliError(string.Create(CultureInfo.InvariantCulture, $"--residual-scale must be between 0 and 4, got {scale}"));
+                    }
+
+                    config = config with { ResidualScale = scale };
+                }
+
+                var m = TransformerModelBuilder.Build(config, r, dir, text, corpusName);
                 var c = m.Transformer!;
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {m.Name} ({c.Layers} layers, {c.Hidden} wide, {c.Heads} heads, vocabulary {c.VocabSize}, seed {c.Seed})"));
                 return 0;
@@ -73,10 +89,92 @@ internal static class ModelsCommand
                 throw new CliError($"--order must be between 2 and 7, got {n}");
             }
 
-            var manifest = NgramModelBuilder.Build(text, n, r, dir, corpusName);
+            var v = result.GetValue(vocab) ?? KneserNeyModel.VocabSize;
+            if (v is < KneserNeyModel.VocabSize or > NgramOnnxModel.MaxVocabSize)
+            {
+                throw new CliError($"--vocab-size must be between {KneserNeyModel.VocabSize} and {NgramOnnxModel.MaxVocabSize}, got {v}");
+            }
+
+            var manifest = NgramModelBuilder.Build(text, n, r, dir, corpusName, v);
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {manifest.Name}, held-out {manifest.HeldoutBitsPerByte:0.000} bits/byte"));
             return 0;
         });
-        return new Command("models", "Model directories.") { build };
+        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed) };
+    }
+
+    private static Command CreateDistill(Option<string?> corpus, Option<ulong> seed)
+    {
+        var target = new Option<string>("--target") { Description = "Target model directory to distil from (byte-level vocabulary, possibly padded).", Required = true };
+        var order = new Option<int>("--order") { Description = "Order of the distilled n-gram draft, 2-7.", DefaultValueFactory = _ => 3 };
+        var sequences = new Option<int>("--sequences") { Description = "Completions sampled from the target.", DefaultValueFactory = _ => 256 };
+        var tokens = new Option<int>("--tokens") { Description = "Tokens per completion.", DefaultValueFactory = _ => 256 };
+        var batch = new Option<int>("--batch") { Description = "Completions decoded together in one forward pass.", DefaultValueFactory = _ => 32 };
+        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature the draft will serve; 0 is greedy.", DefaultValueFactory = _ => 0.8f };
+        var heldOut = new Option<int>("--held-out") { Description = "Held-out completions on which the expected acceptance rate is measured (0: skip).", DefaultValueFactory = _ => 32 };
+        var output = new Option<string>("--out") { Description = "Directory to write the draft to; with --evaluate-only, the draft to measure.", Required = true };
+        var evaluateOnly = new Option<bool>("--evaluate-only") { Description = "Only measure the expected acceptance rate of the draft already in --out against --target." };
+        var distill = new Command("distill", "Distil an n-gram draft from a target: sample the target's own text, train on it, and report the expected acceptance rate.")
+        {
+            target, order, sequences, tokens, batch, temperature, heldOut, corpus, seed, output, evaluateOnly,
+        };
+        distill.SetAction(result =>
+        {
+            var n = result.GetValue(order);
+            if (n is < 2 or > 7) throw new CliError($"--order must be between 2 and 7, got {n}");
+            var t = result.GetValue(temperature);
+            if (!(t >= 0f)) throw new CliError($"--temperature must be 0 or more, got {t}");
+            var held = result.GetValue(heldOut);
+            if (held < 0) throw new CliError($"--held-out must be 0 or more, got {held}");
+            var settings = new DistillationSettings(result.GetValue(sequences), result.GetValue(tokens), result.GetValue(batch), 16,
+                t == 0f ? SamplingParams.Greedy : new SamplingParams(t, 0, 1f), result.GetValue(seed));
+            if (settings.Problem() is { } problem) throw new CliError($"distill: {problem}");
+            var corpusPath = result.GetValue(corpus);
+            byte[] text;
+            try
+            {
+                text = corpusPath is null ? DefaultModels.Corpus.ToArray() : File.ReadAllBytes(corpusPath);
+            }
+            catch (IOException ex)
+            {
+                throw new CliError($"cannot read --corpus {corpusPath}: {ex.Message}");
+            }
+
+            var dir = result.GetValue(output)!;
+            using var pair = ModelPair.Load(null, result.GetValue(target)!, needDraft: false);
+            var model = pair.Target;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (result.GetValue(evaluateOnly))
+            {
+                held = Math.Max(held, 1);
+            }
+            else
+            {
+                Distil(model, text, corpusPath, n, dir, settings, started);
+            }
+
+            if (held > 0)
+            {
+                using var draft = ModelPair.Load(dir, null, needDraft: true, needTarget: false).Draft!;
+                if (draft.VocabSize != model.VocabSize)
+                {
+                    throw new CliError($"the draft in {dir} has {draft.VocabSize} tokens and the target {model.VocabSize}");
+                }
+
+                var alpha = DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held });
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"expected acceptance rate α = {alpha:0.000} at temperature {t} ({held} held-out completions of {settings.TokensPerSequence} tokens)"));
+            }
+
+            return 0;
+        });
+        return distill;
+    }
+
+    private static void Distil(Core.Models.ILanguageModel model, byte[] text, string? corpusPath, int n, string dir, DistillationSettings settings, long started)
+    {
+        var (manifest, sampled) = DraftDistiller.Distil(model, text, corpusPath is null ? DefaultModels.CorpusName : Path.GetFileName(corpusPath), n, dir, settings,
+            done => Console.Error.WriteLine($"distill: {done}/{settings.Sequences} completions"));
+        var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"wrote {dir}: {manifest.Name}, vocabulary {manifest.VocabSize}, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
     }
 }

@@ -74,6 +74,38 @@ public sealed class KneserNeyModel
             }
         }
 
+        return FromCounts(raw, order);
+    }
+
+    /// <summary>
+    /// The key of the k-gram ending in <paramref name="token"/> after <paramref name="history"/> (newest last,
+    /// left-padded with <see cref="Pad"/> where shorter than k-1), as <see cref="Train"/> counts it.
+    /// </summary>
+    public static long NgramKey(ReadOnlySpan<int> history, int k, int token)
+    {
+        long ctx = 0, weight = 1;
+        for (int back = 1; back < k; back++)
+        {
+            int i = history.Length - back;
+            ctx += (i >= 0 ? history[i] : Pad) * weight;
+            weight *= KeyBase;
+        }
+
+        return ctx * KeyBase + token;
+    }
+
+    /// <summary>
+    /// Builds the model from raw k-gram counts (<paramref name="raw"/>[k-1] keyed by <see cref="NgramKey"/>, unigrams
+    /// by token), however they were gathered: <see cref="Train"/> counts a corpus, distillation counts a target's
+    /// expected next-token mass.
+    /// </summary>
+    public static KneserNeyModel FromCounts(Dictionary<long, int>[] raw, int order)
+    {
+        ArgumentNullException.ThrowIfNull(raw);
+        if (order < 2 || order > 7) throw new ArgumentOutOfRangeException(nameof(order), order, "Order must be 2..7.");
+        if (raw.Length != order) throw new ArgumentException($"Expected counts of orders 1..{order}.", nameof(raw));
+        var pow = Powers(order);
+
         // Adjusted counts: highest order raw; lower orders continuation counts, raw for pad-initial n-grams.
         var adj = new Dictionary<long, int>[order];
         adj[order - 1] = raw[order - 1];

@@ -18,12 +18,19 @@ public sealed class NgramOnnxModel : ILanguageModel
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
     private readonly int _width;
+    private readonly int _vocab;
     private int _disposed;
 
-    /// <summary>Loads <paramref name="modelPath"/> (an ONNX file from <see cref="NgramOnnxCompiler"/>).</summary>
-    public NgramOnnxModel(string modelPath, int order, string name, InferenceOptions? options = null)
+    /// <summary>
+    /// Loads <paramref name="modelPath"/> (an ONNX file from <see cref="NgramOnnxCompiler"/>). A
+    /// <paramref name="vocabSize"/> above 256 pads each logits row with <see cref="PaddedLogit"/>.
+    /// </summary>
+    public NgramOnnxModel(string modelPath, int order, string name, InferenceOptions? options = null, int vocabSize = KneserNeyModel.VocabSize)
     {
         if (order < 2) throw new ArgumentOutOfRangeException(nameof(order), order, "Order must be at least 2.");
+        if (vocabSize < KneserNeyModel.VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, $"The vocabulary must hold at least the {KneserNeyModel.VocabSize} bytes.");
+        _vocab = vocabSize;
         Name = name;
         Order = order;
         _width = order - 1;
@@ -33,7 +40,13 @@ public sealed class NgramOnnxModel : ILanguageModel
 
     public string Name { get; }
 
-    public int VocabSize => KneserNeyModel.VocabSize;
+    public int VocabSize => _vocab;
+
+    /// <summary>Logit of the padded ids past the bytes: their probability underflows to exactly zero.</summary>
+    public const float PaddedLogit = -1e4f;
+
+    /// <summary>The largest padded vocabulary accepted (a real model's size, with room).</summary>
+    public const int MaxVocabSize = 1 << 18;
 
     /// <summary>n: predictions condition on the last n-1 tokens.</summary>
     public int Order { get; }
@@ -42,14 +55,14 @@ public sealed class NgramOnnxModel : ILanguageModel
     {
         var path = ModelDirectory.FilePath(dir, manifest);
         var manifestPath = Path.Combine(dir, ModelManifest.FileName);
-        if (manifest.VocabSize != KneserNeyModel.VocabSize)
-            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model has vocab_size 256, not {manifest.VocabSize}.");
+        if (manifest.VocabSize is < KneserNeyModel.VocabSize or > MaxVocabSize)
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model has vocab_size 256 (or a padded size up to {MaxVocabSize}), not {manifest.VocabSize}.");
         if (manifest.Order is not int order || order < 2)
             throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model needs \"order\" of at least 2.");
         try
         {
             var name = string.IsNullOrEmpty(manifest.Name) ? $"ngram-{order}-{manifest.Role}" : manifest.Name;
-            return new NgramOnnxModel(path, order, name, options);
+            return new NgramOnnxModel(path, order, name, options, manifest.VocabSize);
         }
         catch (OnnxRuntimeException e)
         {
@@ -73,7 +86,7 @@ public sealed class NgramOnnxModel : ILanguageModel
         {
             var r = batch[i];
             OwnSequence(r.Sequence);
-            totalRows += Sequence.Validate(r.Tokens.Span, r.Logits.Length);
+            totalRows += Sequence.Validate(r.Tokens.Span, r.Logits.Length, _vocab);
         }
 
         if (totalRows == 0)
@@ -115,8 +128,9 @@ public sealed class NgramOnnxModel : ILanguageModel
                 for (int i = 0; i < batch.Count; i++)
                 {
                     var dst = batch[i].Logits.Span;
-                    output.Slice(row * VocabSize, dst.Length).CopyTo(dst);
-                    row += dst.Length / VocabSize;
+                    int rows = dst.Length / VocabSize;
+                    CopyRows(output.Slice(row * KneserNeyModel.VocabSize, rows * KneserNeyModel.VocabSize), dst);
+                    row += rows;
                 }
             }
         }
@@ -139,6 +153,24 @@ public sealed class NgramOnnxModel : ILanguageModel
             throw new ArgumentException($"The sequence was not created by model '{Name}'.", nameof(sequence));
         s.ThrowIfDisposed();
         return s;
+    }
+
+    /// <summary>Copies 256-wide output rows into <see cref="VocabSize"/>-wide logits rows, padding the rest.</summary>
+    private void CopyRows(ReadOnlySpan<float> output, Span<float> logits)
+    {
+        const int v = KneserNeyModel.VocabSize;
+        if (_vocab == v)
+        {
+            output[..logits.Length].CopyTo(logits);
+            return;
+        }
+
+        for (int r = 0; r * _vocab < logits.Length; r++)
+        {
+            var dst = logits.Slice(r * _vocab, _vocab);
+            output.Slice(r * v, v).CopyTo(dst);
+            dst[v..].Fill(PaddedLogit);
+        }
     }
 
     /// <summary>
@@ -166,7 +198,7 @@ public sealed class NgramOnnxModel : ILanguageModel
         {
             ThrowIfDisposed();
             ObjectDisposedException.ThrowIf(Owner._disposed != 0, Owner);
-            int rows = Validate(tokens, logits.Length);
+            int rows = Validate(tokens, logits.Length, Owner._vocab);
             int width = Owner._width;
             int before = Length;
             Append(tokens);
@@ -185,7 +217,7 @@ public sealed class NgramOnnxModel : ILanguageModel
                     Truncate(before);
                     throw;
                 }
-                using (results) results[0].GetTensorDataAsSpan<float>()[..logits.Length].CopyTo(logits);
+                using (results) Owner.CopyRows(results[0].GetTensorDataAsSpan<float>(), logits);
             }
             finally
             {
@@ -206,9 +238,8 @@ public sealed class NgramOnnxModel : ILanguageModel
         public void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
         /// <summary>Checks tokens and logits; returns the number of logits rows.</summary>
-        public static int Validate(ReadOnlySpan<int> tokens, int logitsLength)
+        public static int Validate(ReadOnlySpan<int> tokens, int logitsLength, int v)
         {
-            const int v = KneserNeyModel.VocabSize;
             if (logitsLength % v != 0)
                 throw new ArgumentException($"Logits length {logitsLength} is not a whole number of {v}-wide rows.", "logits");
             int rows = logitsLength / v;
@@ -216,7 +247,7 @@ public sealed class NgramOnnxModel : ILanguageModel
                 throw new ArgumentException($"{rows} logits rows requested for {tokens.Length} tokens.", "logits");
             foreach (var t in tokens)
             {
-                if ((uint)t >= v) throw new ArgumentOutOfRangeException(nameof(tokens), t, "Tokens must be bytes (0..255).");
+                if ((uint)t >= KneserNeyModel.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), t, "Tokens must be bytes (0..255).");
             }
             return rows;
         }
