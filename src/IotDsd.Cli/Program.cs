@@ -17,6 +17,7 @@ var root = new RootCommand("iotdsd: lossless distributed speculative decoding ov
     ServerCommand.Create(common),
     LoadgenCommand.Create(common),
     LinkCommand.Create(),
+    NetnsCommand.Create(),
 };
 
 var parsed = root.Parse(args);

@@ -156,7 +156,7 @@ internal static class LinkCommand
         return string.Create(CultureInfo.InvariantCulture, $"{link.State.ToString().ToLowerInvariant()}; up: {link.Up}; down: {link.Down}; connections {link.ActiveConnections}, accepted {link.Accepted}, refused {link.Refused}, bytes up {link.BytesUp} down {link.BytesDown}");
     }
 
-    private static double Number(string text) =>
+    internal static double Number(string text) =>
         double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0
             ? v
             : throw new ArgumentException($"'{text}' is not a non-negative number");
@@ -168,7 +168,7 @@ internal static class LinkCommand
         BytesPerSecond = bps,
     };
 
-    private static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
+    internal static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
     {
         var parts = text.Split('-');
         if (parts.Length == 2

@@ -1,0 +1,215 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.LinkEmulation;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Cli.Commands;
+
+/// <summary>
+/// <c>iotdsd netns -- COMMAND ARGS</c>: runs a command in a fresh network namespace joined to this host by a veth pair,
+/// and cuts and restores that real link (as root). <c>--upstream</c> forwards the host's end of the link to a broker
+/// that listens elsewhere (loopback, say); <c>{broker}</c> and <c>{host}</c> in the command are replaced by the
+/// addresses the namespace must use. Takes <c>cut</c>, <c>restore</c>, <c>rate UP_BPS DOWN_BPS</c> and <c>status</c>
+/// on stdin, and can cut on a seeded random schedule (<c>--cuts</c>). Exits with the command's exit code and removes
+/// the namespace.
+/// </summary>
+internal static class NetnsCommand
+{
+    public static Command Create()
+    {
+        var upstream = new Option<string?>("--upstream") { Description = "Forward HOST_ADDRESS:PORT on the host's end of the link to this broker (HOST:PORT); {broker} in the command becomes that address." };
+        var port = new Option<int>("--port") { Description = "Port of the forwarder on the host's end (0: the upstream's port)." };
+        var upBps = new Option<long>("--up-bps") { Description = "Namespace → host bandwidth in bytes/s, a real tbf qdisc (0: unlimited)." };
+        var downBps = new Option<long>("--down-bps") { Description = "Host → namespace bandwidth in bytes/s (0: unlimited)." };
+        var seed = new Option<int>("--seed") { Description = "Seed of the cut schedule.", DefaultValueFactory = _ => 1 };
+        var cuts = new Option<int>("--cuts") { Description = "Cut the link this many times on a random schedule, then keep it up." };
+        var cutMs = new Option<string>("--cut-ms") { Description = "Outage length range MIN-MAX in ms.", DefaultValueFactory = _ => "1000-10000" };
+        var upMs = new Option<string>("--up-ms") { Description = "Time up between outages, MIN-MAX in ms.", DefaultValueFactory = _ => "1000-5000" };
+        var verbose = new Option<bool>("--verbose") { Description = "Log setup, cuts and restores." };
+        var run = new Argument<string[]>("command") { Description = "The command to run inside the namespace (after --).", Arity = ArgumentArity.OneOrMore };
+        var command = new Command("netns", "Run a command behind a real link (network namespace and veth pair, root only) and cut or limit that link.")
+        {
+            upstream, port, upBps, downBps, seed, cuts, cutMs, upMs, verbose, run,
+        };
+        command.SetAction(async (result, ct) =>
+        {
+            var target = result.GetValue(upstream) is { } text ? BrokerAddress.TryParse(text, out var error) ?? throw new CliError($"--upstream: {error}") : null;
+            var listen = result.GetValue(port) is var p and not 0 ? p : target?.Port ?? 0;
+            if (listen is < 0 or > 65535)
+            {
+                throw new CliError($"--port must be between 0 and 65535, got {listen}");
+            }
+
+            var (up, down) = (result.GetValue(upBps), result.GetValue(downBps));
+            if (up < 0 || down < 0)
+            {
+                throw new CliError("--up-bps and --down-bps must not be negative");
+            }
+
+            var (cutMin, cutMax) = LinkCommand.Range(result.GetValue(cutMs)!, "--cut-ms");
+            var (upMin, upMax) = LinkCommand.Range(result.GetValue(upMs)!, "--up-ms");
+            var chaos = new LinkChaos { Count = result.GetValue(cuts), CutMin = cutMin, CutMax = cutMax, UpMin = upMin, UpMax = upMax, Seed = result.GetValue(seed) };
+            if (chaos.Validate() is { } bad)
+            {
+                throw new CliError(bad);
+            }
+
+            using var logging = Runtime.Logging(result.GetValue(verbose));
+            NetnsLink link;
+            try
+            {
+                link = await NetnsLink.CreateAsync(logging.CreateLogger<NetnsLink>(), ct: ct).ConfigureAwait(false);
+            }
+            catch (NetnsUnavailableException ex)
+            {
+                throw new CliError(ex.Message);
+            }
+
+            LinkEmulator? forwarder = null;
+            try
+            {
+                if (target is not null)
+                {
+                    forwarder = new LinkEmulator(
+                        new LinkEmulatorOptions { Bind = link.HostAddress, ListenPort = listen, UpstreamHost = target.Host, UpstreamPort = target.Port },
+                        logging.CreateLogger<LinkEmulator>());
+                    await forwarder.StartAsync(ct).ConfigureAwait(false);
+                }
+
+                if (up > 0 || down > 0)
+                {
+                    await link.SetRateAsync(up, down, ct).ConfigureAwait(false);
+                }
+
+                var broker = forwarder is null ? "" : $"{link.HostAddress}:{forwarder.Port}";
+                await Console.Error.WriteLineAsync($"iotdsd netns: namespace {link.Namespace}, host {link.HostAddress} ({link.HostDevice}), namespace {link.DeviceAddress}{(broker.Length > 0 ? $", broker {broker} -> {target}" : "")}").ConfigureAwait(false);
+                return await RunAsync(link, result.GetValue(run)!, broker, chaos, ct).ConfigureAwait(false);
+            }
+            catch (NetnsUnavailableException ex)
+            {
+                throw new CliError(ex.Message);
+            }
+            finally
+            {
+                if (forwarder is not null)
+                {
+                    await forwarder.DisposeAsync().ConfigureAwait(false);
+                }
+
+                await link.DisposeAsync().ConfigureAwait(false);
+            }
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(NetnsLink link, string[] argv, string broker, LinkChaos chaos, CancellationToken ct)
+    {
+        string Expand(string a) => a.Replace("{broker}", broker, StringComparison.Ordinal).Replace("{host}", link.HostAddress.ToString(), StringComparison.Ordinal);
+        var psi = link.Exec(Expand(argv[0]), argv.Skip(1).Select(Expand));
+        psi.RedirectStandardInput = true; // stdin carries this command's controls, not the child's input
+        psi.Environment["IOTDSD_NETNS_HOST"] = link.HostAddress.ToString();
+        psi.Environment["IOTDSD_NETNS_BROKER"] = broker;
+        using var child = Process.Start(psi) ?? throw new CliError($"could not start {argv[0]}");
+        child.StandardInput.Close();
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var schedule = ScheduleAsync(link, chaos, stop.Token);
+
+        // Console reads do not observe cancellation: the control loop is left behind when the command ends.
+        _ = ControlAsync(link, stop.Token);
+        try
+        {
+            await child.WaitForExitAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            child.Kill(entireProcessTree: true);
+            await child.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await Swallow(schedule).ConfigureAwait(false);
+        }
+
+        await Console.Error.WriteLineAsync($"iotdsd netns: {argv[0]} exited with {child.ExitCode} after {link.Cuts} cuts").ConfigureAwait(false);
+        return child.ExitCode;
+    }
+
+    private static async Task ScheduleAsync(NetnsLink link, LinkChaos chaos, CancellationToken ct)
+    {
+        var index = 0;
+        try
+        {
+            foreach (var (upFor, downFor, _) in chaos.Plan())
+            {
+                await Task.Delay(upFor, ct).ConfigureAwait(false);
+                await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"iotdsd netns: outage {++index}/{chaos.Count}: cut for {downFor.TotalMilliseconds:0} ms")).ConfigureAwait(false);
+                await link.CutAsync(ct).ConfigureAwait(false);
+                await Task.Delay(downFor, ct).ConfigureAwait(false);
+                await link.RestoreAsync(ct).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (link.IsCut)
+            {
+                await link.RestoreAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task ControlAsync(NetnsLink link, CancellationToken ct)
+    {
+        while (await Console.In.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+        {
+            await Console.Out.WriteLineAsync(await ApplyAsync(link, line, ct).ConfigureAwait(false)).ConfigureAwait(false);
+            await Console.Out.FlushAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Applies one control line; returns what to print.</summary>
+    internal static async Task<string> ApplyAsync(NetnsLink link, string line, CancellationToken ct)
+    {
+        var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        try
+        {
+            switch (words.FirstOrDefault()?.ToLowerInvariant())
+            {
+                case "cut" or "down":
+                    await link.CutAsync(ct).ConfigureAwait(false);
+                    break;
+                case "restore" or "up":
+                    await link.RestoreAsync(ct).ConfigureAwait(false);
+                    break;
+                case "rate" when words.Length == 3:
+                    await link.SetRateAsync((long)LinkCommand.Number(words[1]), (long)LinkCommand.Number(words[2]), ct).ConfigureAwait(false);
+                    break;
+                case "status":
+                    break;
+                default:
+                    return "commands: cut | restore | rate UP_BPS DOWN_BPS (0: unlimited) | status";
+            }
+        }
+        catch (Exception ex) when (ex is ArgumentException or NetnsUnavailableException)
+        {
+            return $"error: {ex.Message}";
+        }
+
+        return $"{(link.IsCut ? "cut" : "up")}; {link.Cuts} cuts; host {link.HostAddress}, namespace {link.DeviceAddress} ({link.Namespace})";
+    }
+
+    private static async Task Swallow(Task task)
+    {
+        try
+        {
+            await task.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}
