@@ -98,9 +98,22 @@ public sealed class IotdsdProcess : IAsyncDisposable
         _process = process;
     }
 
-    public static IotdsdProcess Start(params string[] args)
+    public static IotdsdProcess Start(params string[] args) => StartWrapped([], args);
+
+    /// <summary>Starts the command behind <paramref name="prefix"/> (e.g. <c>ip netns exec NAME</c>): the prefix must exec it.</summary>
+    public static IotdsdProcess StartWrapped(IReadOnlyList<string> prefix, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo(prefix.Count == 0 ? "dotnet" : prefix[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (prefix.Count > 0)
+        {
+            foreach (var p in prefix.Skip(1))
+            {
+                psi.ArgumentList.Add(p);
+            }
+
+            psi.ArgumentList.Add("dotnet");
+        }
+
         psi.ArgumentList.Add(Dll);
         foreach (var a in args)
         {
