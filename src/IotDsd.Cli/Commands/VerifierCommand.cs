@@ -49,6 +49,7 @@ internal static class VerifierCommand
                 BatchWait = layered.Millis(Settings.BatchWait, 0, 1000),
                 SessionIdleTimeout = TimeSpan.FromSeconds(layered.Int(Settings.SessionIdle, 1, 7 * 86_400)),
                 MaxSessions = layered.Int(Settings.MaxSessions, 1, 10_000_000),
+                StateDirectory = layered.String(Settings.VerifierStateDirectory, Environment.GetEnvironmentVariable("STATE_DIRECTORY")?.Split(':')[0]) is { Length: > 0 } stateDir ? stateDir : null,
             };
             var targetDir = layered.String(Settings.TargetModel);
             layered.ThrowIfInvalid();

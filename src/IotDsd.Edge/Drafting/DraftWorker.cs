@@ -59,7 +59,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             SessionExpirySeconds = _options.SessionExpirySeconds,
             PublishTimeout = _options.PublishTimeout,
             ReconnectMaxDelay = _options.ReconnectMaxDelay,
-            Presence = PresencePayload.For(TopicScheme.DeviceStatus(_options.DeviceId), "device", _options.DeviceId, _draft.Name),
+            Presence = PresencePayload.For(TopicScheme.DeviceStatus(_options.DeviceId), "device", _options.DeviceId, _draft.Name, sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "device", _options.DeviceId, _logger) : null),
         };
         _connection = new MqttConnection(settings, t => t == replies, _logger, _time);
         _requester = new MqttRequester(_connection, replies);

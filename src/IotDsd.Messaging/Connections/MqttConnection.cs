@@ -61,7 +61,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
     /// <summary>True while the client believes it is connected.</summary>
     public bool IsConnected => _client.IsConnected;
 
-    /// <summary>Successful connects so far (the birth counter).</summary>
+    /// <summary>Successful connects of this process (the birth counter unless presence has a persisted sequence).</summary>
     public long Connections => Interlocked.Read(ref _connections);
 
     /// <summary>Payloads refused at decode, by reason.</summary>
@@ -99,7 +99,12 @@ public sealed partial class MqttConnection : IAsyncDisposable
                 throw new MqttConnectionException($"broker {_settings.Broker} refused the connection: {result.ResultCode} {result.ReasonString}");
             }
 
-            var counter = Interlocked.Increment(ref _connections);
+            var counter = _settings.Presence?.Sequence?.Next() ?? Interlocked.Increment(ref _connections);
+            if (_settings.Presence?.Sequence is not null)
+            {
+                Interlocked.Increment(ref _connections);
+            }
+
             if (!result.IsSessionPresent && _subscriptions.Count > 0)
             {
                 var builder = new MqttClientSubscribeOptionsBuilder();
@@ -324,7 +329,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
     /// <summary>Publishes the retained birth again with the current connection counter (a diagnostic command asks for it).</summary>
     public Task RepublishBirthAsync(CancellationToken ct) =>
-        _settings.Presence is { } presence ? PublishRawAsync(presence.Topic, presence.Birth(Connections), retain: true, ct) : Task.CompletedTask;
+        _settings.Presence is { } presence ? PublishRawAsync(presence.Topic, presence.Birth(presence.Sequence?.Connection ?? Connections), retain: true, ct) : Task.CompletedTask;
 
     private async Task PublishBuiltAsync(MqttApplicationMessage message, CancellationToken ct)
     {

@@ -42,5 +42,6 @@ public sealed record MqttSettings
     public PresenceSettings? Presence { get; init; }
 }
 
-/// <summary>Retained presence: a birth message on connect and a last will with a delay that rides out short flaps.</summary>
-public sealed record PresenceSettings(string Topic, Func<long, byte[]> Birth, byte[] Will, uint WillDelaySeconds = 5);
+/// <summary>Retained presence: a birth message on connect and a last will with a delay that rides out short flaps.
+/// With a <see cref="Sequence"/>, births are numbered by it (kept across restarts) rather than by this process's connects.</summary>
+public sealed record PresenceSettings(string Topic, Func<long, byte[]> Birth, byte[] Will, uint WillDelaySeconds = 5, Presence.PresenceSequence? Sequence = null);

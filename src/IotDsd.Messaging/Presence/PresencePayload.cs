@@ -14,6 +14,9 @@ public sealed record PresencePayload
     [JsonPropertyName("role")] public string Role { get; init; } = "";
     [JsonPropertyName("id")] public string Id { get; init; } = "";
     [JsonPropertyName("connection")] public long Connection { get; init; }
+
+    /// <summary>Process starts (with a persisted <see cref="PresenceSequence"/>; absent otherwise): up on a restart, unchanged on a reconnect.</summary>
+    [JsonPropertyName("boot")][JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public long? Boot { get; init; }
     [JsonPropertyName("version")] public string Version { get; init; } = ThisVersion;
     [JsonPropertyName("protocol")] public int Protocol { get; init; } = Contracts.Wire.WireCodec.ProtocolVersion;
     [JsonPropertyName("model")] public string? Model { get; init; }
@@ -41,11 +44,13 @@ public sealed record PresencePayload
         }
     }
 
-    /// <summary>Presence settings for a role: birth per connection, retained offline will.</summary>
-    public static Connections.PresenceSettings For(string topic, string role, string id, string? model = null, uint willDelaySeconds = 5) =>
+    /// <summary>Presence settings for a role: birth per connection, retained offline will; with <paramref name="sequence"/>,
+    /// connections are numbered across restarts and both messages carry the boot counter.</summary>
+    public static Connections.PresenceSettings For(string topic, string role, string id, string? model = null, uint willDelaySeconds = 5, PresenceSequence? sequence = null) =>
         new(
             topic,
-            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model }.ToJson(),
-            new PresencePayload { State = "offline", Role = role, Id = id, Model = model }.ToJson(),
-            willDelaySeconds);
+            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model, Boot = sequence?.Boot }.ToJson(),
+            new PresencePayload { State = "offline", Role = role, Id = id, Model = model, Boot = sequence?.Boot }.ToJson(),
+            willDelaySeconds,
+            sequence);
 }

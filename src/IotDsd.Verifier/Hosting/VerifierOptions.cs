@@ -32,6 +32,10 @@ public sealed record VerifierOptions
     /// <summary>TLS to the broker; null for plain TCP (loopback development only).</summary>
     public MqttTlsSettings? Tls { get; init; }
 
+    /// <summary>Where the retained status's boot and connection counters are kept, so a restart continues them; null
+    /// counts from 1 in every process.</summary>
+    public string? StateDirectory { get; init; }
+
     /// <summary>The connection settings every server role of this process shares: broker, identity, TLS, limits.</summary>
     public MqttSettings Mqtt(string clientId) => new()
     {

@@ -61,7 +61,7 @@ public sealed partial class VerifierService : BackgroundService
         {
             CleanStart = false,
             SessionExpirySeconds = 300,
-            Presence = PresencePayload.For(TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name),
+            Presence = PresencePayload.For(TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name, sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "verifier", _options.VerifierId, _logger) : null),
         };
         var prefix = $"{TopicScheme.Root}/verifiers/{_options.VerifierId}/rounds/";
         await using var connection = new MqttConnection(settings, t => t.StartsWith(prefix, StringComparison.Ordinal), _logger, _time);
