@@ -8,7 +8,7 @@ namespace IotDsd.Cli.Output;
 /// <summary>Renders the fleet view as a fixed-width table or as JSON.</summary>
 internal static class FleetTable
 {
-    private static readonly string[] Header = ["ROLE", "ID", "STATE", "CONN", "LEVEL", "ACCEPT", "TOK/S", "RTT ms", "GAMMA", "QUEUE", "SESS", "ROUNDS", "ERRORS", "VERSION", "AGE"];
+    private static readonly string[] Header = ["ROLE", "ID", "STATE", "CONN", "BOOT", "LEVEL", "ACCEPT", "TOK/S", "RTT ms", "GAMMA", "QUEUE", "SESS", "ROUNDS", "ERRORS", "VERSION", "AGE"];
 
     public static string Render(IReadOnlyList<FleetRow> rows, long nowMs)
     {
@@ -21,6 +21,7 @@ internal static class FleetTable
                 r.Id,
                 r.State,
                 r.Connection.ToString(CultureInfo.InvariantCulture),
+                r.Boot?.ToString(CultureInfo.InvariantCulture) ?? "-",
                 m?.Degradation ?? "-",
                 m?.Acceptance is { } a ? a.ToString("P0", CultureInfo.InvariantCulture) : "-",
                 Number(m?.TokensPerSecond, "0.0"),
@@ -52,6 +53,7 @@ internal static class FleetTable
             ["id"] = r.Id,
             ["state"] = r.State,
             ["connection"] = r.Connection,
+            ["boot"] = r.Boot,
             ["version"] = r.Version,
             ["model"] = r.Model,
             ["metrics"] = r.Metrics,

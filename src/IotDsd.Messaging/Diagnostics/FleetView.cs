@@ -12,6 +12,9 @@ public sealed record FleetRow
     /// <summary><c>online</c>, <c>offline</c>, or <c>unknown</c> when only metrics were seen.</summary>
     public string State { get; init; } = "unknown";
     public long Connection { get; init; }
+
+    /// <summary>Process starts, where the status carries them (a persisted presence sequence).</summary>
+    public long? Boot { get; init; }
     public string? Version { get; init; }
     public string? Model { get; init; }
     public MetricsPayload? Metrics { get; init; }
@@ -54,7 +57,7 @@ public sealed class FleetView
                     return false;
                 }
 
-                row = row with { State = status.State, Connection = status.Connection, Version = status.Version, Model = status.Model ?? row.Model };
+                row = row with { State = status.State, Connection = status.Connection, Boot = status.Boot, Version = status.Version, Model = status.Model ?? row.Model };
             }
             else
             {
