@@ -25,15 +25,13 @@ internal static class LinkCommand
         var downDelay = new Option<double?>("--down-delay-ms") { Description = "Broker → client delay (overrides --delay-ms)." };
         var upBps = new Option<long>("--up-bps") { Description = "Client → broker bandwidth, bytes/s (0: unlimited)." };
         var downBps = new Option<long>("--down-bps") { Description = "Broker → client bandwidth, bytes/s (0: unlimited)." };
-        var seed = new Option<int>("--seed") { Description = "Seed of jitter and of the cut schedule.", DefaultValueFactory = _ => 1 };
-        var cuts = new Option<int>("--cuts") { Description = "Cut the link this many times on a random schedule, then keep it up." };
-        var cutMs = new Option<string>("--cut-ms") { Description = "Outage length range MIN-MAX in ms.", DefaultValueFactory = _ => "1000-10000" };
-        var upMs = new Option<string>("--up-ms") { Description = "Time up between outages, MIN-MAX in ms.", DefaultValueFactory = _ => "1000-5000" };
+        var cutSchedule = new CutScheduleOptions("Seed of jitter and of the cut schedule.");
         var halfOpen = new Option<double>("--half-open-fraction") { Description = "Share of the scheduled outages that are half-open rather than resets (0..1)." };
         var command = new Command("link", "Emulate a link between a client and its broker: delay, jitter, bandwidth, cuts and half-open connections.")
         {
-            listen, upstream, bind, delay, jitter, upDelay, downDelay, upBps, downBps, seed, cuts, cutMs, upMs, halfOpen,
+            listen, upstream, bind, delay, jitter, upDelay, downDelay, upBps, downBps, halfOpen,
         };
+        cutSchedule.AddTo(command);
         command.SetAction(async (result, ct) =>
         {
             var target = BrokerAddress.TryParse(result.GetValue(upstream), out var error) ?? throw new CliError($"--upstream: {error}");
@@ -55,20 +53,7 @@ internal static class LinkCommand
                 throw new CliError(bad);
             }
 
-            var chaos = new LinkChaos
-            {
-                Count = result.GetValue(cuts),
-                CutMin = Range(result.GetValue(cutMs)!, "--cut-ms").Min,
-                CutMax = Range(result.GetValue(cutMs)!, "--cut-ms").Max,
-                UpMin = Range(result.GetValue(upMs)!, "--up-ms").Min,
-                UpMax = Range(result.GetValue(upMs)!, "--up-ms").Max,
-                HalfOpenFraction = result.GetValue(halfOpen),
-                Seed = result.GetValue(seed),
-            };
-            if (chaos.Validate() is { } badChaos)
-            {
-                throw new CliError(badChaos);
-            }
+            var chaos = cutSchedule.Parse(result, result.GetValue(halfOpen));
 
             using var logging = Runtime.Logging(verbose: true);
             await using var link = new LinkEmulator(
@@ -167,18 +152,4 @@ internal static class LinkCommand
         Jitter = TimeSpan.FromMilliseconds(jitterMs),
         BytesPerSecond = bps,
     };
-
-    internal static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
-    {
-        var parts = text.Split('-');
-        if (parts.Length == 2
-            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var min)
-            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var max)
-            && min >= 0 && max >= min)
-        {
-            return (TimeSpan.FromMilliseconds(min), TimeSpan.FromMilliseconds(max));
-        }
-
-        throw new CliError($"{flag} must be MIN-MAX in milliseconds with 0 <= MIN <= MAX, got '{text}'");
-    }
 }

@@ -24,16 +24,14 @@ internal static class NetnsCommand
         var port = new Option<int>("--port") { Description = "Port of the forwarder on the host's end (0: the upstream's port)." };
         var upBps = new Option<long>("--up-bps") { Description = "Namespace → host bandwidth in bytes/s, a real tbf qdisc (0: unlimited)." };
         var downBps = new Option<long>("--down-bps") { Description = "Host → namespace bandwidth in bytes/s (0: unlimited)." };
-        var seed = new Option<int>("--seed") { Description = "Seed of the cut schedule.", DefaultValueFactory = _ => 1 };
-        var cuts = new Option<int>("--cuts") { Description = "Cut the link this many times on a random schedule, then keep it up." };
-        var cutMs = new Option<string>("--cut-ms") { Description = "Outage length range MIN-MAX in ms.", DefaultValueFactory = _ => "1000-10000" };
-        var upMs = new Option<string>("--up-ms") { Description = "Time up between outages, MIN-MAX in ms.", DefaultValueFactory = _ => "1000-5000" };
+        var cutSchedule = new CutScheduleOptions("Seed of the cut schedule.");
         var verbose = new Option<bool>("--verbose") { Description = "Log setup, cuts and restores." };
         var run = new Argument<string[]>("command") { Description = "The command to run inside the namespace (after --).", Arity = ArgumentArity.OneOrMore };
         var command = new Command("netns", "Run a command behind a real link (network namespace and veth pair, root only) and cut or limit that link.")
         {
-            upstream, port, upBps, downBps, seed, cuts, cutMs, upMs, verbose, run,
+            upstream, port, upBps, downBps, verbose, run,
         };
+        cutSchedule.AddTo(command);
         command.SetAction(async (result, ct) =>
         {
             var target = result.GetValue(upstream) is { } text ? BrokerAddress.TryParse(text, out var error) ?? throw new CliError($"--upstream: {error}") : null;
@@ -49,13 +47,7 @@ internal static class NetnsCommand
                 throw new CliError("--up-bps and --down-bps must not be negative");
             }
 
-            var (cutMin, cutMax) = LinkCommand.Range(result.GetValue(cutMs)!, "--cut-ms");
-            var (upMin, upMax) = LinkCommand.Range(result.GetValue(upMs)!, "--up-ms");
-            var chaos = new LinkChaos { Count = result.GetValue(cuts), CutMin = cutMin, CutMax = cutMax, UpMin = upMin, UpMax = upMax, Seed = result.GetValue(seed) };
-            if (chaos.Validate() is { } bad)
-            {
-                throw new CliError(bad);
-            }
+            var chaos = cutSchedule.Parse(result);
 
             using var logging = Runtime.Logging(result.GetValue(verbose));
             NetnsLink link;
