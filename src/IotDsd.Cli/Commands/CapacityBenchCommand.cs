@@ -59,7 +59,7 @@ internal static class CapacityBenchCommand
                 foreach (var n in points)
                 {
                     var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
-                    var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma));
+                    var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling));
                     var report = await LoadgenCommand.RunAsync(spec, models, prompt, settings, null, [], logging, ct).ConfigureAwait(false);
                     runs.Add(report);
                     var ok = Meets(report, limit);

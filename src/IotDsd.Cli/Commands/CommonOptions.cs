@@ -20,6 +20,7 @@ internal sealed class CommonOptions
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
     public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
     public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Choose γ each round for goodput, at most --gamma (greedy; sampling keeps --gamma so a seed names one text)." };
+    public Option<bool> AdaptInSampling { get; } = new("--adapt-in-sampling") { Description = "With --adaptive-gamma, adapt γ in sampling modes too: the output keeps the target's distribution exactly, but a seed no longer names one text." };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
     public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-4 n-gram)." };
     public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped order-5 n-gram)." };
@@ -39,6 +40,7 @@ internal sealed class CommonOptions
             command.Add(Mode);
             command.Add(Gamma);
             command.Add(AdaptiveGamma);
+            command.Add(AdaptInSampling);
             command.Add(CalibrationOut);
         }
 

@@ -36,7 +36,7 @@ internal static class DemoCommand
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "demo-device", VerifierId = "demo-verifier", AdaptiveGamma = result.GetValue(common.AdaptiveGamma) }, models.Draft!, logging.CreateLogger<DraftWorker>());
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "demo-device", VerifierId = "demo-verifier", AdaptiveGamma = result.GetValue(common.AdaptiveGamma), AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) }, models.Draft!, logging.CreateLogger<DraftWorker>());
             await worker.StartAsync(ct).ConfigureAwait(false);
             await GenerationLoop.RunAsync(worker, models, common, result, samples, "demo", ct).ConfigureAwait(false);
         }

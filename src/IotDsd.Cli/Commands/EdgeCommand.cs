@@ -32,6 +32,7 @@ internal static class EdgeCommand
                 StateDirectory = result.GetValue(stateDir),
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+                AdaptGammaInSampling = result.GetValue(common.AdaptInSampling),
             };
             if (options.Validate() is { } bad)
             {

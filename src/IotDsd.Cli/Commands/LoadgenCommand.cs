@@ -60,7 +60,7 @@ internal static class LoadgenCommand
             var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
             var references = result.GetValue(check) ? References(models, prompt, settings, useBaseline) : null;
             var spec = new LoadSpec(n, samples, useBaseline, result.GetValue(broker), result.GetValue(id), result.GetValue(maxBatch),
-                result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma));
+                result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling));
             var report = await RunAsync(spec, models, prompt, settings, references, watched, logging, ct).ConfigureAwait(false);
             Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
             return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;
@@ -70,7 +70,7 @@ internal static class LoadgenCommand
 
     /// <summary>What one load run drives: how many devices, against which system and broker.</summary>
     internal sealed record LoadSpec(
-        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma);
+        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma, bool AdaptInSampling = false);
 
     /// <summary>
     /// One load run: starts an embedded broker and an in-process verifier or server unless <see cref="LoadSpec.Broker"/>
@@ -121,7 +121,7 @@ internal static class LoadgenCommand
             }
 
             var processes = new ProcessWatch(watched);
-            var run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, processes, logging);
+            var run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, processes, logging);
             var (sessionSamples, errors, wall) = useBaseline
                 ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
                 : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
@@ -172,7 +172,7 @@ internal static class LoadgenCommand
     }
 
     /// <summary>The devices of one load run.</summary>
-    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, ProcessWatch processes, ILoggerFactory logging)
+    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, bool adaptInSampling, ProcessWatch processes, ILoggerFactory logging)
     {
         private EdgeOptions Options(int device, string? verifierId) => new()
         {
@@ -183,6 +183,7 @@ internal static class LoadgenCommand
             VerifierId = verifierId,
             RequestTimeout = requestTimeout,
             AdaptiveGamma = adaptiveGamma,
+            AdaptGammaInSampling = adaptInSampling,
         };
 
         public async Task<(List<SessionSample>, List<string>, double)> SpeculativeAsync(
