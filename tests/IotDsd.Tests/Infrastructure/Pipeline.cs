@@ -27,15 +27,18 @@ public sealed class Pipeline : IAsyncDisposable
     /// <summary>Everything logged at warning or above.</summary>
     public ErrorLog Log { get; }
 
-    public static async Task<Pipeline> StartAsync(int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false, IotDsd.Edge.Hosting.EdgeMetrics? metrics = null)
+    public static async Task<Pipeline> StartAsync(
+        int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false, IotDsd.Edge.Hosting.EdgeMetrics? metrics = null,
+        Func<EdgeOptions, EdgeOptions>? device = null, IotDsd.Core.Models.ILanguageModel? target = null)
     {
         var log = new ErrorLog();
         var broker = new BrokerAddress("127.0.0.1", port);
-        var verifier = new VerifierService(new VerifierOptions { Broker = broker, VerifierId = verifierId }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+        var verifier = new VerifierService(new VerifierOptions { Broker = broker, VerifierId = verifierId }, target ?? TestEnvironment.Target, log.CreateLogger<VerifierService>());
         await verifier.StartAsync(CancellationToken.None);
         await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        var options = new EdgeOptions { Broker = broker, DeviceId = deviceId, VerifierId = pinVerifier ? verifierId : null };
         var worker = new DraftWorker(
-            new EdgeOptions { Broker = broker, DeviceId = deviceId, VerifierId = pinVerifier ? verifierId : null },
+            device?.Invoke(options) ?? options,
             TestEnvironment.Draft,
             log.CreateLogger<DraftWorker>(),
             metrics: metrics);
