@@ -23,15 +23,8 @@ public sealed class StreamedDecodingTests(ITestOutputHelper output)
 {
     private const string Prompt = "The meaning of life is";
 
-    private static SessionSettings Settings(DecodingMode mode, float temperature, int tokens, string session, ulong seed = 21) => new()
-    {
-        SessionId = session,
-        Mode = mode,
-        Sampling = new SamplingParams(temperature, 0, 1f),
-        Seed = seed,
-        MaxTokens = tokens,
-        Gamma = 4,
-    };
+    private static SessionSettings Settings(DecodingMode mode, float temperature, int tokens, string session) =>
+        Pipeline.Settings(session, mode, temperature, tokens, seed: 21);
 
     private static int[] Reference(SessionSettings s) =>
         Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(Prompt), s.Sampling, s.Seed, s.SessionId, s.MaxTokens);

@@ -25,26 +25,10 @@ internal sealed partial class GenerationRun
         long chunks = 0, batchSum = 0, tokens = 0;
         while (true)
         {
-            if (!_connection.IsConnected)
-            {
-                await WaitForLinkAsync(ct).ConfigureAwait(false);
-            }
-
-            if (await MovedAsync(ct).ConfigureAwait(false))
+            using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
+            if (cts is null)
             {
                 return null;
-            }
-
-            CheckGiveUp();
-            if (++attempt > 1)
-            {
-                _faults.Retry();
-            }
-
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            lock (_lock)
-            {
-                _attempt = cts;
             }
 
             try

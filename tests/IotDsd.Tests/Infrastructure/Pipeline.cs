@@ -47,19 +47,18 @@ public sealed class Pipeline : IAsyncDisposable
     }
 
     public Task<GenerationReport> GenerateAsync(string prompt, DecodingMode mode, float temperature, int maxTokens, ulong seed = 7, int gamma = 4, string session = "s1") =>
-        Worker.GenerateAsync(
-            TestEnvironment.Tokenizer.Encode(prompt),
-            new SessionSettings
-            {
-                SessionId = session,
-                Mode = mode,
-                Sampling = new SamplingParams(temperature, 0, 1f),
-                Seed = seed,
-                MaxTokens = maxTokens,
-                Gamma = gamma,
-            },
-            null,
-            _cts.Token);
+        Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), Settings(session, mode, temperature, maxTokens, seed, gamma), null, _cts.Token);
+
+    /// <summary>The settings tests use: no top-k or top-p.</summary>
+    public static SessionSettings Settings(string session, DecodingMode mode, float temperature, int maxTokens, ulong seed, int gamma = 4) => new()
+    {
+        SessionId = session,
+        Mode = mode,
+        Sampling = new SamplingParams(temperature, 0, 1f),
+        Seed = seed,
+        MaxTokens = maxTokens,
+        Gamma = gamma,
+    };
 
     public async ValueTask DisposeAsync()
     {
