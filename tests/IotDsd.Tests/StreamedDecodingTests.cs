@@ -95,6 +95,71 @@ public sealed class StreamedDecodingTests(ITestOutputHelper output)
         Assert.True(resumes > 0 && failovers > 0, $"resumes {resumes}, failovers {failovers}");
     }
 
+    [Fact]
+    public void Sessions_BadStreamedRounds_RefusedWithReasonAndNothingChanges()
+    {
+        var settings = Settings(DecodingMode.Greedy, 0f, 100, "bad-streams");
+        using var draft = new DraftSession(TestEnvironment.Draft, settings, TestEnvironment.Tokenizer.Encode(Prompt));
+        using var verifier = new VerifierSession(TestEnvironment.Target, draft.OpenRequest("dev"), "dev");
+        var request = draft.PrepareStream(8, 0);
+        var refused = new[]
+        {
+            request with { Stream = VerifierSession.MaxStream + 1 },
+            request with { Stream = 101 }, // past the session's max tokens
+            request with { Stream = -3 },
+            request with { Draft = [5], Stream = 8 },
+        };
+        foreach (var bad in refused)
+        {
+            var check = verifier.Check(bad);
+            Assert.Equal((RoundCheckKind.Error, ErrorCode.InvalidRequest), (check.Kind, check.Code));
+            Assert.False(string.IsNullOrEmpty(check.Reason));
+        }
+
+        Assert.Null(verifier.Stream);
+        Assert.Equal(RoundCheckKind.Ok, verifier.Check(request).Kind);
+        var stream = verifier.StartStream(request);
+        TestEnvironment.Target.FeedBatch([verifier.BeginStreamStep()]);
+        verifier.CompleteStreamStep();
+        Assert.Equal(ErrorCode.InvalidRequest, verifier.Check(request with { Stream = 9 }).Code); // another range of the same round
+        Assert.Equal(ErrorCode.PrefixMismatch, verifier.Check(request with { PrefixDigest = request.PrefixDigest ^ 1 }).Code);
+        Assert.Equal(ErrorCode.PrefixMismatch, verifier.Check(request with { CommittedLength = request.CommittedLength + 2, Stream = 6 }).Code); // claims more than was sent
+        Assert.Equal(RoundCheckKind.Resume, verifier.Check(request).Kind);
+        Assert.Single(stream.Tokens);
+
+        // A chunk for another round, epoch or session is ignored; one outside the round or the vocabulary is refused.
+        var chunk = new TokenChunk { SessionId = settings.SessionId, Epoch = draft.Epoch, Round = request.Round, Index = request.CommittedLength, Tokens = [.. stream.Tokens] };
+        Assert.Equal(RoundStepKind.Ignored, draft.ApplyChunk(chunk with { Round = 7 }).Kind);
+        Assert.Equal(RoundStepKind.Ignored, draft.ApplyChunk(chunk with { Epoch = 9 }).Kind);
+        Assert.Throws<ProtocolViolationException>(() => draft.ApplyChunk(chunk with { Index = request.CommittedLength + 8 }));
+        Assert.Throws<ProtocolViolationException>(() => draft.ApplyChunk(chunk with { Tokens = [TestEnvironment.Target.VocabSize] }));
+        Assert.Equal(draft.PromptLength, draft.Committed.Count);
+        Assert.Equal((RoundStepKind.Streaming, 1), (draft.ApplyChunk(chunk).Kind, draft.Committed.Count - draft.PromptLength));
+        Assert.Throws<ProtocolViolationException>(() => draft.ApplyChunk(chunk with { Tokens = [(stream.Tokens[0] + 1) % TestEnvironment.Target.VocabSize] }));
+    }
+
+    [Fact]
+    public void Ladder_Pinned_FailuresAndSuccessesHoldItButALostLinkShowsOffline()
+    {
+        var ladder = new DegradationLadder(gamma: 8, adaptGamma: true, climbAfter: 1, pinned: DegradationLevel.VerifierDecoding);
+        Assert.Equal((DegradationLevel.VerifierDecoding, 0), (ladder.Level, ladder.Gamma));
+        ladder.Success();
+        ladder.Failure();
+        Assert.Equal(DegradationLevel.VerifierDecoding, ladder.Level);
+        ladder.LinkDown();
+        Assert.True(ladder.IsLossy);
+        ladder.LinkUp();
+        ladder.Success();
+        Assert.Equal(DegradationLevel.VerifierDecoding, ladder.Level);
+        var free = new DegradationLadder(gamma: 8, adaptGamma: true, climbAfter: 1);
+        free.Failure();
+        free.Failure();
+        free.Failure();
+        Assert.Equal(DegradationLevel.VerifierDecoding, free.Level);
+        free.Success();
+        Assert.Equal(DegradationLevel.GammaOne, free.Level); // climbing back works as before
+    }
+
     /// <summary>The stream cut into chunks of random sizes, some sent twice, all shuffled.</summary>
     private static List<TokenChunk> Split(VerifierSession.DecodingStream stream, int epoch, string session, Random random)
     {
