@@ -42,7 +42,19 @@ public static class Targets
                     using var session = new VerifierSession(Model, Open(mode), "fuzz");
                     var check = session.Check(round);
                     outcome.Append(':').Append(check.Kind).Append(check.Code);
-                    if (check.Kind == RoundCheckKind.Ok)
+                    if (check.Kind == RoundCheckKind.Ok && round.Stream > 0)
+                    {
+                        // A streamed round: decode a few of its tokens, then the same request again resumes it.
+                        var stream = session.StartStream(round);
+                        for (var i = 0; i < Math.Min(stream.Total, 4); i++)
+                        {
+                            Model.FeedBatch([session.BeginStreamStep()]);
+                            session.CompleteStreamStep();
+                        }
+
+                        outcome.Append("stream").Append(session.Check(round).Kind);
+                    }
+                    else if (check.Kind == RoundCheckKind.Ok)
                     {
                         var feed = session.BeginFeed(round);
                         Model.FeedBatch([feed]);
@@ -64,6 +76,15 @@ public static class Targets
                 {
                     draft.PrepareRound(4, 8);
                     return $"verdict:{draft.Apply(verdict with { SessionId = "fuzz", Epoch = draft.Epoch }).Kind}";
+                }
+
+            case TokenChunk chunk:
+                var streamed = new SessionSettings { SessionId = "fuzz", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = 64, Gamma = 4 };
+                using (var draft = new DraftSession(Model, streamed, [1, 2, 3]))
+                {
+                    var request = draft.PrepareStream(16, 0);
+                    var step = draft.ApplyChunk(chunk with { SessionId = "fuzz", Epoch = draft.Epoch, Round = request.Round });
+                    return $"chunk:{step.Kind}:{step.Count}:{(draft.IsStreaming ? draft.ResumeStream().Stream : -1)}";
                 }
 
             default:
@@ -163,7 +184,7 @@ public static class Targets
 
     public static OpenSession Open(DecodingMode mode) => new()
     {
-        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11,
+        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64,
         Sampling = new SamplingSettings { Temperature = mode == DecodingMode.Greedy ? 0f : 0.9f, TopK = 0, TopP = 1f },
     };
 
@@ -179,6 +200,9 @@ public static class Targets
             WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4, 5], DraftProbs = [0.5f, 0.25f], Proposals = 8 }),
             WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4, 5], DraftDistributions = MemoryMarshal.AsBytes(q.AsSpan()).ToArray() }),
             WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], Draft = [4] }),
+            WireCodec.Encode(new DraftRound { SessionId = "fuzz", Epoch = 1, Round = 1, CommittedLength = 3, PrefixDigest = digest.Value, Pending = [1, 2, 3], DraftProbs = [], Proposals = 4, Stream = 6 }),
+            WireCodec.Encode(new TokenChunk { SessionId = "fuzz", Epoch = 1, Round = 1, Index = 3, Tokens = [4, 5, 6], BatchSize = 2 }),
+            WireCodec.Encode(new TokenChunk { SessionId = "fuzz", Epoch = 1, Round = 1, Index = 5, Tokens = [7], Done = true }),
             WireCodec.Encode(new MoreProposals { SessionId = "fuzz", Epoch = 1, Round = 1, Attempt = 1, Proposals = 8 }),
             WireCodec.Encode(new CloseSession { SessionId = "fuzz", Epoch = 1 }),
             WireCodec.Encode(new SessionOpened { SessionId = "fuzz", Epoch = 1, VerifierId = "v", TargetModel = "m" }),

@@ -144,6 +144,58 @@ public sealed class CapacityTests
         Assert.Equal(extra.Contains("--baseline") ? "baseline" : "iotdsd", root.GetProperty("system").GetString());
     }
 
+    [Fact]
+    public async Task BenchCapacity_BothSystems_ReportsEachPointAndTheRatio()
+    {
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null,
+            ["bench", "capacity", "--sessions", "1,3", "--max-tokens", "24", "--slo-ms", "100000", "--prompt", "Once upon a time", "--temperature", "0.8", "--json"]);
+        Assert.True(code == 0, $"exit {code}: {stderr}\n{stdout}");
+        using var report = JsonDocument.Parse(stdout);
+        var systems = report.RootElement.GetProperty("systems").EnumerateArray().ToArray();
+        Assert.Equal(["iotdsd", "baseline"], systems.Select(s => s.GetProperty("system").GetString()));
+        foreach (var system in systems)
+        {
+            // A generous SLO: every point is within it, so the capacity is the largest count tried.
+            Assert.Equal(3, system.GetProperty("sessions_within_slo").GetInt32());
+            var runs = system.GetProperty("runs").EnumerateArray().ToArray();
+            Assert.Equal([1, 3], runs.Select(r => r.GetProperty("devices").GetInt32()));
+            Assert.All(runs, r => Assert.Equal(0, r.GetProperty("lost_tokens").GetInt64()));
+            Assert.Equal(72, runs[1].GetProperty("tokens").GetInt64());
+        }
+
+        Assert.Equal(1.0, report.RootElement.GetProperty("capacity_ratio").GetDouble());
+        Assert.Contains("within SLO", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BenchCapacity_TightSlo_StopsClimbingAfterTheBreak()
+    {
+        // No session can reach a 1 µs TPOT: both systems stop after --past-slo more points, with capacity 0.
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null,
+            ["bench", "capacity", "--sessions", "1,2,3,4", "--past-slo", "0", "--max-tokens", "8", "--slo-ms", "0.001", "--prompt", "Once", "--json"]);
+        Assert.True(code == 0, $"exit {code}: {stderr}\n{stdout}");
+        using var report = JsonDocument.Parse(stdout);
+        foreach (var system in report.RootElement.GetProperty("systems").EnumerateArray())
+        {
+            Assert.Equal(0, system.GetProperty("sessions_within_slo").GetInt32());
+            Assert.Single(system.GetProperty("runs").EnumerateArray());
+        }
+
+        Assert.Equal(JsonValueKind.Null, report.RootElement.GetProperty("capacity_ratio").ValueKind);
+    }
+
+    [Theory]
+    [InlineData("--sessions", "4,2")]
+    [InlineData("--sessions", "0")]
+    [InlineData("--slo-ms", "0")]
+    [InlineData("--systems", "other")]
+    public async Task BenchCapacity_BadArguments_OneLineErrorAndExit2(params string[] args)
+    {
+        var (code, _, stderr) = await CliProcess.RunAsync(null, ["bench", "capacity", "--prompt", "x", .. args]);
+        Assert.Equal(2, code);
+        Assert.StartsWith("iotdsd capacity: ", stderr, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--devices", "0")]
     [InlineData("--broker", "nonsense")]

@@ -19,7 +19,7 @@ namespace IotDsd.Tests;
 /// </summary>
 public sealed class DuplicateDeliveryTests(ITestOutputHelper output)
 {
-    private static async Task<(int Copies, ConcurrentDictionary<string, int> Types)> DuplicateEverything(EmbeddedBroker broker, int seed)
+    internal static async Task<(int Copies, ConcurrentDictionary<string, int> Types)> DuplicateEverything(EmbeddedBroker broker, int seed)
     {
         var random = new Random(seed);
         var types = new ConcurrentDictionary<string, int>();

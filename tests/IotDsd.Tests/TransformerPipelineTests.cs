@@ -87,15 +87,8 @@ public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutp
         }
     }
 
-    private static SessionSettings Settings(string session, DecodingMode mode, float temperature, int tokens, ulong seed = 9) => new()
-    {
-        SessionId = session,
-        Mode = mode,
-        Sampling = new SamplingParams(temperature, 0, 1f),
-        Seed = seed,
-        MaxTokens = tokens,
-        Gamma = 4,
-    };
+    private static SessionSettings Settings(string session, DecodingMode mode, float temperature, int tokens, ulong seed = 9) =>
+        Pipeline.Settings(session, mode, temperature, tokens, seed);
 
     [Fact]
     public async Task Greedy_EveryWireMode_ByteIdenticalToTargetOnly()

@@ -2,6 +2,7 @@ using System.CommandLine;
 using IotDsd.Cli.Output;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using IotDsd.Messaging.Broker;
 using IotDsd.Messaging.Connections;
 using IotDsd.Verifier.Hosting;
@@ -19,12 +20,36 @@ internal static class DemoCommand
     {
         var command = new Command("demo", "Run broker, verifier and draft worker in one process and generate text (all traffic crosses the broker over TCP).");
         common.AddGeneration(command, speculative: true);
-        command.SetAction((result, ct) => RunAsync(common, result, ct));
+        var level = new Option<string?>("--level") { Description = "Pin the degradation ladder: normal, reduced-gamma, gamma-1 or verifier-decoding (below normal, sampling modes change γ: exact, but a seed names another text)." };
+        var streamTokens = new Option<int>("--stream-tokens") { Description = "At verifier-decoding, tokens the verifier decodes and streams per request; 0 sends γ = 0 rounds instead.", DefaultValueFactory = _ => 16 };
+        command.Add(level);
+        command.Add(streamTokens);
+        command.SetAction((result, ct) => RunAsync(common, result, ParseLevel(result.GetValue(level)), result.GetValue(streamTokens), ct));
         return command;
     }
 
-    private static async Task<int> RunAsync(CommonOptions common, ParseResult result, CancellationToken ct)
+    private static DegradationLevel? ParseLevel(string? text) => text is null
+        ? null
+        : Enum.GetValues<DegradationLevel>().Where(l => l != DegradationLevel.Offline).Cast<DegradationLevel?>().FirstOrDefault(l => DegradationLadder.Name(l!.Value) == text)
+            ?? throw new CliError($"--level must be normal, reduced-gamma, gamma-1 or verifier-decoding, got '{text}'");
+
+    private static async Task<int> RunAsync(CommonOptions common, ParseResult result, DegradationLevel? level, int streamTokens, CancellationToken ct)
     {
+        var edge = new EdgeOptions
+        {
+            Broker = new BrokerAddress("127.0.0.1", 1),
+            DeviceId = "demo-device",
+            VerifierId = "demo-verifier",
+            AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+            PinnedLevel = level,
+            AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || level is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
+            StreamTokens = streamTokens,
+        };
+        if (edge.Validate() is { } bad)
+        {
+            throw new CliError(bad.Replace("stream tokens", "--stream-tokens", StringComparison.Ordinal));
+        }
+
         var samples = common.SampleCount(result);
         var first = common.Settings(result, 0, "demo");
         using var logging = Runtime.Logging(result.GetValue(common.Verbose));
@@ -36,7 +61,7 @@ internal static class DemoCommand
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "demo-device", VerifierId = "demo-verifier", AdaptiveGamma = result.GetValue(common.AdaptiveGamma), AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) }, models.Draft!, logging.CreateLogger<DraftWorker>());
+            await using var worker = new DraftWorker(edge with { Broker = address }, models.Draft!, logging.CreateLogger<DraftWorker>());
             await worker.StartAsync(ct).ConfigureAwait(false);
             await GenerationLoop.RunAsync(worker, models, common, result, samples, "demo", ct).ConfigureAwait(false);
         }

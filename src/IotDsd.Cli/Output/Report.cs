@@ -109,7 +109,9 @@ internal static class Summary
         var f = r.Faults;
         if (f.LinkDrops == 0 && r.Retries == 0 && r.Reopens == 0 && f.ResumedTokens == 0 && f.LevelTransitions == 0)
         {
-            return "";
+            // A ladder held below normal from the start (iotdsd demo --level) still says where it ran.
+            var held = f.MillisAtLevel.Where(kv => kv.Value > 0).Select(kv => kv.Key).ToList();
+            return held is [var only] && only != "normal" ? $"; level: {only}" : "";
         }
 
         var levels = string.Join(", ", f.MillisAtLevel.Where(kv => kv.Value > 0).Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value / 1000:0.0} s")));

@@ -57,6 +57,14 @@ public sealed record DraftRound
 
     /// <summary><c>rsr</c>: how many proposals to send on a rejection.</summary>
     [Key(9)] public int Proposals { get; init; }
+
+    /// <summary>
+    /// Verifier-side decoding (the ladder's lossless rung below γ = 1): with no drafts, the verifier decodes this many
+    /// tokens after <see cref="CommittedLength"/> itself and streams them down as <see cref="TokenChunk"/>s; the last
+    /// one is the next round's pending token. 0 is an ordinary speculative round. A resend of the same round (same
+    /// epoch) resumes the stream from <see cref="CommittedLength"/>, which then counts the tokens already received.
+    /// </summary>
+    [Key(10)] public int Stream { get; init; }
 }
 
 /// <summary>Device → verifier (<c>rsr</c>): every proposal was rejected; send <see cref="Proposals"/> more for the same round.</summary>

@@ -173,6 +173,8 @@ public static class WireCodec
         SessionOpened m when m.SessionId is null || m.VerifierId is null || m.TargetModel is null => "session_id, verifier_id or target_model",
         Verdict m when m.SessionId is null => "session_id",
         ErrorReply m when m.Message is null => "message",
+        StreamRequest m when m.SessionId is null || m.DeviceId is null || m.Prompt is null || m.Sampling is null => "session_id, device_id, prompt or sampling",
+        TokenChunk m when m.SessionId is null || m.Tokens is null => "session_id or tokens",
         _ => null,
     };
 

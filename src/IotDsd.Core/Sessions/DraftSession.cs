@@ -101,6 +101,12 @@ public sealed partial class DraftSession : IDisposable
     /// <summary>Drafts up to <paramref name="gamma"/> tokens and builds the round request.</summary>
     public DraftRound PrepareRound(int gamma, int proposals)
     {
+        _stream = null; // a streamed round left unfinished (the ladder moved after a reopen) is not resumed
+        return BuildRound(gamma, proposals);
+    }
+
+    private DraftRound BuildRound(int gamma, int proposals)
+    {
         if (IsComplete)
         {
             throw new InvalidOperationException("the generation is complete");
@@ -261,6 +267,7 @@ public sealed partial class DraftSession : IDisposable
         AcceptedTotal += k;
         Round++;
         _outstanding = null;
+        _stream = null; // a verifier that does not stream answers a streamed round as a γ = 0 round
         return RoundStep.Committed(before, _committed.Count - before);
     }
 
@@ -312,6 +319,8 @@ public readonly record struct RoundStep(RoundStepKind Kind, int Start, int Count
     public static RoundStep Committed(int start, int count) => new(RoundStepKind.Committed, start, count, null);
 
     public static RoundStep NeedMore(MoreProposals request) => new(RoundStepKind.NeedMoreProposals, 0, 0, request);
+
+    public static RoundStep Streaming(int start, int count) => new(RoundStepKind.Streaming, start, count, null);
 }
 
 public enum RoundStepKind
@@ -324,6 +333,10 @@ public enum RoundStepKind
 
     /// <summary>rsr: every proposal was rejected; send <see cref="RoundStep.FollowUp"/>.</summary>
     NeedMoreProposals,
+
+    /// <summary>A streamed round goes on: <see cref="RoundStep.Count"/> tokens (maybe none) were committed from
+    /// <see cref="RoundStep.Start"/>. Its last chunk gives <see cref="Committed"/> instead.</summary>
+    Streaming,
 }
 
 /// <summary>The peer sent something the protocol does not allow.</summary>

@@ -11,7 +11,7 @@ namespace IotDsd.Core.Sessions;
 /// (so a duplicate round gets the verdict already sent). Rounds are checked, fed (possibly batched with other
 /// sessions), then completed. No I/O.
 /// </summary>
-public sealed class VerifierSession : IDisposable
+public sealed partial class VerifierSession : IDisposable
 {
     /// <summary>Upper bound on rsr proposals per reply.</summary>
     public const int MaxProposals = 256;
@@ -61,14 +61,24 @@ public sealed class VerifierSession : IDisposable
             return RoundCheck.Fail(ErrorCode.UnknownSession, $"session epoch is {Epoch}, round says {round.Epoch}; reopen the session");
         }
 
+        if (_stream is not null && CheckAgainstStream(round) is { } streamed)
+        {
+            return streamed;
+        }
+
         if (_lastVerdict is not null && round.Round == _lastRound)
         {
             return RoundCheck.Duplicate(_lastVerdict);
         }
 
-        if (_lastVerdict is not null && round.Round < _lastRound)
+        if (round.Round < _lastRound)
         {
             return RoundCheck.Stale;
+        }
+
+        if (round.Stream != 0 && CheckStreamRequest(round) is { } badStream)
+        {
+            return badStream;
         }
 
         var gamma = round.Draft.Length;
@@ -249,6 +259,12 @@ public readonly record struct RoundCheck(RoundCheckKind Kind, Verdict? Verdict, 
     public static RoundCheck Duplicate(Verdict v) => new(RoundCheckKind.Reply, v, 0, null);
 
     public static RoundCheck Fail(ErrorCode code, string reason) => new(RoundCheckKind.Error, null, code, reason);
+
+    /// <summary>A resent streamed round: send again what was decoded from <paramref name="from"/> (an index into the stream).</summary>
+    public static RoundCheck Resume(int from) => new(RoundCheckKind.Resume, null, 0, null) { StreamFrom = from };
+
+    /// <summary><see cref="RoundCheckKind.Resume"/>: the first token of the stream the device lacks.</summary>
+    public int StreamFrom { get; init; }
 }
 
 public enum RoundCheckKind
@@ -264,4 +280,7 @@ public enum RoundCheckKind
 
     /// <summary>Refuse with <see cref="RoundCheck.Code"/>.</summary>
     Error,
+
+    /// <summary>A streamed round resent: resend its tokens from <see cref="RoundCheck.StreamFrom"/>; the stream goes on.</summary>
+    Resume,
 }

@@ -123,14 +123,22 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var deadLinks0 = connection.DeadLinksDetected;
         using var session = saved is null ? new DraftSession(_draft, settings, prompt) : Restore(saved, settings);
         var mayAdapt = settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling;
-        var ladder = new DegradationLadder(settings.Gamma, mayAdapt, time: _time);
+        var proposals = new ProposalBudget();
+        if (_options.PinnedLevel is > DegradationLevel.Normal && !mayAdapt)
+        {
+            throw new GenerationException($"pinning the ladder at {DegradationLadder.Name(_options.PinnedLevel.Value)} changes γ; in sampling modes allow that with AdaptGammaInSampling");
+        }
+
+        var ladder = new DegradationLadder(settings.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
         var adaptive = _options.AdaptiveGamma && mayAdapt ? new GammaController(settings.Gamma, settings.Gamma) : null;
         int NextGamma() => adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma);
+        DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
+            ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
+            : session.PrepareRound(gamma, proposals.Next);
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
         var faults = new FaultStats();
         using var run = new GenerationRun(_options, connection, requester, _directory, session, ladder, faults, onUnverified, _metrics, _logger, _time);
-        var proposals = new ProposalBudget();
         var resumed = saved is null ? 0 : Math.Min(session.Generated, settings.MaxTokens);
         if (saved is not null)
         {
@@ -156,12 +164,18 @@ public sealed partial class DraftWorker : IAsyncDisposable
         {
             var roundStart = _time.GetTimestamp();
             var gamma = NextGamma();
-            object request = session.PrepareRound(gamma, proposals.Next);
+            object request = Prepare(gamma);
             draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
             var done = false;
             while (!done)
             {
-                var reply = await run.ExchangeAsync(request, ct).ConfigureAwait(false);
+                var reply = request is DraftRound { Stream: > 0 }
+                    ? await run.StreamAsync(step =>
+                    {
+                        firstToken ??= _time.GetElapsedTime(started);
+                        Emit(session, step.Start, step.Count, onCommitted);
+                    }, ct).ConfigureAwait(false)
+                    : await run.ExchangeAsync(request, ct).ConfigureAwait(false);
                 switch (reply)
                 {
                     case null:
@@ -177,7 +191,17 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         reopens++;
                         await run.OpenAsync(ct).ConfigureAwait(false);
                         gamma = NextGamma();
-                        request = session.PrepareRound(gamma, proposals.Next);
+                        request = Prepare(gamma);
+                        break;
+                    case StreamCompleted streamed:
+                        batchSum += (long)Math.Round(streamed.MeanBatch);
+                        roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
+                        verifyMillis.Add(0);
+                        acceptedPerRound.Add(0);
+                        draftedPerRound.Add(0);
+                        _metrics?.Round(session.Drafted, session.AcceptedTotal, streamed.Tokens, roundMillis[^1], draftMillis[^1], 0, 0);
+                        run.Committed(store, fingerprint);
+                        done = true;
                         break;
                     case Verdict verdict:
                         RoundStep step;

@@ -113,27 +113,10 @@ internal sealed partial class GenerationRun : IDisposable
         var attempt = 0;
         while (true)
         {
-            if (!_connection.IsConnected)
-            {
-                await WaitForLinkAsync(ct).ConfigureAwait(false);
-            }
-
-            if (await MovedAsync(ct).ConfigureAwait(false))
+            using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
+            if (cts is null)
             {
                 return null;
-            }
-
-            CheckGiveUp();
-            attempt++;
-            if (attempt > 1)
-            {
-                _faults.Retry();
-            }
-
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            lock (_lock)
-            {
-                _attempt = cts;
             }
 
             InboundMessage? reply;
@@ -179,6 +162,35 @@ internal sealed partial class GenerationRun : IDisposable
             _lastProgress = _time.GetTimestamp();
             return reply.Decoded.Message!;
         }
+    }
+
+    /// <summary>Before each send: waits for the link, checks the give-up time and counts a retry. Returns the attempt's
+    /// cancellation (a lost link cancels it), or null when the session moved to another verifier (the caller reopens there).</summary>
+    private async Task<CancellationTokenSource?> BeginAttemptAsync(int attempt, CancellationToken ct)
+    {
+        if (!_connection.IsConnected)
+        {
+            await WaitForLinkAsync(ct).ConfigureAwait(false);
+        }
+
+        if (await MovedAsync(ct).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        CheckGiveUp();
+        if (attempt > 1)
+        {
+            _faults.Retry();
+        }
+
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        lock (_lock)
+        {
+            _attempt = cts;
+        }
+
+        return cts;
     }
 
     /// <summary>A round was committed: climb the ladder, note recovery after a reconnect, save the session.</summary>

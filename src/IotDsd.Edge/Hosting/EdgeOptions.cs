@@ -53,6 +53,15 @@ public sealed record EdgeOptions
     /// only with <see cref="AdaptGammaInSampling"/> (a timing-driven γ makes a seed name a distribution, not a text).</summary>
     public bool AdaptiveGamma { get; init; }
 
+    /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
+    /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
+    public int StreamTokens { get; init; } = 16;
+
+    /// <summary>Hold the degradation ladder at this rung (failures and successes do not move it; a lost link still
+    /// shows the offline rung); null lets it move. Below normal it changes γ, so sampling modes need
+    /// <see cref="AdaptGammaInSampling"/>.</summary>
+    public Resilience.DegradationLevel? PinnedLevel { get; init; }
+
     /// <summary>Draft-only tokens shown (flagged unverified) when the link goes down; 0 shows none.</summary>
     public int OfflineDraftTokens { get; init; } = 32;
 
@@ -93,6 +102,16 @@ public sealed record EdgeOptions
         if (OfflineDraftTokens is < 0 or > 4096)
         {
             return $"offline draft tokens must be between 0 and 4096, got {OfflineDraftTokens}";
+        }
+
+        if (StreamTokens is < 0 or > 1024)
+        {
+            return $"stream tokens must be between 0 and 1024, got {StreamTokens}";
+        }
+
+        if (PinnedLevel is { } pinned && (pinned == Resilience.DegradationLevel.Offline || !Enum.IsDefined(pinned)))
+        {
+            return $"the ladder can be pinned at normal, reduced-gamma, gamma-1 or verifier-decoding, not {pinned}";
         }
 
         return Tls?.Validate();

@@ -12,7 +12,8 @@ public enum DegradationLevel
     /// <summary>Speculative rounds with γ = 1.</summary>
     GammaOne = 2,
 
-    /// <summary>No draft: the verifier decodes each token (γ = 0 rounds). Lossless.</summary>
+    /// <summary>No draft: the verifier decodes up to K tokens per request and streams them down (or, with streaming
+    /// off, one token per γ = 0 round). Lossless.</summary>
     VerifierDecoding = 3,
 
     /// <summary>The link is down: draft-only text is shown, flagged unverified, and never committed. Lossy.</summary>
@@ -29,6 +30,7 @@ public sealed class DegradationLadder
 {
     private readonly int _gamma;
     private readonly bool _adaptGamma;
+    private readonly bool _pinned;
     private readonly int _climbAfter;
     private readonly TimeProvider _time;
     private readonly Dictionary<DegradationLevel, long> _ticks = [];
@@ -43,8 +45,11 @@ public sealed class DegradationLadder
     /// <param name="adaptGamma">Whether failures may lower γ (rungs 1–3).</param>
     /// <param name="climbAfter">Successful rounds in a row before climbing one rung.</param>
     /// <param name="time">Clock for time at each level.</param>
-    public DegradationLadder(int gamma, bool adaptGamma, int climbAfter = 8, TimeProvider? time = null)
+    /// <param name="pinned">Hold this rung: failures and successes do not move the ladder; a lost link still does.</param>
+    public DegradationLadder(int gamma, bool adaptGamma, int climbAfter = 8, TimeProvider? time = null, DegradationLevel? pinned = null)
     {
+        _pinned = pinned is not null;
+        _level = pinned ?? DegradationLevel.Normal;
         _gamma = Math.Max(1, gamma);
         _adaptGamma = adaptGamma;
         _climbAfter = Math.Max(1, climbAfter);
@@ -87,7 +92,7 @@ public sealed class DegradationLadder
         DegradationLevel? to = null;
         lock (_lock)
         {
-            if (_level is > DegradationLevel.Normal and < DegradationLevel.Offline && ++_successes >= _climbAfter)
+            if (!_pinned && _level is > DegradationLevel.Normal and < DegradationLevel.Offline && ++_successes >= _climbAfter)
             {
                 to = _level - 1;
             }
@@ -106,7 +111,7 @@ public sealed class DegradationLadder
         lock (_lock)
         {
             _successes = 0;
-            if (_adaptGamma && _level < DegradationLevel.VerifierDecoding)
+            if (!_pinned && _adaptGamma && _level < DegradationLevel.VerifierDecoding)
             {
                 to = _level + 1;
             }

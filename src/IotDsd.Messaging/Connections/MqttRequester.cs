@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using System.Threading.Channels;
 
 namespace IotDsd.Messaging.Connections;
 
@@ -11,6 +12,7 @@ namespace IotDsd.Messaging.Connections;
 public sealed class MqttRequester(MqttConnection connection, string replyTopic)
 {
     private readonly ConcurrentDictionary<long, TaskCompletionSource<InboundMessage>> _pending = new();
+    private readonly ConcurrentDictionary<long, Channel<InboundMessage>> _listeners = new();
     private long _next = Random.Shared.NextInt64(1, long.MaxValue / 2);
     private long _unmatched;
 
@@ -34,6 +36,11 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
             return true;
         }
 
+        if (message.CorrelationData is { Length: 8 } l && _listeners.TryGetValue(BinaryPrimitives.ReadInt64LittleEndian(l), out var channel))
+        {
+            return channel.Writer.TryWrite(message);
+        }
+
         Interlocked.Increment(ref _unmatched);
         return false;
     }
@@ -50,12 +57,42 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
     /// timeout. Resending with the same id lets a late reply to an earlier send answer the resend.
     /// </summary>
     public Task<InboundMessage?> RequestAsync(string topic, object request, TimeSpan timeout, long id, CancellationToken ct) =>
-        RequestCoreAsync(async correlation =>
-        {
-            var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
-            Interlocked.Add(ref _sentPayload, payload);
-            Interlocked.Add(ref _sentWire, wire);
-        }, timeout, id, ct);
+        RequestCoreAsync(correlation => SendCoreAsync(topic, request, correlation, ct), timeout, id, ct);
+
+    /// <summary>
+    /// Every reply under correlation id <paramref name="id"/>, in arrival order, until the returned listener is disposed:
+    /// for requests answered by a stream of messages. Send the request with <see cref="SendAsync"/>.
+    /// </summary>
+    public Listener Listen(long id)
+    {
+        var channel = Channel.CreateUnbounded<InboundMessage>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+        _listeners[id] = channel;
+        return new Listener(this, id, channel.Reader);
+    }
+
+    /// <summary>Publishes <paramref name="request"/> under correlation id <paramref name="id"/> without waiting for a reply.</summary>
+    public Task SendAsync(string topic, object request, long id, CancellationToken ct)
+    {
+        var correlation = new byte[8];
+        BinaryPrimitives.WriteInt64LittleEndian(correlation, id);
+        return SendCoreAsync(topic, request, correlation, ct);
+    }
+
+    private async Task SendCoreAsync(string topic, object request, byte[] correlation, CancellationToken ct)
+    {
+        var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
+        Interlocked.Add(ref _sentPayload, payload);
+        Interlocked.Add(ref _sentWire, wire);
+    }
+
+    /// <summary>The replies of one streamed request; disposing stops collecting them.</summary>
+    public sealed class Listener(MqttRequester owner, long id, ChannelReader<InboundMessage> reader) : IDisposable
+    {
+        public long Id { get; } = id;
+        public ChannelReader<InboundMessage> Reader { get; } = reader;
+
+        public void Dispose() => owner._listeners.TryRemove(Id, out _);
+    }
 
     /// <summary>As <see cref="RequestAsync(string, object, TimeSpan, CancellationToken)"/> with a raw payload (diagnostic commands are plain JSON).</summary>
     public Task<InboundMessage?> RequestRawAsync(string topic, byte[] payload, TimeSpan timeout, CancellationToken ct) =>

@@ -28,6 +28,10 @@ internal sealed partial class RoundProcessor(
     TimeProvider time)
 {
     private readonly List<InboundMessage> _deferred = [];
+    private readonly StreamedRounds _streams = new(sessions, connection, logger, time);
+
+    /// <summary>True while streamed rounds are decoding: the loop must run passes without waiting for requests.</summary>
+    public bool Streaming => _streams.Any;
 
     public async Task ProcessAsync(List<InboundMessage> batch, CancellationToken ct)
     {
@@ -94,6 +98,13 @@ internal sealed partial class RoundProcessor(
 
                         session.LastUsedTicks = time.GetTimestamp();
                         var check = session.Check(round);
+                        if (check.Kind == RoundCheckKind.Resume)
+                        {
+                            stats.Duplicate();
+                            _streams.Resume(device, session, check.StreamFrom, message, replies, ct);
+                            break;
+                        }
+
                         if (check.Kind == RoundCheckKind.Ok && limits.CheckRound(device, session, round) is { } tooMuch)
                         {
                             RefuseLimit(device, message, tooMuch, replies, ct, round.SessionId, round.Round);
@@ -103,7 +114,14 @@ internal sealed partial class RoundProcessor(
                         if (Answer(device, message, check, round.SessionId, round.Round, replies, ct))
                         {
                             inBatch.Add(session);
-                            work.Add((message, device, session, round));
+                            if (round.Stream > 0)
+                            {
+                                _streams.Start(device, session, round, message); // decoded from this pass on
+                            }
+                            else
+                            {
+                                work.Add((message, device, session, round));
+                            }
                         }
 
                         break;
@@ -138,7 +156,7 @@ internal sealed partial class RoundProcessor(
             }
         }
 
-        if (work.Count > 0)
+        if (work.Count > 0 || _streams.Any)
         {
             Verify(work, replies, ct);
         }
@@ -244,10 +262,16 @@ internal sealed partial class RoundProcessor(
     private void Verify(List<(InboundMessage Message, string Device, VerifierSession Session, DraftRound Round)> work, List<Task> replies, CancellationToken ct)
     {
         var started = Stopwatch.GetTimestamp();
-        var requests = new FeedRequest[work.Count];
+        var streamed = _streams.Take(Math.Max(1, options.MaxBatch - work.Count));
+        var requests = new FeedRequest[work.Count + streamed.Count];
         for (var i = 0; i < work.Count; i++)
         {
             requests[i] = work[i].Session.BeginFeed(work[i].Round);
+        }
+
+        for (var i = 0; i < streamed.Count; i++)
+        {
+            requests[work.Count + i] = StreamedRounds.Begin(streamed[i]);
         }
 
         try
@@ -264,16 +288,24 @@ internal sealed partial class RoundProcessor(
                 Refuse(w.Device, w.Message, ErrorCode.UnknownSession, "the verifier lost this session's cache; reopen it", replies, ct, w.Round.SessionId, w.Round.Round);
             }
 
+            _streams.Fail(streamed);
+            foreach (var s in streamed)
+            {
+                sessions.Remove(s.Device, s.Session.Open.SessionId);
+                Refuse(s.Device, s.Request, ErrorCode.UnknownSession, "the verifier lost this session's cache; reopen it", replies, ct, s.Session.Open.SessionId, s.Stream.Round);
+            }
+
             return;
         }
 
         var micros = (int)Math.Min(int.MaxValue, Stopwatch.GetElapsedTime(started).Ticks / 10);
         var depth = connection.Inbound.CanCount ? connection.Inbound.Count : 0;
-        stats.Batch(work.Count);
+        stats.Batch(requests.Length);
+        _streams.Complete(streamed, requests.Length, ct);
         for (var i = 0; i < work.Count; i++)
         {
             var (message, device, session, round) = work[i];
-            var verdict = session.Complete(round, requests[i].Logits.Span, work.Count, depth, micros);
+            var verdict = session.Complete(round, requests[i].Logits.Span, requests.Length, depth, micros);
             stats.Verified(round.Draft.Length, verdict.Accepted);
             Reply(device, message, verdict, replies, ct);
         }

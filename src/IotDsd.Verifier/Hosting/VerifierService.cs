@@ -86,8 +86,20 @@ public sealed partial class VerifierService : BackgroundService
             while (!stoppingToken.IsCancellationRequested)
             {
                 batch.Clear();
-                batch.Add(await connection.Inbound.ReadAsync(stoppingToken).ConfigureAwait(false));
-                await GatherAsync(connection, batch, stoppingToken).ConfigureAwait(false);
+                if (processor.Streaming)
+                {
+                    // Streamed rounds decode on every pass: take what has arrived, never wait for more.
+                    while (batch.Count < _options.MaxBatch && connection.Inbound.TryRead(out var more))
+                    {
+                        batch.Add(more);
+                    }
+                }
+                else
+                {
+                    batch.Add(await connection.Inbound.ReadAsync(stoppingToken).ConfigureAwait(false));
+                    await GatherAsync(connection, batch, stoppingToken).ConfigureAwait(false);
+                }
+
                 await processor.ProcessAsync(batch, stoppingToken).ConfigureAwait(false);
                 if (_time.GetTimestamp() >= nextSweep)
                 {

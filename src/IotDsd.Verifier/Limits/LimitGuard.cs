@@ -131,7 +131,7 @@ public sealed class LimitGuard
                 $"round carries {round.Pending.Length} new prefix tokens, over the limit of {_limits.MaxPromptTokens}; shorten the prompt");
         }
 
-        var held = (long)round.CommittedLength + round.Draft.Length;
+        var held = (long)round.CommittedLength + Math.Max(round.Draft.Length, round.Stream);
         if (held > _limits.MaxSessionTokens)
         {
             return Refuse(LimitKind.SessionTokens, ErrorCode.TooLarge,

@@ -27,15 +27,18 @@ public sealed class Pipeline : IAsyncDisposable
     /// <summary>Everything logged at warning or above.</summary>
     public ErrorLog Log { get; }
 
-    public static async Task<Pipeline> StartAsync(int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false, IotDsd.Edge.Hosting.EdgeMetrics? metrics = null)
+    public static async Task<Pipeline> StartAsync(
+        int port, string deviceId = "test-device", string verifierId = "test-verifier", bool pinVerifier = false, IotDsd.Edge.Hosting.EdgeMetrics? metrics = null,
+        Func<EdgeOptions, EdgeOptions>? device = null, IotDsd.Core.Models.ILanguageModel? target = null)
     {
         var log = new ErrorLog();
         var broker = new BrokerAddress("127.0.0.1", port);
-        var verifier = new VerifierService(new VerifierOptions { Broker = broker, VerifierId = verifierId }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+        var verifier = new VerifierService(new VerifierOptions { Broker = broker, VerifierId = verifierId }, target ?? TestEnvironment.Target, log.CreateLogger<VerifierService>());
         await verifier.StartAsync(CancellationToken.None);
         await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        var options = new EdgeOptions { Broker = broker, DeviceId = deviceId, VerifierId = pinVerifier ? verifierId : null };
         var worker = new DraftWorker(
-            new EdgeOptions { Broker = broker, DeviceId = deviceId, VerifierId = pinVerifier ? verifierId : null },
+            device?.Invoke(options) ?? options,
             TestEnvironment.Draft,
             log.CreateLogger<DraftWorker>(),
             metrics: metrics);
@@ -44,19 +47,18 @@ public sealed class Pipeline : IAsyncDisposable
     }
 
     public Task<GenerationReport> GenerateAsync(string prompt, DecodingMode mode, float temperature, int maxTokens, ulong seed = 7, int gamma = 4, string session = "s1") =>
-        Worker.GenerateAsync(
-            TestEnvironment.Tokenizer.Encode(prompt),
-            new SessionSettings
-            {
-                SessionId = session,
-                Mode = mode,
-                Sampling = new SamplingParams(temperature, 0, 1f),
-                Seed = seed,
-                MaxTokens = maxTokens,
-                Gamma = gamma,
-            },
-            null,
-            _cts.Token);
+        Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), Settings(session, mode, temperature, maxTokens, seed, gamma), null, _cts.Token);
+
+    /// <summary>The settings tests use: no top-k or top-p.</summary>
+    public static SessionSettings Settings(string session, DecodingMode mode, float temperature, int maxTokens, ulong seed, int gamma = 4) => new()
+    {
+        SessionId = session,
+        Mode = mode,
+        Sampling = new SamplingParams(temperature, 0, 1f),
+        Seed = seed,
+        MaxTokens = maxTokens,
+        Gamma = gamma,
+    };
 
     public async ValueTask DisposeAsync()
     {

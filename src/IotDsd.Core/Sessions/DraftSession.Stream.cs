@@ -1,0 +1,113 @@
+using IotDsd.Contracts.Messages;
+
+namespace IotDsd.Core.Sessions;
+
+/// <summary>
+/// Verifier-side decoding seen from the device: a round with no drafts that asks the verifier to decode up to K tokens
+/// and stream them down. Chunks are committed in order by position: a token already held is ignored, one that arrives
+/// early waits for the gap before it. A resend asks from the committed length for the rest of the same range, so the
+/// rounds cover the same positions however the stream was cut.
+/// </summary>
+public sealed partial class DraftSession
+{
+    private StreamedRound? _stream;
+
+    /// <summary>True while a streamed round is outstanding (some of its tokens may be committed already).</summary>
+    public bool IsStreaming => _stream is not null;
+
+    /// <summary>
+    /// Builds a streamed round of up to <paramref name="count"/> tokens (never past <see cref="SessionSettings.MaxTokens"/>),
+    /// or, while one is outstanding, the request for the rest of it from the committed length.
+    /// </summary>
+    public DraftRound PrepareStream(int count, int proposals)
+    {
+        if (_stream is not { } s || s.Round != Round)
+        {
+            s = new StreamedRound(Round, _committed.Count + Math.Clamp(count, 1, Math.Max(1, Settings.MaxTokens - Generated)));
+        }
+
+        var request = BuildRound(0, proposals) with { Stream = s.End - _committed.Count };
+        _stream = s;
+        _outstanding = _outstanding! with { Request = request };
+        return request;
+    }
+
+    /// <summary>The outstanding streamed round, asked again from the committed length (after a timeout or a lost link).</summary>
+    public DraftRound ResumeStream() =>
+        _stream is not null && _outstanding?.Request is DraftRound outstanding
+            ? PrepareStream(0, outstanding.Proposals)
+            : throw new InvalidOperationException("no streamed round is outstanding");
+
+    /// <summary>
+    /// Commits what a chunk adds. Chunks for anything but the outstanding streamed round are ignored; a malformed one
+    /// throws <see cref="ProtocolViolationException"/> and changes nothing.
+    /// </summary>
+    public RoundStep ApplyChunk(TokenChunk chunk)
+    {
+        var s = _stream;
+        if (s is null || s.Round != Round || chunk.SessionId != Settings.SessionId || chunk.Epoch != Epoch || chunk.Round != s.Round)
+        {
+            return RoundStep.Ignored;
+        }
+
+        if (chunk.Index < 0 || (long)chunk.Index + chunk.Tokens.Length > s.End)
+        {
+            throw new ProtocolViolationException($"chunk covers {chunk.Index}..{(long)chunk.Index + chunk.Tokens.Length}, the round streams up to {s.End}");
+        }
+
+        for (var i = 0; i < chunk.Tokens.Length; i++)
+        {
+            var (at, t) = (chunk.Index + i, chunk.Tokens[i]);
+            if ((uint)t >= (uint)_vocab)
+            {
+                throw new ProtocolViolationException($"streamed token {t} is outside the vocabulary of {_vocab}");
+            }
+
+            if ((at < _committed.Count && _committed[at] != t) || (s.Early.TryGetValue(at, out var held) && held != t))
+            {
+                throw new ProtocolViolationException($"streamed token at {at} differs from the one already received");
+            }
+        }
+
+        var before = _committed.Count;
+        for (var i = 0; i < chunk.Tokens.Length; i++)
+        {
+            var at = chunk.Index + i;
+            if (at > _committed.Count)
+            {
+                s.Early[at] = chunk.Tokens[i];
+            }
+            else if (at == _committed.Count)
+            {
+                _committed.Add(chunk.Tokens[i]);
+            }
+        }
+
+        while (s.Early.Remove(_committed.Count, out var next))
+        {
+            _committed.Add(next);
+        }
+
+        if (_sequence.Length > before)
+        {
+            _sequence.Truncate(before); // whatever the draft cache held past the committed text (draft-only text) is not it
+        }
+
+        if (_committed.Count < s.End)
+        {
+            return RoundStep.Streaming(before, _committed.Count - before);
+        }
+
+        VerifierKnown = s.End - 1; // the verifier fed all but the last streamed token: that one is the next pending
+        Rounds++;
+        Round++;
+        _outstanding = null;
+        _stream = null;
+        return RoundStep.Committed(before, _committed.Count - before);
+    }
+
+    private sealed record StreamedRound(long Round, int End)
+    {
+        public Dictionary<int, int> Early { get; } = [];
+    }
+}

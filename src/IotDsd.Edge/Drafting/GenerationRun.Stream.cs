@@ -1,0 +1,128 @@
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Sessions;
+using IotDsd.Messaging.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace IotDsd.Edge.Drafting;
+
+/// <summary>A streamed round ended: every token it asked for is committed.</summary>
+internal sealed record StreamCompleted(int Tokens, double MeanBatch);
+
+/// <summary>Verifier-side decoding: one streamed round, riding out the same faults as a speculative one.</summary>
+internal sealed partial class GenerationRun
+{
+    /// <summary>
+    /// Sends the outstanding streamed round and commits its chunks as they come (<paramref name="onCommitted"/> sees
+    /// each step that committed tokens). A quiet gap of one request timeout, or a lost link, resends it from the
+    /// committed length. Returns <see cref="StreamCompleted"/>, null when the session moved to another verifier, or
+    /// whatever else the verifier answered (an error, or a verdict from a verifier that does not stream).
+    /// </summary>
+    public async Task<object?> StreamAsync(Action<RoundStep> onCommitted, CancellationToken ct)
+    {
+        using var listener = _requester.Listen(_requester.NewCorrelationId());
+        var attempt = 0;
+        var violations = 0;
+        long chunks = 0, batchSum = 0, tokens = 0;
+        while (true)
+        {
+            using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
+            if (cts is null)
+            {
+                return null;
+            }
+
+            try
+            {
+                await _requester.SendAsync(Topic, _session.ResumeStream(), listener.Id, cts.Token).ConfigureAwait(false);
+                while (true)
+                {
+                    try
+                    {
+                        await listener.Reader.WaitToReadAsync(cts.Token).AsTask().WaitAsync(_options.RequestTimeout, _time, cts.Token).ConfigureAwait(false);
+                    }
+                    catch (TimeoutException)
+                    {
+                        Log.StreamQuiet(_logger, attempt, _options.RequestTimeout.TotalMilliseconds, _session.Committed.Count);
+                        _metrics?.Error("timeout");
+                        _ladder.Failure();
+                        break; // ask again from what is committed
+                    }
+
+                    while (listener.Reader.TryRead(out var message))
+                    {
+                        _lastProgress = _time.GetTimestamp();
+                        if (message.Decoded.Message is not TokenChunk chunk)
+                        {
+                            return message.Decoded.Message;
+                        }
+
+                        RoundStep step;
+                        try
+                        {
+                            step = _session.ApplyChunk(chunk);
+                        }
+                        catch (ProtocolViolationException ex)
+                        {
+                            Log.BadChunk(_logger, ex.Message);
+                            _metrics?.Error("invalid_chunk");
+                            if (++violations >= _options.MaxAttempts)
+                            {
+                                throw new GenerationException($"verifier {Verifier} kept sending invalid chunks: {ex.Message}");
+                            }
+
+                            continue;
+                        }
+
+                        if (step.Kind == RoundStepKind.Ignored)
+                        {
+                            continue;
+                        }
+
+                        chunks++;
+                        batchSum += chunk.BatchSize;
+                        tokens += step.Count;
+                        if (step.Count > 0)
+                        {
+                            onCommitted(step);
+                        }
+
+                        if (step.Kind == RoundStepKind.Committed)
+                        {
+                            return new StreamCompleted((int)tokens, (double)batchSum / chunks);
+                        }
+                    }
+                }
+            }
+            catch (MqttPublishException ex)
+            {
+                Log.SendFailed(_logger, attempt, ex.Message);
+                _metrics?.Error("publish_failed");
+                if (_connection.IsConnected)
+                {
+                    _ladder.Failure();
+                    await DelayAsync(MqttConnection.Backoff(attempt, _options.ReconnectMaxDelay), ct).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+            {
+                // the link dropped under the stream: wait for it and ask from what is committed
+            }
+            finally
+            {
+                lock (_lock)
+                {
+                    _attempt = null;
+                }
+            }
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 308, Level = LogLevel.Warning, Message = "Streamed round quiet for {TimeoutMs} ms (attempt {Attempt}); asking again from {Committed} committed tokens")]
+        public static partial void StreamQuiet(ILogger logger, int attempt, double timeoutMs, int committed);
+
+        [LoggerMessage(EventId = 309, Level = LogLevel.Warning, Message = "Invalid streamed chunk ignored: {Reason}")]
+        public static partial void BadChunk(ILogger logger, string reason);
+    }
+}
