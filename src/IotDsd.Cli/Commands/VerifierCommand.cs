@@ -49,6 +49,8 @@ internal static class VerifierCommand
                 BatchWait = layered.Millis(Settings.BatchWait, 0, 1000),
                 SessionIdleTimeout = TimeSpan.FromSeconds(layered.Int(Settings.SessionIdle, 1, 7 * 86_400)),
                 MaxSessions = layered.Int(Settings.MaxSessions, 1, 10_000_000),
+                CapacityWeight = layered.Double(Settings.CapacityWeight, 0.001, 1000),
+                LoadRefresh = layered.Millis(Settings.LoadRefresh, 100, 60_000),
             };
             var targetDir = layered.String(Settings.TargetModel);
             layered.ThrowIfInvalid();

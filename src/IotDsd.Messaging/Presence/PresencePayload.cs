@@ -18,6 +18,9 @@ public sealed record PresencePayload
     [JsonPropertyName("protocol")] public int Protocol { get; init; } = Contracts.Wire.WireCodec.ProtocolVersion;
     [JsonPropertyName("model")] public string? Model { get; init; }
 
+    /// <summary>A verifier's load, refreshed while it changes; absent in devices' and older verifiers' statuses.</summary>
+    [JsonPropertyName("load")] public VerifierLoad? Load { get; init; }
+
     /// <summary>This build's version.</summary>
     public static string ThisVersion { get; } = typeof(PresencePayload).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
@@ -41,11 +44,11 @@ public sealed record PresencePayload
         }
     }
 
-    /// <summary>Presence settings for a role: birth per connection, retained offline will.</summary>
-    public static Connections.PresenceSettings For(string topic, string role, string id, string? model = null, uint willDelaySeconds = 5) =>
+    /// <summary>Presence settings for a role: birth per connection (with the current load, if any), retained offline will.</summary>
+    public static Connections.PresenceSettings For(string topic, string role, string id, string? model = null, uint willDelaySeconds = 5, Func<VerifierLoad?>? load = null) =>
         new(
             topic,
-            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model }.ToJson(),
+            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model, Load = load?.Invoke() }.ToJson(),
             new PresencePayload { State = "offline", Role = role, Id = id, Model = model }.ToJson(),
             willDelaySeconds);
 }
