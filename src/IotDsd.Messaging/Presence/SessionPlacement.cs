@@ -1,13 +1,13 @@
 namespace IotDsd.Messaging.Presence;
 
 /// <summary>
-/// Where a new session goes: to the least-loaded live verifier. Verifiers whose load lies within a slack of the
-/// least (<see cref="Slack"/>: two sessions, or a fifth of the least load) count as near-equal; among them the session
-/// goes by weighted rendezvous hashing of (verifier, session key), with weights falling from 1 at the least load to
-/// 1/2 at the edge of the slack. So the choice is deterministic for a key (reproducible, and every retry of one
-/// session agrees), yet a burst of devices that all see the same stale loads spreads over the near-equal verifiers
-/// (each wins with probability in proportion to its weight) instead of piling onto one; a clearly busier verifier
-/// takes no new session until the others catch up with it.
+/// Where a new session goes: to the least-loaded live verifier. Each verifier gets a weight from its load's excess
+/// over the least, in units of a slack (<see cref="Slack"/>: two sessions, or half the least load): 1 at the
+/// least, falling linearly to 1/2 at one slack (near-equal), then halving about every 0.7 slack; below 1 % (about
+/// five slacks above the least) it takes no new session at all. The session goes by weighted rendezvous hashing of
+/// (verifier, session key). So the choice is deterministic for a key (reproducible, and every retry of one session
+/// agrees), yet a burst of devices that all see the same, possibly stale, loads spreads in proportion to the weights
+/// instead of piling onto one verifier, while a clearly busier verifier waits until the others catch up with it.
 /// </summary>
 public static class SessionPlacement
 {
@@ -31,14 +31,14 @@ public static class SessionPlacement
         ulong bestHash = 0;
         foreach (var (id, load) in candidates)
         {
-            var excess = Clean(load) - least;
-            if (excess > slack)
+            var weight = Weight((Clean(load) - least) / slack);
+            if (weight < MinWeight)
             {
                 continue;
             }
 
             var hash = VerifierDirectory.Score(id, sessionKey);
-            var key = WeightedKey(hash, 1 - (excess / (2 * slack)));
+            var key = WeightedKey(hash, weight);
             if (best is null || key > bestKey || (key == bestKey && (hash > bestHash || (hash == bestHash && string.CompareOrdinal(id, best) < 0))))
             {
                 (best, bestKey, bestHash) = (id, key, hash);
@@ -49,7 +49,13 @@ public static class SessionPlacement
     }
 
     /// <summary>How far above the least load a verifier still counts as near-equal.</summary>
-    public static double Slack(double least) => Math.Max(2, 0.2 * least);
+    public static double Slack(double least) => Math.Max(2, 0.5 * least);
+
+    /// <summary>Below this weight a verifier takes no new session.</summary>
+    public const double MinWeight = 0.01;
+
+    /// <summary>The weight of a verifier <paramref name="slacks"/> slacks above the least load.</summary>
+    public static double Weight(double slacks) => slacks <= 1 ? 1 - (slacks / 2) : 0.5 * Math.Exp(1 - slacks);
 
     /// <summary>Weighted rendezvous key: -w / ln(u) with u uniform in (0, 1) from the hash; the largest key wins with
     /// probability w / Σw over random session keys.</summary>

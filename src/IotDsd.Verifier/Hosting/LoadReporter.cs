@@ -5,8 +5,8 @@ namespace IotDsd.Verifier.Hosting;
 
 /// <summary>
 /// Measures how busy the verifier's loop is and keeps its retained status carrying its load: republished at most
-/// every <see cref="VerifierOptions.LoadRefresh"/> while the load changes, and sooner (at most four times as often)
-/// when the session count moves a lot, so devices placing new sessions see it. Nothing is sent while the load stands.
+/// every <see cref="VerifierOptions.LoadRefresh"/> while the load changes, and within a tenth of it when the session
+/// count moves a lot, so devices placing new sessions see it soon. Nothing is sent while the load stands.
 /// </summary>
 internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, Func<int> queueDepth, TimeProvider time)
 {
@@ -15,6 +15,7 @@ internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, 
     private long _batches;
     private long _windowStart = time.GetTimestamp();
     private long _publishedAt = time.GetTimestamp();
+    private double _busy; // smoothed over about one refresh period: one window's busy fraction swings from batch to batch
     private VerifierLoad _current = VerifierLoad.Of(0, 0, 0, 0, options.CapacityWeight, options.MaxSessions);
 
     /// <summary>The load the status carries now (the birth on every connect reads it too).</summary>
@@ -41,7 +42,8 @@ internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, 
 
     /// <summary>
     /// Measures the load now; true (and <see cref="Current"/> updated, the window restarted) when it should be
-    /// published: the session count moved by at least max(2, 10 %), or a refresh period passed and the load changed.
+    /// published: the session count or the score moved by at least max(2, 10 %), or a refresh period passed and the load
+    /// changed.
     /// </summary>
     public bool Refresh()
     {
@@ -49,26 +51,28 @@ internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, 
         {
             var now = time.GetTimestamp();
             var window = time.GetElapsedTime(_windowStart, now);
-            var busy = window > TimeSpan.Zero ? time.GetElapsedTime(0, _busyTicks) / window : 0;
+            var windowBusy = window > TimeSpan.Zero ? Math.Min(1, time.GetElapsedTime(0, _busyTicks) / window) : 0;
+            var busy = _busy + ((windowBusy - _busy) * (1 - Math.Exp(-window / options.LoadRefresh)));
             var batchMs = _batches == 0 ? 0 : time.GetElapsedTime(0, _busyTicks).TotalMilliseconds / _batches;
             var load = VerifierLoad.Of(sessions(), queueDepth(), batchMs, busy, options.CapacityWeight, options.MaxSessions);
             var last = _current;
-            var jump = Math.Abs(load.Sessions - last.Sessions) >= Math.Max(2, 0.1 * last.Sessions);
+            var jump = Math.Abs(load.Sessions - last.Sessions) >= Math.Max(2, 0.1 * last.Sessions)
+                || Math.Abs(load.Score - last.Score) >= Math.Max(2, 0.1 * last.Score);
             var changed = load.Sessions != last.Sessions || Math.Abs(load.Score - last.Score) > Math.Max(0.5, 0.05 * last.Score);
             if (!jump && !(changed && time.GetElapsedTime(_publishedAt, now) >= options.LoadRefresh))
             {
                 return false;
             }
 
-            (_current, _publishedAt, _windowStart, _busyTicks, _batches) = (load, now, now, 0, 0);
+            (_current, _busy, _publishedAt, _windowStart, _busyTicks, _batches) = (load, busy, now, now, 0, 0);
             return true;
         }
     }
 
-    /// <summary>Checks the load every quarter refresh period and republishes the status when due, until cancelled.</summary>
+    /// <summary>Checks the load every tenth of the refresh period and republishes the status when due, until cancelled.</summary>
     public async Task RunAsync(MqttConnection connection, CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(options.LoadRefresh / 4, time);
+        using var timer = new PeriodicTimer(options.LoadRefresh / 10, time);
         try
         {
             while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))

@@ -27,7 +27,7 @@ public sealed record VerifierOptions
     /// <summary>Relative capacity of this verifier (2: twice a default one); devices place new sessions by load per unit of it.</summary>
     public double CapacityWeight { get; init; } = 1;
 
-    /// <summary>Longest gap between status refreshes carrying the load while it changes (a quarter of it after a jump).</summary>
+    /// <summary>Longest gap between status refreshes carrying the load while it changes (a tenth of it after a jump in sessions).</summary>
     public TimeSpan LoadRefresh { get; init; } = TimeSpan.FromSeconds(2);
 
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
