@@ -92,17 +92,27 @@ public static class Targets
         }
     }, ex => ex is ProtocolViolationException);
 
-    /// <summary>Retained presence payloads and the topics they arrive on.</summary>
+    /// <summary>
+    /// Retained presence payloads and the topics they arrive on, placed next to a well-formed loaded verifier: whatever
+    /// load a status claims, a new session goes to a verifier that is online, and to one that is not excluded.
+    /// </summary>
     public static FuzzTarget Presence() => new("presence", PresenceSeeds(), input =>
     {
         var split = input.AsSpan().IndexOf((byte)0);
         var topic = split < 0 ? TopicScheme.VerifierStatus("v1") : Encoding.UTF8.GetString(input.AsSpan(0, split));
         var payload = split < 0 ? input : input[(split + 1)..];
         var directory = new VerifierDirectory();
+        directory.Update(TopicScheme.VerifierStatus("v-known"), new PresencePayload { Role = "verifier", Id = "v-known", Load = VerifierLoad.Of(3, 1, 2, 0.5, 1, 100) }.ToJson());
         var known = directory.Update(topic, payload);
         var parsed = PresencePayload.TryParse(payload);
-        _ = directory.Pick("session");
-        return $"{known}:{parsed?.State}:{directory.Online.Count}";
+        var pick = directory.Pick("session");
+        var other = directory.Pick("session", new HashSet<string> { "v-known" });
+        if (pick is null || !directory.IsOnline(pick) || other == "v-known" || (other is not null && !directory.IsOnline(other)))
+        {
+            throw new InvalidOperationException($"placed on {pick} / {other}, online {string.Join(",", directory.Online)}");
+        }
+
+        return $"{known}:{parsed?.State}:{parsed?.Load?.Rank > 0}:{directory.Online.Count}";
     }, _ => false);
 
     /// <summary>Configuration: broker addresses, identifiers and topics, and every options record's validation.</summary>
@@ -218,6 +228,8 @@ public static class Targets
         Encoding.UTF8.GetBytes(TopicScheme.VerifierStatus("v1") + "\0").Concat(new PresencePayload { Role = "verifier", Id = "v1", Model = "m" }.ToJson()).ToArray(),
         new PresencePayload { State = "offline", Role = "verifier", Id = "v2" }.ToJson(),
         Encoding.UTF8.GetBytes("iotdsd/v1/verifiers//status\0{\"state\":\"online\"}"),
+        Encoding.UTF8.GetBytes(TopicScheme.VerifierStatus("v2") + "\0").Concat(new PresencePayload { Role = "verifier", Id = "v2", Load = VerifierLoad.Of(7, 2, 3.5, 0.9, 2, 8) }.ToJson()).ToArray(),
+        Encoding.UTF8.GetBytes(TopicScheme.VerifierStatus("v3") + "\0{\"state\":\"online\",\"load\":{\"score\":-1e308,\"sessions\":5,\"max_sessions\":5}}"),
     ];
 
     private static List<byte[]> ConfigSeeds() =>

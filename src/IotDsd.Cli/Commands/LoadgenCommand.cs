@@ -203,7 +203,7 @@ internal static class LoadgenCommand
                     var r = await workers[d].GenerateAsync(prompt, s, null, ct).ConfigureAwait(false);
                     return new SessionSample(
                         r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
-                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted);
+                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted) { Verifier = r.VerifierId };
                 }, settings).ConfigureAwait(false);
             }
             finally

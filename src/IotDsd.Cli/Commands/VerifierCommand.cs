@@ -50,6 +50,8 @@ internal static class VerifierCommand
                 SessionIdleTimeout = TimeSpan.FromSeconds(layered.Int(Settings.SessionIdle, 1, 7 * 86_400)),
                 MaxSessions = layered.Int(Settings.MaxSessions, 1, 10_000_000),
                 StateDirectory = layered.String(Settings.VerifierStateDirectory, Environment.GetEnvironmentVariable("STATE_DIRECTORY")?.Split(':')[0]) is { Length: > 0 } stateDir ? stateDir : null,
+                CapacityWeight = layered.Double(Settings.CapacityWeight, 0.001, 1000),
+                LoadRefresh = layered.Millis(Settings.LoadRefresh, 100, 60_000),
             };
             var targetDir = layered.String(Settings.TargetModel);
             layered.ThrowIfInvalid();

@@ -21,6 +21,9 @@ internal sealed record SessionSample(
     long Drafted,
     long Accepted)
 {
+    /// <summary>The verifier (or server) the session ran on.</summary>
+    public string? Verifier { get; init; }
+
     /// <summary>Time per output token after the first.</summary>
     public double TimePerTokenMs => Tokens <= 1 ? ElapsedMs : (ElapsedMs - FirstTokenMs) / (Tokens - 1);
 }
@@ -60,6 +63,7 @@ internal sealed record LoadReport
     [JsonPropertyName("lost_tokens")] public long LostTokens { get; init; }
     [JsonPropertyName("duplicated_tokens")] public long DuplicatedTokens { get; init; }
     [JsonPropertyName("reference_mismatches")] public int ReferenceMismatches { get; init; }
+    [JsonPropertyName("sessions_by_verifier")] public IReadOnlyDictionary<string, int> SessionsByVerifier { get; init; } = new Dictionary<string, int>();
     [JsonPropertyName("processes")] public IReadOnlyList<ProcessUsage> Processes { get; init; } = [];
     [JsonPropertyName("errors")] public IReadOnlyList<string> Errors { get; init; } = [];
 
@@ -94,6 +98,7 @@ internal sealed record LoadReport
             LostTokens = samples.Sum(s => (long)Math.Max(0, s.Expected - s.Tokens)),
             DuplicatedTokens = samples.Sum(s => s.Duplicates + Math.Max(0, s.Tokens - s.Expected)),
             ReferenceMismatches = samples.Count(s => !s.MatchesReference),
+            SessionsByVerifier = samples.Where(s => s.Verifier is not null).GroupBy(s => s.Verifier!).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count()),
             Processes = processes,
             Errors = [.. errors.Take(10)],
         };
@@ -107,6 +112,11 @@ internal sealed record LoadReport
         text.AppendLine(FormattableString.Invariant($"  {(System == "iotdsd" ? "round" : "token gap")} p50 {RoundP50:0.00} ms  p99 {RoundP99:0.00} ms;  acceptance {AcceptanceRate * 100:0.0} %;  batch mean {MeanBatch:0.0}{(MaxBatch > 0 ? FormattableString.Invariant($" max {MaxBatch}") : "")}"));
         text.AppendLine(FormattableString.Invariant($"  bytes per token: uplink {UplinkPerToken:0.0}, downlink {DownlinkPerToken:0.0} (payload), {WirePerToken:0.0} on the wire"));
         text.Append(FormattableString.Invariant($"  retries {Retries}, lost tokens {LostTokens}, duplicated tokens {DuplicatedTokens}, reference mismatches {ReferenceMismatches}"));
+        if (SessionsByVerifier.Count > 1)
+        {
+            text.Append("\n  sessions by verifier: ").AppendJoin(", ", SessionsByVerifier.Select(kv => $"{kv.Key} {kv.Value}"));
+        }
+
         foreach (var p in Processes)
         {
             text.Append(FormattableString.Invariant($"\n  {p.Name} (pid {p.Pid}): {p.CpuSeconds:0.0} CPU s ({p.CpuPercent:0} %), {p.RssMb:0.0} MB resident"));

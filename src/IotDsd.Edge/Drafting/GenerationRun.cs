@@ -33,6 +33,7 @@ internal sealed partial class GenerationRun : IDisposable
     private CancellationTokenSource? _attempt;
     private long _lastProgress;
     private long _reconnectedAt; // 0: no reconnect since the last committed round
+    private readonly HashSet<string> _refused = new(StringComparer.Ordinal); // verifiers that refused the session as overloaded
 
     public GenerationRun(
         EdgeOptions options, MqttConnection connection, MqttRequester requester, VerifierDirectory directory, DraftSession session,
@@ -59,6 +60,9 @@ internal sealed partial class GenerationRun : IDisposable
 
     private string Topic => TopicScheme.VerifierRounds(Verifier, _options.DeviceId);
 
+    /// <summary>What placement hashes: the device as well as the session, so devices naming sessions alike still spread.</summary>
+    private string PlacementKey => $"{_options.DeviceId}/{_session.Settings.SessionId}";
+
     private void OnDisconnected()
     {
         _faults.LinkDrop();
@@ -70,16 +74,16 @@ internal sealed partial class GenerationRun : IDisposable
 
     private void OnConnected(bool sessionPresent) => Interlocked.Exchange(ref _reconnectedAt, Math.Max(1, _time.GetTimestamp()));
 
-    /// <summary>Picks the verifier: the pinned one, or the live one the rendezvous hash names.</summary>
+    /// <summary>Picks the verifier: the pinned one, or the least-loaded live one.</summary>
     public async Task ChooseVerifierAsync(CancellationToken ct)
     {
-        if (_options.VerifierId is null && await _directory.WaitForAsync(_session.Settings.SessionId, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false) is not null)
+        if (_options.VerifierId is null && await _directory.WaitForAsync(PlacementKey, _options.DiscoveryTimeout, _time, ct).ConfigureAwait(false) is not null)
         {
             await _directory.SettleAsync(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
         }
 
         Verifier = _options.VerifierId
-            ?? _directory.Pick(_session.Settings.SessionId)
+            ?? _directory.Pick(PlacementKey)
             ?? throw new GenerationException($"no verifier is online on {_options.Broker} (waited {_options.DiscoveryTimeout.TotalSeconds:0} s for a retained status on {TopicScheme.AllVerifierStatus})");
     }
 
@@ -95,12 +99,29 @@ internal sealed partial class GenerationRun : IDisposable
                     continue; // moved to another verifier: open there
                 case SessionOpened opened when opened.Epoch == _session.Epoch:
                     return;
+                case ErrorReply { Code: ErrorCode.Overloaded } full when MoveAway(full.Message):
+                    continue; // full (or over a per-device limit) there: open on another verifier
                 case ErrorReply error:
                     throw new GenerationException($"verifier refused to open session {_session.Settings.SessionId}: {error.Code}: {error.Message}");
                 default:
                     throw new GenerationException($"verifier answered the open request with {reply.GetType().Name}");
             }
         }
+    }
+
+    /// <summary>After an overloaded refusal: moves an unpinned session to another live verifier, if one is left.</summary>
+    private bool MoveAway(string reason)
+    {
+        _refused.Add(Verifier);
+        if (_options.VerifierId is not null || _directory.Pick(PlacementKey, _refused) is not { } other)
+        {
+            return false;
+        }
+
+        Log.Refused(_logger, _session.Settings.SessionId, Verifier, other, reason);
+        Verifier = other;
+        _session.ResetVerifier();
+        return true;
     }
 
     /// <summary>
@@ -257,15 +278,18 @@ internal sealed partial class GenerationRun : IDisposable
             return false;
         }
 
-        var key = _session.Settings.SessionId;
-        var pick = _directory.Pick(key);
+        var pick = _directory.Pick(PlacementKey, _refused);
         var waited = false;
         while (pick is null)
         {
             waited = true;
             CheckGiveUp();
             _faults.StartFailover(_lastProgress);
-            pick = await _directory.WaitForAsync(key, TimeSpan.FromSeconds(1), _time, ct).ConfigureAwait(false);
+            pick = await _directory.WaitForAsync(PlacementKey, TimeSpan.FromSeconds(1), _time, ct, _refused).ConfigureAwait(false);
+            if (pick is not null && Verifier.Length > 0 && _directory.IsOnline(Verifier))
+            {
+                pick = Verifier; // its own verifier is back (a flap): no move
+            }
         }
 
         if (pick == Verifier)
@@ -312,5 +336,8 @@ internal sealed partial class GenerationRun : IDisposable
 
         [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "Session {SessionId} fails over from verifier {From} to {To}")]
         public static partial void FailingOver(ILogger logger, string sessionId, string from, string to);
+
+        [LoggerMessage(EventId = 318, Level = LogLevel.Information, Message = "Verifier {From} refused session {SessionId} ({Reason}); opening it on {To}")]
+        public static partial void Refused(ILogger logger, string sessionId, string from, string to, string reason);
     }
 }

@@ -21,6 +21,9 @@ public sealed record PresencePayload
     [JsonPropertyName("protocol")] public int Protocol { get; init; } = Contracts.Wire.WireCodec.ProtocolVersion;
     [JsonPropertyName("model")] public string? Model { get; init; }
 
+    /// <summary>A verifier's load, refreshed while it changes; absent in devices' and older verifiers' statuses.</summary>
+    [JsonPropertyName("load")] public VerifierLoad? Load { get; init; }
+
     /// <summary>This build's version.</summary>
     public static string ThisVersion { get; } = typeof(PresencePayload).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
@@ -44,12 +47,13 @@ public sealed record PresencePayload
         }
     }
 
-    /// <summary>Presence settings for a role: birth per connection, retained offline will; with <paramref name="sequence"/>,
-    /// connections are numbered across restarts and both messages carry the boot counter.</summary>
-    public static Connections.PresenceSettings For(string topic, string role, string id, string? model = null, uint willDelaySeconds = 5, PresenceSequence? sequence = null) =>
+    /// <summary>Presence settings for a role: birth per connection (with the current load, if any), retained offline will;
+    /// with <paramref name="sequence"/>, connections are numbered across restarts and both messages carry the boot counter.</summary>
+    public static Connections.PresenceSettings For(
+        string topic, string role, string id, string? model = null, uint willDelaySeconds = 5, PresenceSequence? sequence = null, Func<VerifierLoad?>? load = null) =>
         new(
             topic,
-            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model, Boot = sequence?.Boot }.ToJson(),
+            counter => new PresencePayload { Role = role, Id = id, Connection = counter, Model = model, Boot = sequence?.Boot, Load = load?.Invoke() }.ToJson(),
             new PresencePayload { State = "offline", Role = role, Id = id, Model = model, Boot = sequence?.Boot }.ToJson(),
             willDelaySeconds,
             sequence);

@@ -3,9 +3,9 @@ using IotDsd.Contracts.Topics;
 namespace IotDsd.Messaging.Presence;
 
 /// <summary>
-/// The live verifiers, as their retained status topics list them. A session is assigned by rendezvous hashing over
-/// the live set, so it stays on one verifier (which holds its cache) until that verifier goes offline, and every
-/// device agrees on the assignment without coordination.
+/// The live verifiers and their loads, as their retained status topics list them. A new session goes to the
+/// least-loaded live verifier (<see cref="SessionPlacement"/>: near-equal ones are told apart by weighted rendezvous
+/// hashing); the caller keeps it there, where its cache is, while that verifier is online.
 /// </summary>
 public sealed class VerifierDirectory
 {
@@ -99,22 +99,25 @@ public sealed class VerifierDirectory
         }
     }
 
-    /// <summary>The verifier that owns <paramref name="sessionKey"/> among those online, or null if none is.</summary>
-    public string? Pick(string sessionKey)
+    /// <summary>
+    /// The verifier for a new (or failing-over) session among those online, leaving out <paramref name="exclude"/>
+    /// (verifiers that refused it) and, while another is open, those that say they are full; null if none is left.
+    /// </summary>
+    public string? Pick(string sessionKey, IReadOnlySet<string>? exclude = null)
     {
-        string? best = null;
-        ulong bestScore = 0;
-        foreach (var id in Online)
+        List<(string, double)> open = [], full = [];
+        lock (_lock)
         {
-            var score = Score(id, sessionKey);
-            if (best is null || score > bestScore)
+            foreach (var (id, status) in _verifiers)
             {
-                best = id;
-                bestScore = score;
+                if (exclude?.Contains(id) != true)
+                {
+                    (status.Load is { Full: true } ? full : open).Add((id, status.Load?.Rank ?? 0));
+                }
             }
         }
 
-        return best;
+        return SessionPlacement.Choose(open.Count > 0 ? open : full, sessionKey);
     }
 
     /// <summary>Rendezvous weight of a (verifier, session) pair: FNV-1a over both, then a SplitMix64 finaliser.</summary>
@@ -133,8 +136,8 @@ public sealed class VerifierDirectory
         return h ^ (h >> 31);
     }
 
-    /// <summary>Waits until some verifier is online or the timeout passes; returns the pick or null.</summary>
-    public async Task<string?> WaitForAsync(string sessionKey, TimeSpan timeout, TimeProvider time, CancellationToken ct)
+    /// <summary>Waits until some verifier (not in <paramref name="exclude"/>) is online or the timeout passes; returns the pick or null.</summary>
+    public async Task<string?> WaitForAsync(string sessionKey, TimeSpan timeout, TimeProvider time, CancellationToken ct, IReadOnlySet<string>? exclude = null)
     {
         var deadline = time.GetTimestamp() + (long)(timeout.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
         while (true)
@@ -145,7 +148,7 @@ public sealed class VerifierDirectory
                 changed = _changed.Task;
             }
 
-            if (Pick(sessionKey) is { } id)
+            if (Pick(sessionKey, exclude) is { } id)
             {
                 return id;
             }

@@ -24,6 +24,12 @@ public sealed record VerifierOptions
     /// <summary>Most sessions held at once; beyond it new sessions are refused as overloaded.</summary>
     public int MaxSessions { get; init; } = 10_000;
 
+    /// <summary>Relative capacity of this verifier (2: twice a default one); devices place new sessions by load per unit of it.</summary>
+    public double CapacityWeight { get; init; } = 1;
+
+    /// <summary>Longest gap between status refreshes carrying the load while it changes (a tenth of it after a jump in sessions).</summary>
+    public TimeSpan LoadRefresh { get; init; } = TimeSpan.FromSeconds(2);
+
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
 
     /// <summary>Per-device limits: draft and prompt length, session length and count, request rate, memory.</summary>
@@ -68,6 +74,16 @@ public sealed record VerifierOptions
         if (MaxSessions < 1)
         {
             return $"max sessions must be positive, got {MaxSessions}";
+        }
+
+        if (!(CapacityWeight is > 0 and <= 1000))
+        {
+            return $"capacity weight must be above 0 and at most 1000, got {CapacityWeight}";
+        }
+
+        if (LoadRefresh < TimeSpan.FromMilliseconds(100) || LoadRefresh > TimeSpan.FromMinutes(1))
+        {
+            return $"load refresh must be between 100 ms and 60 s, got {LoadRefresh.TotalMilliseconds} ms";
         }
 
         return Limits.Validate() ?? Tls?.Validate();

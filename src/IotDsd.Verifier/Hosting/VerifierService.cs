@@ -26,6 +26,7 @@ public sealed partial class VerifierService : BackgroundService
     private readonly TimeProvider _time;
     private readonly SessionTable _sessions = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly LoadReporter _load;
     private MqttConnection? _connection;
 
     public VerifierService(VerifierOptions options, ILanguageModel target, ILogger<VerifierService> logger, TimeProvider? time = null)
@@ -40,7 +41,11 @@ public sealed partial class VerifierService : BackgroundService
         _logger = logger;
         _time = time ?? TimeProvider.System;
         Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time);
+        _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time);
     }
+
+    /// <summary>The load this verifier's retained status carries now.</summary>
+    public VerifierLoad Load => _load.Current;
 
     /// <summary>Per-device limits and their refusal counters.</summary>
     public LimitGuard Limits { get; }
@@ -61,7 +66,10 @@ public sealed partial class VerifierService : BackgroundService
         {
             CleanStart = false,
             SessionExpirySeconds = 300,
-            Presence = PresencePayload.For(TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name, sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "verifier", _options.VerifierId, _logger) : null),
+            Presence = PresencePayload.For(
+                TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name,
+                sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "verifier", _options.VerifierId, _logger) : null,
+                load: () => _load.Current),
         };
         var prefix = $"{TopicScheme.Root}/verifiers/{_options.VerifierId}/rounds/";
         await using var connection = new MqttConnection(settings, t => t.StartsWith(prefix, StringComparison.Ordinal), _logger, _time);
@@ -81,6 +89,8 @@ public sealed partial class VerifierService : BackgroundService
         var processor = new RoundProcessor(_options, _target, _sessions, connection, Stats, Errors, Limits, _logger, _time);
         var batch = new List<InboundMessage>(_options.MaxBatch);
         var nextSweep = _time.GetTimestamp();
+        using var reportingStop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var reporting = _load.RunAsync(connection, reportingStop.Token);
         try
         {
             while (!stoppingToken.IsCancellationRequested)
@@ -100,7 +110,9 @@ public sealed partial class VerifierService : BackgroundService
                     await GatherAsync(connection, batch, stoppingToken).ConfigureAwait(false);
                 }
 
+                var started = _time.GetTimestamp();
                 await processor.ProcessAsync(batch, stoppingToken).ConfigureAwait(false);
+                _load.Batch(started, _time.GetTimestamp());
                 if (_time.GetTimestamp() >= nextSweep)
                 {
                     var cutoff = _time.GetTimestamp() - (long)(_options.SessionIdleTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -119,6 +131,8 @@ public sealed partial class VerifierService : BackgroundService
         }
         finally
         {
+            await reportingStop.CancelAsync().ConfigureAwait(false);
+            await reporting.ConfigureAwait(false); // stopped before the connection goes: no status publish races the offline one
             _sessions.Dispose();
         }
     }
