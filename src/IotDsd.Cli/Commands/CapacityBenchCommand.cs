@@ -16,25 +16,29 @@ internal static class CapacityBenchCommand
 {
     public static Command Create(CommonOptions common)
     {
-        var slo = new Option<double>("--slo-ms") { Description = "SLO on the p99 time per output token, in milliseconds.", DefaultValueFactory = _ => 250 };
+        var slo = new Option<string>("--slo-ms") { Description = "SLOs on the p99 time per output token, in milliseconds, comma-separated: each gets its capacity from the same sweep.", DefaultValueFactory = _ => "50" };
         var counts = new Option<string>("--sessions") { Description = "Comma-separated concurrent session counts to try, ascending.", DefaultValueFactory = _ => "1,2,4,6,8,12,16,24,32,48,64" };
         var systems = new Option<string>("--systems") { Description = "Which systems to measure: iotdsd, baseline or both.", DefaultValueFactory = _ => "both" };
         var maxBatch = new Option<int>("--max-batch") { Description = "Most sessions per forward pass, for both systems.", DefaultValueFactory = _ => 64 };
+        var wait = new Option<double>("--batch-wait-ms") { Description = "Longest a round waits for others to join its forward pass (both systems).", DefaultValueFactory = _ => 1 };
         var past = new Option<int>("--past-slo") { Description = "Points to run past the first that breaks the SLO (a noisy point does not end the climb).", DefaultValueFactory = _ => 1 };
         var command = new Command("capacity", "Sessions served within a p99 time-per-output-token SLO: IotDsd against server-only decoding, side by side.")
         {
-            slo, counts, systems, maxBatch, past,
+            slo, counts, systems, maxBatch, wait, past,
         };
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
         {
-            var limit = result.GetValue(slo);
-            if (!(limit > 0))
-            {
-                throw new CliError($"--slo-ms must be positive, got {limit}");
-            }
+            var slos = ParseSlos(result.GetValue(slo)!);
+            var limit = slos.Max();
 
             var points = ParseCounts(result.GetValue(counts)!);
+            var batchWait = result.GetValue(wait);
+            if (!(batchWait is >= 0 and <= 1000))
+            {
+                throw new CliError($"--batch-wait-ms must be between 0 and 1000, got {batchWait}");
+            }
+
             var which = result.GetValue(systems);
             if (which is not ("both" or "iotdsd" or "baseline"))
             {
@@ -59,7 +63,7 @@ internal static class CapacityBenchCommand
                 foreach (var n in points)
                 {
                     var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
-                    var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling));
+                    var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), TimeSpan.FromMilliseconds(batchWait));
                     var report = await LoadgenCommand.RunAsync(spec, models, prompt, settings, null, [], logging, ct).ConfigureAwait(false);
                     runs.Add(report);
                     var ok = Meets(report, limit);
@@ -76,11 +80,10 @@ internal static class CapacityBenchCommand
                     }
                 }
 
-                outcome.Add(new SystemCapacity(runs[0].System, runs.Where(r => Meets(r, limit)).Select(r => r.Devices).DefaultIfEmpty(0).Max(), runs));
+                outcome.Add(new SystemCapacity(runs[0].System, [.. slos.Select(l => Capacity(runs, l))], runs));
             }
 
-            var summary = new CapacityReport(limit, outcome,
-                outcome.Count == 2 && outcome[1].Sessions > 0 ? (double)outcome[0].Sessions / outcome[1].Sessions : null);
+            var summary = new CapacityReport(slos, outcome);
             Console.Out.WriteLine(json ? JsonSerializer.Serialize(summary) : summary.Summary());
             return 0;
         });
@@ -88,6 +91,25 @@ internal static class CapacityBenchCommand
     }
 
     private static bool Meets(LoadReport r, double slo) => r.Failed == 0 && r.TpotP99 <= slo;
+
+    /// <summary>The largest session count measured within <paramref name="slo"/>.</summary>
+    private static int Capacity(List<LoadReport> runs, double slo) => runs.Where(r => Meets(r, slo)).Select(r => r.Devices).DefaultIfEmpty(0).Max();
+
+    internal static double[] ParseSlos(string text)
+    {
+        var values = new List<double>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !(v > 0) || double.IsInfinity(v))
+            {
+                throw new CliError($"--slo-ms must list positive milliseconds, got '{part}'");
+            }
+
+            values.Add(v);
+        }
+
+        return values.Count > 0 ? [.. values] : throw new CliError("--slo-ms must list at least one SLO");
+    }
 
     internal static int[] ParseCounts(string text)
     {
@@ -112,20 +134,30 @@ internal static class CapacityBenchCommand
 
     private sealed record SystemCapacity(
         [property: JsonPropertyName("system")] string System,
-        [property: JsonPropertyName("sessions_within_slo")] int Sessions,
+        [property: JsonPropertyName("sessions_within_slo")] IReadOnlyList<int> Sessions,
         [property: JsonPropertyName("runs")] IReadOnlyList<LoadReport> Runs);
 
     private sealed record CapacityReport(
-        [property: JsonPropertyName("slo_tpot_p99_ms")] double SloMs,
-        [property: JsonPropertyName("systems")] IReadOnlyList<SystemCapacity> Systems,
-        [property: JsonPropertyName("capacity_ratio")] double? Ratio)
+        [property: JsonPropertyName("slo_tpot_p99_ms")] IReadOnlyList<double> Slos,
+        [property: JsonPropertyName("systems")] IReadOnlyList<SystemCapacity> Systems)
     {
+        /// <summary>IotDsd's capacity over the baseline's, per SLO (null where either system was not run or the baseline served none).</summary>
+        [JsonPropertyName("capacity_ratio")]
+        public IReadOnlyList<double?> Ratios => [.. Slos.Select((_, i) =>
+            Systems.Count == 2 && Systems[1].Sessions[i] > 0 ? (double?)Systems[0].Sessions[i] / Systems[1].Sessions[i] : null)];
+
         public string Summary()
         {
-            var lines = Systems.Select(s => string.Create(CultureInfo.InvariantCulture,
-                $"{s.System}: {s.Sessions} concurrent sessions within p99 TPOT {SloMs:0} ms"));
-            var ratio = Ratio is double r ? string.Create(CultureInfo.InvariantCulture, $"capacity ratio iotdsd/baseline: {r:0.00}x") : null;
-            return string.Join(Environment.NewLine, ratio is null ? lines : lines.Append(ratio));
+            var lines = new List<string>();
+            for (var i = 0; i < Slos.Count; i++)
+            {
+                var slo = Slos[i];
+                var parts = Systems.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.System} {s.Sessions[i]}"));
+                var ratio = Ratios[i] is double r ? string.Create(CultureInfo.InvariantCulture, $", ratio {r:0.00}x") : "";
+                lines.Add(string.Create(CultureInfo.InvariantCulture, $"p99 TPOT ≤ {slo:0.#} ms: {string.Join(", ", parts)} concurrent sessions{ratio}"));
+            }
+
+            return string.Join(Environment.NewLine, lines);
         }
     }
 }

@@ -70,7 +70,7 @@ internal static class LoadgenCommand
 
     /// <summary>What one load run drives: how many devices, against which system and broker.</summary>
     internal sealed record LoadSpec(
-        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma, bool AdaptInSampling = false);
+        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma, bool AdaptInSampling = false, TimeSpan? BatchWait = null);
 
     /// <summary>
     /// One load run: starts an embedded broker and an in-process verifier or server unless <see cref="LoadSpec.Broker"/>
@@ -99,6 +99,11 @@ internal static class LoadgenCommand
                 embedded = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
                 address = new BrokerAddress("127.0.0.1", embedded.Port);
                 var options = new VerifierOptions { Broker = address, VerifierId = serverId ?? "verifier-1", MaxBatch = spec.MaxBatch, MaxSessions = Math.Max(10_000, n) };
+                if (spec.BatchWait is { } wait)
+                {
+                    options = options with { BatchWait = wait };
+                }
+
                 if (options.Validate() is { } bad)
                 {
                     throw new CliError(bad);

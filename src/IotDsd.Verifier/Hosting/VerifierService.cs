@@ -156,7 +156,8 @@ public sealed partial class VerifierService : BackgroundService
         window.CancelAfter(_options.BatchWait);
         try
         {
-            while (batch.Count < _options.MaxBatch && await reader.WaitToReadAsync(window.Token).ConfigureAwait(false))
+            // Every held session already in the batch: nobody else can join, so stop waiting.
+            while (batch.Count < _options.MaxBatch && batch.Count < _sessions.Count && await reader.WaitToReadAsync(window.Token).ConfigureAwait(false))
             {
                 while (batch.Count < _options.MaxBatch && reader.TryRead(out var more))
                 {
