@@ -41,15 +41,7 @@ internal static class ModelsCommand
             }
 
             var corpusPath = result.GetValue(corpus);
-            byte[] text;
-            try
-            {
-                text = corpusPath is null ? DefaultModels.Corpus.ToArray() : File.ReadAllBytes(corpusPath);
-            }
-            catch (IOException ex)
-            {
-                throw new CliError($"cannot read --corpus {corpusPath}: {ex.Message}");
-            }
+            var text = ReadCorpus(corpusPath);
 
             var corpusName = corpusPath is null ? DefaultModels.CorpusName : Path.GetFileName(corpusPath);
             var dir = result.GetValue(output)!;
@@ -129,15 +121,7 @@ internal static class ModelsCommand
                 t == 0f ? SamplingParams.Greedy : new SamplingParams(t, 0, 1f), result.GetValue(seed));
             if (settings.Problem() is { } problem) throw new CliError($"distill: {problem}");
             var corpusPath = result.GetValue(corpus);
-            byte[] text;
-            try
-            {
-                text = corpusPath is null ? DefaultModels.Corpus.ToArray() : File.ReadAllBytes(corpusPath);
-            }
-            catch (IOException ex)
-            {
-                throw new CliError($"cannot read --corpus {corpusPath}: {ex.Message}");
-            }
+            var text = ReadCorpus(corpusPath);
 
             var dir = result.GetValue(output)!;
             using var pair = ModelPair.Load(null, result.GetValue(target)!, needDraft: false);
@@ -176,5 +160,18 @@ internal static class ModelsCommand
         var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {dir}: {manifest.Name}, vocabulary {manifest.VocabSize}, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
+    }
+
+    /// <summary>The corpus file's bytes, or the shipped corpus when no path is given.</summary>
+    private static byte[] ReadCorpus(string? path)
+    {
+        try
+        {
+            return path is null ? DefaultModels.Corpus.ToArray() : File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError($"cannot read --corpus {path}: {ex.Message}");
+        }
     }
 }
