@@ -27,6 +27,31 @@ public sealed class TransformerCliTests : IDisposable
         return CliProcess.RunAsync(environment, args);
     }
 
+    [Theory]
+    [InlineData("2", 0)]
+    [InlineData("zero", 2)]
+    [InlineData("0", 2)]
+    public async Task IntraOpThreads_FromEnvironment_UsedOrClearError(string threads, int expected)
+    {
+        var target = Path.Combine(_root, "threads-target");
+        var built = await RunAsync("models", "build", "--kind", "transformer", "--role", "target", "--preset", "tiny", "--seed", "3", "--out", target);
+        Assert.True(built.Code == 0, built.Err);
+        var environment = new Dictionary<string, string> { ["IOTDSD_MODEL_CACHE"] = Path.Combine(_root, "cache"), ["IOTDSD_INTRA_OP_THREADS"] = threads };
+        var one = await RunAsync("generate", "--prompt", "Hello", "--max-tokens", "20", "--temperature", "0", "--json", "--target", target);
+        var run = await CliProcess.RunAsync(environment, "generate", "--prompt", "Hello", "--max-tokens", "20", "--temperature", "0", "--json", "--target", target);
+        Assert.True(run.Code == expected, run.Err);
+        if (expected == 0)
+        {
+            using var a = JsonDocument.Parse(one.Out);
+            using var b = JsonDocument.Parse(run.Out);
+            Assert.Equal(a.RootElement.GetProperty("text").GetString(), b.RootElement.GetProperty("text").GetString()); // more threads, same text
+        }
+        else
+        {
+            Assert.Contains("IOTDSD_INTRA_OP_THREADS", run.Err, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public async Task ModelsBuild_TransformerPair_DemoGreedyMatchesGenerateAndBenchRuns()
     {

@@ -33,7 +33,8 @@ internal sealed partial class GenerationRun : IDisposable
     private CancellationTokenSource? _attempt;
     private long _lastProgress;
     private long _reconnectedAt; // 0: no reconnect since the last committed round
-    private readonly HashSet<string> _refused = new(StringComparer.Ordinal); // verifiers that refused the session as overloaded
+    private readonly HashSet<string> _refused = new(StringComparer.Ordinal); // verifiers that refused the session as overloaded, or went silent
+    private int _silentTimeouts; // request timeouts in a row with the link up
 
     public GenerationRun(
         EdgeOptions options, MqttConnection connection, MqttRequester requester, VerifierDirectory directory, DraftSession session,
@@ -109,6 +110,26 @@ internal sealed partial class GenerationRun : IDisposable
         }
     }
 
+    /// <summary>
+    /// After <see cref="EdgeOptions.SilentVerifierTimeouts"/> unanswered requests with the link up: moves an unpinned
+    /// session off a verifier whose status still says online, if another live verifier is left.
+    /// </summary>
+    private bool LeaveSilent()
+    {
+        _silentTimeouts = 0;
+        if (_options.VerifierId is not null || _directory.Pick(PlacementKey, new HashSet<string>(_refused, StringComparer.Ordinal) { Verifier }) is not { } other)
+        {
+            return false;
+        }
+
+        Log.Silent(_logger, _session.Settings.SessionId, Verifier, _options.SilentVerifierTimeouts, other);
+        _refused.Add(Verifier);
+        _faults.StartFailover(_lastProgress);
+        Verifier = other;
+        _session.ResetVerifier();
+        return true;
+    }
+
     /// <summary>After an overloaded refusal: moves an unpinned session to another live verifier, if one is left.</summary>
     private bool MoveAway(string reason)
     {
@@ -173,13 +194,20 @@ internal sealed partial class GenerationRun : IDisposable
             if (reply is null)
             {
                 // Not a link verdict: a dead verifier looks the same. Publish timeouts (no PUBACK from the broker) are
-                // what declare the link dead; the directory's last wills are what declare a verifier dead.
+                // what declare the link dead; the directory's last wills, or a verifier silent while the link is up,
+                // declare a verifier dead.
                 Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
                 _metrics?.Error("timeout");
                 _ladder.Failure();
+                if (_connection.IsConnected && ++_silentTimeouts >= _options.SilentVerifierTimeouts && LeaveSilent())
+                {
+                    return null;
+                }
+
                 continue;
             }
 
+            _silentTimeouts = 0;
             _lastProgress = _time.GetTimestamp();
             return reply.Decoded.Message!;
         }
@@ -336,6 +364,9 @@ internal sealed partial class GenerationRun : IDisposable
 
         [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "Session {SessionId} fails over from verifier {From} to {To}")]
         public static partial void FailingOver(ILogger logger, string sessionId, string from, string to);
+
+        [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "Session {SessionId} leaves verifier {From}, silent for {Timeouts} requests with the link up though its status says online; moving to {To}")]
+        public static partial void Silent(ILogger logger, string sessionId, string from, int timeouts, string to);
 
         [LoggerMessage(EventId = 318, Level = LogLevel.Information, Message = "Verifier {From} refused session {SessionId} ({Reason}); opening it on {To}")]
         public static partial void Refused(ILogger logger, string sessionId, string from, string to, string reason);

@@ -35,6 +35,13 @@ public sealed record EdgeOptions
     /// <summary>A generation fails closed when no reply has come for this long (link down, no verifier).</summary>
     public TimeSpan GiveUpAfter { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Request timeouts in a row, with the link up all the while, after which an unpinned session leaves its verifier
+    /// for another live one even though the verifier's retained status still says online: a verifier that died while
+    /// the broker was away never has its last will sent. The move is lossless (the new verifier rebuilds the prefix).
+    /// </summary>
+    public int SilentVerifierTimeouts { get; init; } = 3;
+
     /// <summary>Longest wait between reconnect attempts (exponential backoff with jitter up to this).</summary>
     public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -87,6 +94,11 @@ public sealed record EdgeOptions
         if (VerifierId is not null && !TopicScheme.IsValidId(VerifierId))
         {
             return $"verifier id '{VerifierId}' must be 1-64 characters of A-Z a-z 0-9 _ . -";
+        }
+
+        if (SilentVerifierTimeouts < 1)
+        {
+            return $"silent verifier timeouts must be at least 1, got {SilentVerifierTimeouts}";
         }
 
         if (RequestTimeout <= TimeSpan.Zero || MaxAttempts < 1)

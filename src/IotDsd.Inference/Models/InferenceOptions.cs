@@ -20,7 +20,8 @@ public sealed record InferenceOptions
     public int DeviceId { get; init; }
 
     /// <summary>
-    /// Options from <c>$IOTDSD_EXECUTION_PROVIDER</c> (cpu or cuda) and <c>$IOTDSD_PROVIDER_LIBRARY</c>; explicit
+    /// Options from <c>$IOTDSD_EXECUTION_PROVIDER</c> (cpu or cuda), <c>$IOTDSD_PROVIDER_LIBRARY</c> and
+    /// <c>$IOTDSD_INTRA_OP_THREADS</c>; explicit
     /// arguments win over the environment.
     /// </summary>
     public static InferenceOptions FromEnvironment(string? provider = null, string? library = null)
@@ -28,12 +29,21 @@ public sealed record InferenceOptions
         var text = provider ?? Environment.GetEnvironmentVariable(ExecutionProviders.ProviderEnvironmentVariable);
         if (!ExecutionProviders.TryParse(text, out var kind))
             throw new ExecutionProviderException($"Unknown execution provider '{text}'; use cpu or cuda.");
+        var threads = Environment.GetEnvironmentVariable(ThreadsEnvironmentVariable);
+        int intraOp = 1;
+        if (!string.IsNullOrWhiteSpace(threads) &&
+            (!int.TryParse(threads, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out intraOp) || intraOp is < 1 or > 256))
+            throw new ExecutionProviderException($"${ThreadsEnvironmentVariable} must be a whole number of threads between 1 and 256, got '{threads}'.");
         return new InferenceOptions
         {
             Provider = kind,
             ProviderLibrary = library ?? Environment.GetEnvironmentVariable(ExecutionProviders.LibraryEnvironmentVariable),
+            IntraOpThreads = intraOp,
         };
     }
+
+    /// <summary>Threads inside one operator for every model a process loads (default 1).</summary>
+    public const string ThreadsEnvironmentVariable = "IOTDSD_INTRA_OP_THREADS";
 
     internal Microsoft.ML.OnnxRuntime.SessionOptions CreateSessionOptions()
     {

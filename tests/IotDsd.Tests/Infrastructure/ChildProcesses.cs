@@ -172,6 +172,13 @@ public sealed class IotdsdProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Sends a signal (STOP freezes the process with its sockets open; CONT resumes it).</summary>
+    public async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync();
+    }
+
     public int ExitCode => _process.ExitCode;
 
     /// <summary>SIGKILL: no clean disconnect, no offline status; the broker publishes the last will.</summary>
