@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using IotDsd.Messaging.Broker;
@@ -158,6 +159,86 @@ public sealed class ServiceHostingTests(ITestOutputHelper output)
             if (!process.HasExited)
             {
                 process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("verifier")]
+    [InlineData("device")]
+    public async Task Service_SigtermWhileConnecting_StopsCleanlyWithExitZero(string role)
+    {
+        // A broker that takes the TCP connection and never answers CONNECT holds the role in its start-up; systemd
+        // stopping the unit then must still be a clean stop, not "hosting failed to start".
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        var accepted = new List<Socket>();
+        var accepting = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var socket = await silent.AcceptSocketAsync();
+                lock (accepted)
+                {
+                    accepted.Add(socket);
+                }
+            }
+        });
+        var dir = Directory.CreateTempSubdirectory("iotdsd-term-").FullName;
+        var env = new Dictionary<string, string>
+        {
+            ["IOTDSD_MQTT__BROKER"] = $"127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}",
+            ["IOTDSD_EDGE__DEVICEID"] = "term-device",
+            ["IOTDSD_EDGE__STATEDIRECTORY"] = Path.Combine(dir, "state"),
+        };
+        using var process = CliProcess.Start(env, role, "--log-level", "Information");
+        var stderr = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            lock (stderr)
+            {
+                stderr.AppendLine(e.Data);
+            }
+        };
+        process.BeginErrorReadLine();
+        _ = process.StandardOutput.ReadToEndAsync();
+        try
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (true)
+            {
+                lock (accepted)
+                {
+                    if (accepted.Count > 0)
+                    {
+                        break;
+                    }
+                }
+
+                Assert.True(DateTime.UtcNow < deadline && !process.HasExited, $"the {role} never connected: {stderr}");
+                await Task.Delay(50);
+            }
+
+            Assert.Equal(0, Kill(process.Id, 15));
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            lock (stderr)
+            {
+                Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {stderr}");
+                Assert.DoesNotContain("Unhandled exception", stderr.ToString(), StringComparison.Ordinal);
+                Assert.DoesNotContain("Hosting failed to start", stderr.ToString(), StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            silent.Stop();
+            lock (accepted)
+            {
+                accepted.ForEach(s => s.Dispose());
             }
         }
     }

@@ -56,7 +56,7 @@ internal static class DeviceCommand
             using var host = builder.Build();
             // RunAsync disposes the host's services when it returns: take the service first.
             var edgeService = host.Services.GetRequiredService<EdgeService>();
-            await host.RunAsync(ct).ConfigureAwait(false);
+            await ServiceHost.RunAsync(host, ct).ConfigureAwait(false);
             if (edgeService.ExecuteTask is { IsFaulted: true } failed)
             {
                 throw new CliError(failed.Exception!.GetBaseException().Message);

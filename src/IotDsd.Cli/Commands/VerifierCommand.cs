@@ -80,7 +80,7 @@ internal static class VerifierCommand
             await Console.Error.WriteLineAsync($"iotdsd verifier {options.VerifierId} on {options.Broker} with {models.Target.Name}. Ctrl+C stops it.").ConfigureAwait(false);
             // RunAsync disposes the host's services when it returns: take the service first.
             var service = host.Services.GetRequiredService<VerifierService>();
-            await host.RunAsync(ct).ConfigureAwait(false);
+            await ServiceHost.RunAsync(host, ct).ConfigureAwait(false);
             if (service.ExecuteTask is { IsFaulted: true } failed)
             {
                 // A fatal error stops the host; a non-zero exit lets systemd restart the process.
@@ -93,10 +93,22 @@ internal static class VerifierCommand
     }
 }
 
-/// <summary>A hosted service whose start waits for a condition, holding back the host's "started" (and systemd's READY).</summary>
+/// <summary>
+/// A hosted service whose start waits for a condition, holding back the host's "started" (and systemd's READY). A stop
+/// requested while it waits (SIGTERM during start-up) ends the wait quietly: the host then stops as after any start.
+/// </summary>
 internal sealed class StartupGate(Func<CancellationToken, Task> until) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken) => until(cancellationToken);
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await until(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -47,6 +47,22 @@ internal static class ServiceHost
     }
 
     /// <summary>
+    /// Runs the host until it stops. A stop asked for before the host finished starting (SIGTERM while connecting) is a
+    /// clean stop like any other, not a failure.
+    /// </summary>
+    public static async Task RunAsync(IHost host, CancellationToken ct)
+    {
+        var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        try
+        {
+            await host.RunAsync(ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested || stopping.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>
     /// Adds the diagnostics agent (unless disabled) and, under a service manager, the watchdog. Call after the role's
     /// own hosted services, so that "ready" is only sent once the role has connected.
     /// </summary>

@@ -28,7 +28,15 @@ public sealed partial class EdgeService(
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(options.StateDirectory);
-        await worker.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await worker.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return; // stopped while connecting (SIGTERM during start-up): nothing to run, and not a failure
+        }
+
         StartupTime = ProcessClock.SinceStart(time);
         Log.Connected(logger, StartupTime.Value.TotalMilliseconds, options.Prompts.Count);
         await base.StartAsync(cancellationToken).ConfigureAwait(false);

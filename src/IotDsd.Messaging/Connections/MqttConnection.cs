@@ -137,6 +137,11 @@ public sealed partial class MqttConnection : IAsyncDisposable
         {
             throw new MqttConnectionException($"could not connect to broker {_settings.Broker} within {_settings.ConnectTimeout.TotalSeconds:0.#} s");
         }
+        catch (MQTTnet.Exceptions.MqttCommunicationException ex) when (ct.IsCancellationRequested)
+        {
+            // MQTTnet reports a connect aborted by the caller as a closed connection: it is a stop, not a failure.
+            throw new OperationCanceledException("connect cancelled", ex, ct);
+        }
         catch (MQTTnet.Exceptions.MqttCommunicationException ex)
         {
             throw new MqttConnectionException($"could not connect to broker {_settings.Broker}: {ex.Message}", ex);
