@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
 using IotDsd.Contracts.Wire;
@@ -85,6 +86,36 @@ public sealed class LoadPlacementTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Verifier_SessionCountJumps_PublishedAtOnceNotAtTheNextTick()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        // Its reporter's first tick comes 6 s after the start: only the batch that shows the jump publishes before it.
+        var verifiers = await StartVerifiersAsync(broker.Port, log, Options("v-jump", refreshMs: 60_000));
+        var started = Stopwatch.StartNew();
+        try
+        {
+            await using var watcher = await RawClient.ConnectAsync(broker.Port, "watch-v-jump", TopicScheme.VerifierStatus("v-jump"));
+            await using var holder = await HoldSessionsAsync(broker.Port, "v-jump", "holder-j", 6);
+            // Each publish needs a move of two sessions since the last one, so at least five of the six are shown.
+            VerifierLoad? published = null;
+            while (published is null && started.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                published = watcher.Received.Select(m => PresencePayload.TryParse(m.Payload)?.Load).LastOrDefault(l => l?.Sessions >= 5);
+                await Task.Delay(10);
+            }
+
+            Assert.True(published is not null, $"no status with five sessions within 5 s of the start ({verifiers[0].SessionCount} held)");
+            Assert.InRange(published.Sessions, 5, 6);
+            Assert.Empty(log.Entries);
+        }
+        finally
+        {
+            await StopAsync(verifiers);
+        }
+    }
+
+    [Fact]
     public async Task Verifiers_OneHoldsManySessions_NewSessionsGoToTheLessLoaded()
     {
         await using var broker = await EmbeddedBroker.StartAsync();
@@ -114,11 +145,12 @@ public sealed class LoadPlacementTests(ITestOutputHelper output)
     {
         await using var broker = await EmbeddedBroker.StartAsync();
         var log = new ErrorLog();
-        // v-small's status is refreshed only every 60 s: it still says idle when it is already full.
-        var verifiers = await StartVerifiersAsync(broker.Port, log, Options("v-small", maxSessions: 2, refreshMs: 60_000), Options("v-big"));
+        // v-small's status is refreshed only every 60 s, and one open is below the jump (2 sessions) that publishes
+        // at once: it still says idle when it is already full.
+        var verifiers = await StartVerifiersAsync(broker.Port, log, Options("v-small", maxSessions: 1, refreshMs: 60_000), Options("v-big"));
         try
         {
-            await using var small = await HoldSessionsAsync(broker.Port, "v-small", "holder-s", 2);
+            await using var small = await HoldSessionsAsync(broker.Port, "v-small", "holder-s", 1);
             await using var big = await HoldSessionsAsync(broker.Port, "v-big", "holder-b", 6);
             await WaitForPublishedLoadAsync(broker.Port, "v-big", 6);
             Assert.Equal(0, verifiers[0].Load.Sessions);
