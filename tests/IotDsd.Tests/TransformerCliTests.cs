@@ -80,6 +80,8 @@ public sealed class TransformerCliTests : IDisposable
         Assert.Contains("| 8 |", bench.Out, StringComparison.Ordinal);   // γ up to 8
         Assert.Contains("| 3 |", bench.Out, StringComparison.Ordinal);   // batch of 3
         Assert.Contains("managed bytes/step", bench.Out, StringComparison.Ordinal);
+        Assert.Contains("pass ≈ ", bench.Out, StringComparison.Ordinal);    // the pass cost split and what it implies
+        Assert.Contains("γ=4: ", bench.Out, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -96,6 +96,36 @@ internal static class BenchModelsCommand
             var r = ModelBenchmark.Batch(target, b, 4, n);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {b} | {r.Millis:0.000} | {r.SequentialMillis:0.000} | {r.SequentialMillis / r.Millis:0.00}x | {r.TokensPerSecond:0} |"));
         }
+
+        var most = Math.Max(2, sizes.Max());
+        PrintPassCost(o, ModelBenchmark.PassCost(target, n, [1, Math.Max(2, most / 4), most], [1, 3, 5]));
+    }
+
+    /// <summary>
+    /// The target's pass cost split into fixed, per-session and per-token parts, and what it implies for verification
+    /// against plain decoding at a large batch: verifying γ drafts per session costs (s + t(γ+1)) a session where
+    /// plain decoding costs (s + t) a token, so a round must commit more than their ratio to pay.
+    /// </summary>
+    private static void PrintPassCost(TextWriter o, ModelBenchmark.PassCostFit fit)
+    {
+        o.WriteLine();
+        o.WriteLine("| sessions | tokens each | pass ms | fit ms |");
+        o.WriteLine("|---|---|---|---|");
+        foreach (var p in fit.Points)
+        {
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {p.Sessions} | {p.TokensEach} | {p.Millis:0.000} | {fit.Millis(p.Sessions, p.Sessions * p.TokensEach):0.000} |"));
+        }
+
+        o.WriteLine();
+        o.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"pass ≈ {fit.FixedMillis:0.00} ms + {fit.PerSessionMillis:0.000} ms × sessions + {fit.PerTokenMillis:0.000} ms × tokens; arithmetic reaches the fixed part at ≈ {fit.MemoryBoundTokens:0} tokens a pass"));
+        var plain = fit.PerSessionMillis + fit.PerTokenMillis;
+        if (plain > 0)
+        {
+            var needed = Enumerable.Range(1, 4).Select(g => string.Create(CultureInfo.InvariantCulture,
+                $"γ={g}: {(fit.PerSessionMillis + (fit.PerTokenMillis * (g + 1))) / plain:0.00}"));
+            o.WriteLine($"at a large batch a round must commit more tokens than this to beat plain decoding: {string.Join(", ", needed)}");
+        }
     }
 
     private static int[] ParseBatches(string text)

@@ -6,7 +6,8 @@ namespace IotDsd.Inference.Transformer;
 
 /// <summary>
 /// Measurements of any <see cref="ILanguageModel"/>: decode rate and managed allocation per step, verification
-/// latency against the draft length γ, and batched verification against the batch size. Prompts are byte tokens.
+/// latency against the draft length γ, batched verification against the batch size, and a pass's cost split into its
+/// fixed, per-sequence and per-token parts. Prompts are byte tokens.
 /// </summary>
 public static class ModelBenchmark
 {
@@ -74,6 +75,13 @@ public static class ModelBenchmark
     public static BatchResult Batch(ILanguageModel model, int batch, int gamma, int iterations)
     {
         ArgumentNullException.ThrowIfNull(model);
+        var (ms, sequential) = BatchedPass(model, batch, gamma + 1, iterations, sequentialToo: true);
+        return new BatchResult(batch, ms, sequential, batch * (gamma + 1) / (ms / 1000));
+    }
+
+    /// <summary>Median ms of one batched pass of <paramref name="batch"/> ragged sequences (prefixes 48–80) fed <paramref name="tokensEach"/> tokens each, and of the same fed one at a time.</summary>
+    private static (double Batched, double Sequential) BatchedPass(ILanguageModel model, int batch, int tokensEach, int iterations, bool sequentialToo)
+    {
         var sequences = new IModelSequence[batch];
         try
         {
@@ -84,7 +92,7 @@ public static class ModelBenchmark
                 sequences[b] = model.CreateSequence();
                 prefixes[b] = 48 + (b * 7 % 33);
                 sequences[b].Feed(Prompt(prefixes[b], b), []);
-                requests[b] = new FeedRequest(sequences[b], Prompt(gamma + 1, b + 3), new float[(gamma + 1) * model.VocabSize]);
+                requests[b] = new FeedRequest(sequences[b], Prompt(tokensEach, b + 3), new float[tokensEach * model.VocabSize]);
             }
 
             var batched = new double[iterations];
@@ -95,20 +103,99 @@ public static class ModelBenchmark
                 model.FeedBatch(requests);
                 if (i >= 0) batched[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
                 for (int b = 0; b < batch; b++) sequences[b].Truncate(prefixes[b]);
+                if (!sequentialToo) continue;
 
                 started = Stopwatch.GetTimestamp();
                 foreach (var r in requests) r.Sequence.Feed(r.Tokens.Span, r.Logits.Span);
                 if (i >= 0) sequential[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
                 for (int b = 0; b < batch; b++) sequences[b].Truncate(prefixes[b]);
             }
-            double ms = Median(batched);
-            return new BatchResult(batch, ms, Median(sequential), batch * (gamma + 1) / (ms / 1000));
+
+            return (Median(batched), sequentialToo ? Median(sequential) : double.NaN);
         }
         finally
         {
             foreach (var s in sequences) s?.Dispose();
         }
     }
+
+    /// <summary>One point of <see cref="PassCost"/>: a batched pass of <paramref name="Sessions"/> sequences, each fed <paramref name="TokensEach"/> tokens.</summary>
+    public sealed record PassPoint(int Sessions, int TokensEach, double Millis);
+
+    /// <summary>
+    /// A forward pass's cost as a fixed part (reading the weights), a part per sequence in the batch (its cache, its
+    /// attention) and a part per token fed (arithmetic), fitted by least squares to <see cref="Points"/>.
+    /// <see cref="MemoryBoundTokens"/> is where a pass's arithmetic reaches its fixed part: below it more tokens a pass
+    /// come nearly free, which is what speculative verification and batching live on.
+    /// </summary>
+    public sealed record PassCostFit(double FixedMillis, double PerSessionMillis, double PerTokenMillis, IReadOnlyList<PassPoint> Points)
+    {
+        public double MemoryBoundTokens => PerTokenMillis > 0 ? FixedMillis / PerTokenMillis : double.PositiveInfinity;
+
+        /// <summary>The fit's cost of one pass.</summary>
+        public double Millis(int sessions, int tokens) => FixedMillis + (PerSessionMillis * sessions) + (PerTokenMillis * tokens);
+    }
+
+    /// <summary>
+    /// Measures batched passes over a grid of session counts and tokens per session (1 token: plain decoding; γ + 1:
+    /// verification) and fits <see cref="PassCostFit"/>.
+    /// </summary>
+    public static PassCostFit PassCost(ILanguageModel model, int iterations, IReadOnlyList<int> sessions, IReadOnlyList<int> tokensEach)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(sessions);
+        ArgumentNullException.ThrowIfNull(tokensEach);
+        var points = new List<PassPoint>();
+        foreach (var n in sessions)
+        {
+            foreach (var k in tokensEach)
+            {
+                points.Add(new PassPoint(n, k, BatchedPass(model, n, k, iterations, sequentialToo: false).Batched));
+            }
+        }
+
+        return Fit(points);
+    }
+
+    /// <summary>Least-squares fit of ms = F + s·sessions + t·tokens to measured passes.</summary>
+    public static PassCostFit Fit(IReadOnlyList<PassPoint> points)
+    {
+        ArgumentNullException.ThrowIfNull(points);
+
+        // Normal equations of ms = F + s·sessions + t·tokens (3×3, solved by Cramer's rule).
+        double[,] a = new double[3, 3];
+        double[] b = new double[3];
+        foreach (var p in points)
+        {
+            double[] x = [1, p.Sessions, p.Sessions * p.TokensEach];
+            for (int i = 0; i < 3; i++)
+            {
+                b[i] += x[i] * p.Millis;
+                for (int j = 0; j < 3; j++) a[i, j] += x[i] * x[j];
+            }
+        }
+
+        double det = Det(a);
+        if (Math.Abs(det) < 1e-9)
+        {
+            throw new ArgumentException("the grid needs at least two session counts and two token counts to separate the three parts");
+        }
+
+        var coef = new double[3];
+        for (int c = 0; c < 3; c++)
+        {
+            var m = (double[,])a.Clone();
+            for (int r = 0; r < 3; r++) m[r, c] = b[r];
+            coef[c] = Det(m) / det;
+        }
+
+        return new PassCostFit(coef[0], coef[1], coef[2], points);
+    }
+
+    private static double Det(double[,] m) =>
+        (m[0, 0] * ((m[1, 1] * m[2, 2]) - (m[1, 2] * m[2, 1])))
+        - (m[0, 1] * ((m[1, 0] * m[2, 2]) - (m[1, 2] * m[2, 0])))
+        + (m[0, 2] * ((m[1, 0] * m[2, 1]) - (m[1, 1] * m[2, 0])));
 
     private static double Median(double[] values)
     {
