@@ -52,6 +52,7 @@ internal static class VerifierCommand
                 StateDirectory = layered.String(Settings.VerifierStateDirectory, Environment.GetEnvironmentVariable("STATE_DIRECTORY")?.Split(':')[0]) is { Length: > 0 } stateDir ? stateDir : null,
                 CapacityWeight = layered.Double(Settings.CapacityWeight, 0.001, 1000),
                 LoadRefresh = layered.Millis(Settings.LoadRefresh, 100, 60_000),
+                WillDelay = TimeSpan.FromSeconds(layered.Int(Settings.WillDelay, 0, 3600)),
             };
             var targetDir = layered.String(Settings.TargetModel);
             layered.ThrowIfInvalid();

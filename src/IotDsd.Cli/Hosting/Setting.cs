@@ -49,6 +49,7 @@ internal static class Settings
     public static readonly Setting VerifierStateDirectory = new("Verifier:StateDirectory", "$STATE_DIRECTORY, else none", "Where the retained status's boot and connection counters are kept so a restart continues them; none: they restart at 1.", "--state-dir");
     public static readonly Setting CapacityWeight = new("Verifier:CapacityWeight", "1", "Relative capacity (2: twice a default verifier); devices place new sessions by load per unit of it.", "--capacity-weight");
     public static readonly Setting LoadRefresh = new("Verifier:LoadRefreshMs", "2000", "Longest gap between retained status refreshes carrying the load while it changes.");
+    public static readonly Setting WillDelay = new("Verifier:WillDelayS", "5", "Seconds the broker waits after losing the verifier before publishing its offline will; devices fail over then (0: at once).", "--will-delay-s");
 
     public static readonly Setting DiagnosticsEnabled = new("Diagnostics:Enabled", "true", "Publish retained metrics and answer diagnostic commands over MQTT.");
     public static readonly Setting MetricsInterval = new("Diagnostics:MetricsIntervalMs", "5000", "Period of the retained metrics publish.", "--metrics-interval-ms");
@@ -68,5 +69,5 @@ internal static class Settings
         [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
             MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, .. Common];
 
-    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, LoadRefresh, .. Common];
+    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, LoadRefresh, WillDelay, .. Common];
 }

@@ -54,6 +54,7 @@ internal sealed partial class GenerationRun : IDisposable
         _lastProgress = time.GetTimestamp();
         _connection.Disconnected += OnDisconnected;
         _connection.Connected += OnConnected;
+        _directory.WentOffline += OnVerifierOffline;
     }
 
     /// <summary>The verifier the session is on now.</summary>
@@ -70,6 +71,23 @@ internal sealed partial class GenerationRun : IDisposable
         lock (_lock)
         {
             _attempt?.Cancel(); // the request in flight is gone with the link: replay it when the link returns
+        }
+    }
+
+    /// <summary>
+    /// The session's verifier went offline (its last will): the request in flight will not be answered, so stop
+    /// waiting for it now rather than at its timeout; the next attempt moves the session to a live verifier.
+    /// </summary>
+    private void OnVerifierOffline(string verifierId)
+    {
+        if (_options.VerifierId is not null || verifierId != Verifier)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            _attempt?.Cancel();
         }
     }
 
@@ -181,7 +199,7 @@ internal sealed partial class GenerationRun : IDisposable
             }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested)
             {
-                continue; // the link dropped under the request: wait for it and replay
+                continue; // the link dropped, or the verifier went offline, under the request: replay it (elsewhere)
             }
             finally
             {
@@ -352,6 +370,7 @@ internal sealed partial class GenerationRun : IDisposable
     {
         _connection.Disconnected -= OnDisconnected;
         _connection.Connected -= OnConnected;
+        _directory.WentOffline -= OnVerifierOffline;
     }
 
     private static partial class Log

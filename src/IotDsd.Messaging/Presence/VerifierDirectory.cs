@@ -13,6 +13,9 @@ public sealed class VerifierDirectory
     private readonly Lock _lock = new();
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    /// <summary>Raised (on the receiving thread, outside the lock) with the id of a verifier that was online and no longer is.</summary>
+    public event Action<string>? WentOffline;
+
     /// <summary>Applies a status message; returns false if the topic is not a verifier status.</summary>
     public bool Update(string topic, byte[]? payload)
     {
@@ -24,6 +27,7 @@ public sealed class VerifierDirectory
 
         var status = PresencePayload.TryParse(payload);
         TaskCompletionSource changed;
+        var left = false;
         lock (_lock)
         {
             if (status is { State: "online" })
@@ -32,7 +36,7 @@ public sealed class VerifierDirectory
             }
             else
             {
-                _verifiers.Remove(id);
+                left = _verifiers.Remove(id);
             }
 
             changed = _changed;
@@ -40,6 +44,11 @@ public sealed class VerifierDirectory
         }
 
         changed.TrySetResult();
+        if (left)
+        {
+            WentOffline?.Invoke(id);
+        }
+
         return true;
     }
 

@@ -27,8 +27,14 @@ public sealed record VerifierOptions
     /// <summary>Relative capacity of this verifier (2: twice a default one); devices place new sessions by load per unit of it.</summary>
     public double CapacityWeight { get; init; } = 1;
 
-    /// <summary>Longest gap between status refreshes carrying the load while it changes (a tenth of it after a jump in sessions).</summary>
+    /// <summary>Longest gap between status refreshes carrying the load while it changes (at once after a batch that shows a jump in sessions).</summary>
     public TimeSpan LoadRefresh { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// How long the broker waits after losing this verifier before publishing its retained offline will: devices
+    /// fail over only then, and a verifier back within it loses nothing. Most of a failover's time; 0: at once.
+    /// </summary>
+    public TimeSpan WillDelay { get; init; } = TimeSpan.FromSeconds(5);
 
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
 
@@ -84,6 +90,11 @@ public sealed record VerifierOptions
         if (LoadRefresh < TimeSpan.FromMilliseconds(100) || LoadRefresh > TimeSpan.FromMinutes(1))
         {
             return $"load refresh must be between 100 ms and 60 s, got {LoadRefresh.TotalMilliseconds} ms";
+        }
+
+        if (WillDelay < TimeSpan.Zero || WillDelay > TimeSpan.FromHours(1) || WillDelay.Ticks % TimeSpan.TicksPerSecond != 0)
+        {
+            return $"will delay must be whole seconds from 0 to 3600, got {WillDelay.TotalSeconds} s";
         }
 
         return Limits.Validate() ?? Tls?.Validate();

@@ -68,6 +68,7 @@ public sealed partial class VerifierService : BackgroundService
             SessionExpirySeconds = 300,
             Presence = PresencePayload.For(
                 TopicScheme.VerifierStatus(_options.VerifierId), "verifier", _options.VerifierId, _target.Name,
+                willDelaySeconds: (uint)_options.WillDelay.TotalSeconds,
                 sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "verifier", _options.VerifierId, _logger) : null,
                 load: () => _load.Current),
         };
