@@ -102,10 +102,11 @@ internal sealed class LinkConnection : IDisposable
         var time = _link.Time;
         await foreach (var (data, length, due) in queue.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            var wait = due - time.GetTimestamp();
-            if (wait > 0)
+            // Timers round to whole milliseconds and may fire a little early: wait again until the chunk is due, so a
+            // delay is never shorter than configured.
+            for (var wait = due - time.GetTimestamp(); wait > 0; wait = due - time.GetTimestamp())
             {
-                await Task.Delay(TimeSpan.FromSeconds((double)wait / time.TimestampFrequency), time, ct).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(wait * 1000.0 / time.TimestampFrequency)), time, ct).ConfigureAwait(false);
             }
 
             await _link.WhenOpenAsync(ct).ConfigureAwait(false);
