@@ -48,7 +48,8 @@ internal static class ServiceHost
 
     /// <summary>
     /// Runs the host until it stops. A stop asked for before the host finished starting (SIGTERM while connecting) is a
-    /// clean stop like any other, not a failure.
+    /// clean stop like any other, not a failure. The roles' start-up steps end quietly when stopped (so the host logs no
+    /// "failed to start"); this covers the host's own check of the stop between its start-up steps.
     /// </summary>
     public static async Task RunAsync(IHost host, CancellationToken ct)
     {
