@@ -147,6 +147,13 @@ public enum ErrorCode : byte
     InvalidRequest = 8,
     Overloaded = 9,
     Internal = 10,
+
+    /// <summary>
+    /// An open whose epoch the verifier has already seen superseded: the session is held, or was closed or dropped,
+    /// at <see cref="ErrorReply.Epoch"/>. A late duplicate gets this too and nobody waits for it; a device that reuses
+    /// a session id (a new generation, a restart without saved state) reopens above that epoch.
+    /// </summary>
+    EpochSuperseded = 11,
 }
 
 /// <summary>Verifier → device: a request was refused. Sent only where a reply makes sense.</summary>
@@ -157,4 +164,7 @@ public sealed record ErrorReply
     [Key(1)] public string Message { get; init; } = "";
     [Key(2)] public string? SessionId { get; init; }
     [Key(3)] public long Round { get; init; }
+
+    /// <summary><see cref="ErrorCode.EpochSuperseded"/>: the epoch the verifier holds, or last closed, for the session.</summary>
+    [Key(4)] public int Epoch { get; init; }
 }

@@ -84,6 +84,21 @@ public sealed partial class DraftSession : IDisposable
         _outstanding = null;
     }
 
+    /// <summary>
+    /// The verifier holds (or last closed) this session id at epoch <paramref name="held"/>, at or above this session's:
+    /// an earlier generation under the same id, or this device before a restart without saved state. Reopens above it.
+    /// </summary>
+    public void Supersede(int held)
+    {
+        if (held < Epoch || held >= int.MaxValue - 1)
+        {
+            throw new ProtocolViolationException($"verifier says session {Settings.SessionId} is at epoch {held}, which cannot supersede epoch {Epoch}");
+        }
+
+        ResetVerifier();
+        Epoch = held + 1;
+    }
+
     /// <summary>The open request for the current epoch.</summary>
     public OpenSession OpenRequest(string deviceId) => new()
     {

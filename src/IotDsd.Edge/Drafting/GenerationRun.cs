@@ -120,6 +120,20 @@ internal sealed partial class GenerationRun : IDisposable
                     return;
                 case ErrorReply { Code: ErrorCode.Overloaded } full when MoveAway(full.Message):
                     continue; // full (or over a per-device limit) there: open on another verifier
+                case ErrorReply { Code: ErrorCode.EpochSuperseded } superseded when superseded.SessionId == _session.Settings.SessionId:
+                    // The id was used before (an earlier generation, or this device before a restart without saved
+                    // state): reopen above the epoch the verifier knows, so no late message of the old one can pass as ours.
+                    Log.Superseded(_logger, _session.Settings.SessionId, Verifier, superseded.Epoch);
+                    try
+                    {
+                        _session.Supersede(superseded.Epoch);
+                    }
+                    catch (ProtocolViolationException ex)
+                    {
+                        throw new GenerationException($"verifier {Verifier} refused to open session {_session.Settings.SessionId}: {ex.Message}");
+                    }
+
+                    continue;
                 case ErrorReply error:
                     throw new GenerationException($"verifier refused to open session {_session.Settings.SessionId}: {error.Code}: {error.Message}");
                 default:
@@ -386,6 +400,9 @@ internal sealed partial class GenerationRun : IDisposable
 
         [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "Session {SessionId} leaves verifier {From}, silent for {Timeouts} requests with the link up though its status says online; moving to {To}")]
         public static partial void Silent(ILogger logger, string sessionId, string from, int timeouts, string to);
+
+        [LoggerMessage(EventId = 320, Level = LogLevel.Information, Message = "Session id {SessionId} was used before on verifier {Verifier} (up to epoch {Epoch}); reopening above it")]
+        public static partial void Superseded(ILogger logger, string sessionId, string verifier, int epoch);
 
         [LoggerMessage(EventId = 318, Level = LogLevel.Information, Message = "Verifier {From} refused session {SessionId} ({Reason}); opening it on {To}")]
         public static partial void Refused(ILogger logger, string sessionId, string from, string to, string reason);

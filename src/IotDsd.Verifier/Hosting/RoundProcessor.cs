@@ -217,9 +217,26 @@ internal sealed partial class RoundProcessor(
         }
 
         var existing = sessions.Find(device, open.SessionId);
-        if (existing is not null && open.Epoch < existing.Epoch)
+        var superseded = existing is not null
+            ? open.Epoch < existing.Epoch ? existing.Epoch : (int?)null
+            : sessions.EndedEpoch(device, open.SessionId) is { } ended && open.Epoch <= ended ? ended : null;
+        if (superseded is { } held)
         {
-            Log.StaleOpen(logger, device, open.Epoch, existing.Epoch);
+            // A late duplicate (nobody waits for the answer), or a device reusing the session id from epoch 1 after a
+            // new start: tell it the epoch to reopen above. Never let an old open bring back a session that has ended.
+            Log.StaleOpen(logger, device, open.SessionId, open.Epoch, held);
+            errors.Increment(ErrorCode.EpochSuperseded);
+            if (limits.AllowErrorReply(device))
+            {
+                Reply(device, message, new ErrorReply
+                {
+                    Code = ErrorCode.EpochSuperseded,
+                    Message = $"session '{open.SessionId}' is at epoch {held} here; reopen it with a higher epoch",
+                    SessionId = open.SessionId,
+                    Epoch = held,
+                }, replies, ct);
+            }
+
             return;
         }
 
@@ -360,7 +377,7 @@ internal sealed partial class RoundProcessor(
         [LoggerMessage(EventId = 213, Level = LogLevel.Error, Message = "Request from device {Device} failed")]
         public static partial void RequestFailed(ILogger logger, Exception ex, string device);
 
-        [LoggerMessage(EventId = 214, Level = LogLevel.Debug, Message = "Ignored a stale open from {Device}: epoch {Epoch} < {Current}")]
-        public static partial void StaleOpen(ILogger logger, string device, int epoch, int current);
+        [LoggerMessage(EventId = 214, Level = LogLevel.Debug, Message = "Open of session {SessionId} from {Device} at epoch {Epoch}: superseded, the session is at epoch {Current} here")]
+        public static partial void StaleOpen(ILogger logger, string device, string sessionId, int epoch, int current);
     }
 }

@@ -5,10 +5,10 @@ namespace IotDsd.Verifier.Sessions;
 /// <summary>The sessions a verifier holds, keyed by (device, session) so no device can reach another's state.</summary>
 public sealed class SessionTable : IDisposable
 {
-    private const int RememberedExpiries = 4096;
+    private const int RememberedEnds = 4096;
     private readonly Dictionary<(string Device, string Session), VerifierSession> _sessions = [];
-    private readonly HashSet<(string Device, string Session)> _expired = [];
-    private readonly Queue<(string Device, string Session)> _expiredOrder = new();
+    private readonly Dictionary<(string Device, string Session), (int Epoch, bool Expired)> _ended = [];
+    private readonly Queue<(string Device, string Session)> _endedOrder = new();
 
     public int Count => _sessions.Count;
 
@@ -17,7 +17,13 @@ public sealed class SessionTable : IDisposable
 
     /// <summary>True if the session was dropped for idleness (remembered for the last few thousand), so a late
     /// round can be told why it is unknown.</summary>
-    public bool WasExpired(string deviceId, string sessionId) => _expired.Contains((deviceId, sessionId));
+    public bool WasExpired(string deviceId, string sessionId) => _ended.TryGetValue((deviceId, sessionId), out var e) && e.Expired;
+
+    /// <summary>
+    /// The epoch at which the session last ended here (closed, expired or dropped), remembered for the last few
+    /// thousand: an open at or below it is a late duplicate, or a device reusing the id that must reopen above it.
+    /// </summary>
+    public int? EndedEpoch(string deviceId, string sessionId) => _ended.TryGetValue((deviceId, sessionId), out var e) ? e.Epoch : null;
 
     public void Put(string deviceId, VerifierSession session)
     {
@@ -30,15 +36,28 @@ public sealed class SessionTable : IDisposable
         _sessions[key] = session;
     }
 
-    public bool Remove(string deviceId, string sessionId)
+    /// <summary>Drops the session and remembers the epoch it ended at.</summary>
+    public bool Remove(string deviceId, string sessionId) => Remove((deviceId, sessionId), expired: false);
+
+    private bool Remove((string Device, string Session) key, bool expired)
     {
-        if (_sessions.Remove((deviceId, sessionId), out var s))
+        if (!_sessions.Remove(key, out var s))
         {
-            s.Dispose();
-            return true;
+            return false;
         }
 
-        return false;
+        s.Dispose();
+        if (!_ended.ContainsKey(key))
+        {
+            _endedOrder.Enqueue(key);
+            if (_endedOrder.Count > RememberedEnds)
+            {
+                _ended.Remove(_endedOrder.Dequeue());
+            }
+        }
+
+        _ended[key] = (s.Epoch, expired);
+        return true;
     }
 
     public int CountForDevice(string deviceId) => _sessions.Keys.Count(k => k.Device == deviceId);
@@ -49,15 +68,7 @@ public sealed class SessionTable : IDisposable
         var stale = _sessions.Where(kv => kv.Value.LastUsedTicks < cutoffTicks).Select(kv => kv.Key).ToList();
         foreach (var key in stale)
         {
-            Remove(key.Device, key.Session);
-            if (_expired.Add(key))
-            {
-                _expiredOrder.Enqueue(key);
-                if (_expiredOrder.Count > RememberedExpiries)
-                {
-                    _expired.Remove(_expiredOrder.Dequeue());
-                }
-            }
+            Remove(key, expired: true);
         }
 
         return stale.Count;
