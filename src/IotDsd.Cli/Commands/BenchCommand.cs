@@ -74,7 +74,7 @@ internal static class BenchCommand
 
             return 0;
         });
-        return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common) };
+        return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common), FaultBenchCommand.Create(common) };
     }
 
     private static async Task<List<double>> PingPongAsync(BrokerAddress address, int n, int size, CancellationToken ct)

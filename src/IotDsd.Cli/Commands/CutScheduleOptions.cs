@@ -38,7 +38,7 @@ internal sealed class CutScheduleOptions(string seedDescription)
         return chaos.Validate() is { } bad ? throw new CliError(bad) : chaos;
     }
 
-    private static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
+    internal static (TimeSpan Min, TimeSpan Max) Range(string text, string flag)
     {
         var parts = text.Split('-');
         if (parts.Length == 2

@@ -1,5 +1,5 @@
+using IotDsd.Cli.Faults;
 using IotDsd.Edge.Drafting;
-using IotDsd.Edge.Hosting;
 using IotDsd.Messaging.Connections;
 using IotDsd.Verifier.Hosting;
 
@@ -20,20 +20,7 @@ public static class FaultRig
     /// <summary>A started draft worker on <paramref name="port"/> (usually a link emulator's) with short timeouts and backoff.</summary>
     public static async Task<DraftWorker> StartDeviceAsync(int port, string deviceId, string? verifierId, ErrorLog log, TimeSpan requestTimeout)
     {
-        var worker = new DraftWorker(
-            new EdgeOptions
-            {
-                Broker = new BrokerAddress("127.0.0.1", port),
-                DeviceId = deviceId,
-                VerifierId = verifierId,
-                RequestTimeout = requestTimeout,
-                PublishTimeout = TimeSpan.FromSeconds(Math.Min(2, requestTimeout.TotalSeconds)),
-                ReconnectMaxDelay = TimeSpan.FromSeconds(1),
-                DiscoveryTimeout = TimeSpan.FromSeconds(90),
-                GiveUpAfter = TimeSpan.FromSeconds(120),
-            },
-            TestEnvironment.Draft,
-            log.CreateLogger<DraftWorker>());
+        var worker = new DraftWorker(FaultSoak.DeviceOptions(port, deviceId, verifierId, requestTimeout), TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
         await worker.StartAsync(CancellationToken.None);
         return worker;
     }
