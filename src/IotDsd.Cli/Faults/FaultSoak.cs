@@ -159,6 +159,7 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
 
             // Checked while waiting for each milestone and again before each cut, so a device that runs ahead of the
             // milestones still meets the broker restart and the verifier kill near the tokens they are planned for.
+            var committedAtFault = -1;
             async Task InjectDueFaultsAsync()
             {
                 if (!brokerRestarted && Committed() >= brokerRestartAt)
@@ -168,6 +169,7 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
                     await Task.Delay(500, ct).ConfigureAwait(false);
                     await mosquitto.StartAsync().ConfigureAwait(false);
                     progress?.Invoke($"broker restarted at token {Committed()}");
+                    committedAtFault = Committed();
                 }
 
                 if (!verifierKilled && Committed() >= verifierKillAt)
@@ -176,6 +178,7 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
                     await first.KillAsync().ConfigureAwait(false);
                     replacement = Verifier("soak-b");
                     progress?.Invoke($"verifier soak-a killed at token {Committed()}, soak-b started");
+                    committedAtFault = Committed();
                 }
             }
 
@@ -197,6 +200,10 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
                 // A link is up for a while between outages: the device commits at least one token before the next cut.
                 await WaitUntilAsync(() => Committed() > committedAtRestore).ConfigureAwait(false);
                 await InjectDueFaultsAsync().ConfigureAwait(false);
+
+                // The session recovers from the broker restart or the verifier kill before the next cut, so the
+                // failover time measures the failover, not a cut that happened to overlap it.
+                await WaitUntilAsync(() => Committed() > committedAtFault).ConfigureAwait(false);
                 link.Cut();
                 await Task.Delay(outages[i].Down, ct).ConfigureAwait(false);
                 link.Restore();
