@@ -73,7 +73,7 @@ public sealed class MosquittoChild : IAsyncDisposable
     }
 
     /// <summary>Starts mosquitto with <paramref name="config"/> and waits until it accepts connections on <paramref name="port"/>.</summary>
-    public static async Task<Process> LaunchAsync(string binary, string config, int port)
+    private static async Task<Process> LaunchAsync(string binary, string config, int port)
     {
         var process = Process.Start(new ProcessStartInfo(binary, ["-c", config])
         {
