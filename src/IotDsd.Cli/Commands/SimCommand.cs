@@ -18,7 +18,7 @@ internal static class SimCommand
     private static readonly Option<string?> ScenarioPath = new("--scenario") { Description = "Scenario JSON file (snake_case fields of the simulator's Scenario)." };
     private static readonly Option<string?> CalibrationPath = new("--calibration") { Description = "Calibration file written by demo/edge --calibration-out: the base scenario." };
     private static readonly Option<string?> Reproduce = new("--reproduce") { Description = "dssd-table, grid, rtt, fleet or all." };
-    private static readonly Option<bool> Validate = new("--validate") { Description = "Run the real system through an emulated link on three profiles and print it beside the simulator." };
+    private static readonly Option<bool> Validate = new("--validate") { Description = "Run the real system through an emulated link on four profiles and print it beside the simulator." };
     private static readonly Option<bool> Json = new("--json") { Description = "One JSON object per result line on stdout." };
     private static readonly Option<string?> Plot = new("--plot") { Description = "Write SVG charts into this directory." };
     private static readonly Option<string?> Mode = new("--mode") { Description = "cloud, cloud-sd, dsd, dssd, rsr or greedy." };
