@@ -27,6 +27,7 @@ public sealed class CliTests
     [InlineData("bench", "models", "--batches", "0,2")]
     [InlineData("bench", "faults", "--prompt", "x", "--cuts", "-1")]
     [InlineData("bench", "faults", "--prompt", "x", "--cut-ms", "5-1")]
+    [InlineData("bench", "faults", "--prompt", "x", "--cut-ms", "0-700000")]
     [InlineData("bench", "faults", "--prompt", "x", "--request-timeout-ms", "10")]
     [InlineData("bench", "faults", "--prompt", "x", "--mode", "greedy", "--temperature", "0.8")]
     public async Task Cli_BadArguments_OneLineErrorNonZeroExit(params string[] args)

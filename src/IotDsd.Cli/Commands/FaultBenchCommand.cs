@@ -43,7 +43,7 @@ internal static class FaultBenchCommand
             };
             if (plan.Validate() is { } bad)
             {
-                throw new CliError(bad.Replace("cuts", "--cuts", StringComparison.Ordinal).Replace("request timeout", "--request-timeout-ms", StringComparison.Ordinal));
+                throw new CliError(bad);
             }
 
             if (MosquittoChild.Binary is null)
@@ -51,10 +51,17 @@ internal static class FaultBenchCommand
                 throw new CliError("bench faults restarts a real broker and needs Mosquitto: apt-get install mosquitto");
             }
 
-            var targetDir = result.GetValue(common.Target) ?? DefaultModels.Ensure().TargetDir;
+            // The replacement verifier process is started with the target's directory: resolve the shipped pair once.
+            var (draftDir, targetDir) = (result.GetValue(common.Draft), result.GetValue(common.Target));
+            if (draftDir is null || targetDir is null)
+            {
+                var shipped = DefaultModels.Ensure();
+                (draftDir, targetDir) = (draftDir ?? shipped.DraftDir, targetDir ?? shipped.TargetDir);
+            }
+
             // Every cut logs warnings by design: without --verbose only errors are shown, and the progress lines.
             using var logging = Runtime.Logging(result.GetValue(common.Verbose), LogLevel.Error);
-            using var models = ModelPair.Load(result.GetValue(common.Draft), targetDir, needDraft: true);
+            using var models = ModelPair.Load(draftDir, targetDir, needDraft: true);
             var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
             if (prompt.Length == 0)
             {

@@ -59,7 +59,11 @@ public sealed class MosquittoChild : IAsyncDisposable
     }
 
     /// <summary>Starts (again, after <see cref="StopAsync"/>) and waits until it accepts connections.</summary>
-    public async Task StartAsync() => _process = await LaunchAsync(_binary, _config, Port).ConfigureAwait(false);
+    public async Task StartAsync()
+    {
+        _process?.Dispose(); // the one StopAsync ended
+        _process = await LaunchAsync(_binary, _config, Port).ConfigureAwait(false);
+    }
 
     /// <summary>Stops the broker the way a service manager does (SIGTERM: it saves its store and exits).</summary>
     public async Task StopAsync()

@@ -28,10 +28,11 @@ public sealed record FaultSoakPlan
     /// <summary>The device's request timeout; short, so a dead verifier is noticed quickly.</summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1.5);
 
+    /// <summary>Null, or what is wrong, named by the <c>iotdsd bench faults</c> flag that sets it.</summary>
     public string? Validate() =>
-        Cuts is < 0 or > 10_000 ? $"cuts must be between 0 and 10000, got {Cuts}"
-        : CutMin < TimeSpan.Zero || CutMax < CutMin || CutMax > TimeSpan.FromMinutes(10) ? "cut lengths must satisfy 0 <= MIN <= MAX <= 600000 ms"
-        : RequestTimeout < TimeSpan.FromMilliseconds(100) || RequestTimeout > TimeSpan.FromMinutes(1) ? "request timeout must be between 100 ms and 60 s"
+        Cuts is < 0 or > 10_000 ? $"--cuts must be between 0 and 10000, got {Cuts}"
+        : CutMin < TimeSpan.Zero || CutMax < CutMin || CutMax > TimeSpan.FromMinutes(10) ? $"--cut-ms must satisfy 0 <= MIN <= MAX <= 600000, got {CutMin.TotalMilliseconds}-{CutMax.TotalMilliseconds}"
+        : RequestTimeout < TimeSpan.FromMilliseconds(100) || RequestTimeout > TimeSpan.FromMinutes(1) ? $"--request-timeout-ms must be between 100 and 60000, got {RequestTimeout.TotalMilliseconds}"
         : null;
 }
 
@@ -159,7 +160,7 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
 
             // Checked while waiting for each milestone and again before each cut, so a device that runs ahead of the
             // milestones still meets the broker restart and the verifier kill near the tokens they are planned for.
-            var committedAtFault = -1;
+            var committedAtFault = -1; // tokens committed when the last fault was injected
             async Task InjectDueFaultsAsync()
             {
                 if (!brokerRestarted && Committed() >= brokerRestartAt)
@@ -218,10 +219,11 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
             double[] afterRestore;
             lock (commitTimes)
             {
+                // From each restore to the first token committed after it (none after the last, if the run ended first).
                 afterRestore = [.. restores
-                    .Select(r => commitTimes.FirstOrDefault(t => t > r))
-                    .Zip(restores, (next, r) => next == 0 ? double.NaN : Stopwatch.GetElapsedTime(r, next).TotalMilliseconds)
-                    .Where(v => !double.IsNaN(v))
+                    .Select(r => (Restore: r, Next: commitTimes.FirstOrDefault(t => t > r)))
+                    .Where(p => p.Next != 0)
+                    .Select(p => Stopwatch.GetElapsedTime(p.Restore, p.Next).TotalMilliseconds)
                     .Order()];
             }
 

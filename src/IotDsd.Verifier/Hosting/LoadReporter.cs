@@ -1,5 +1,5 @@
-using IotDsd.Messaging.Connections;
 using System.Threading.Channels;
+using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.Presence;
 
 namespace IotDsd.Verifier.Hosting;
