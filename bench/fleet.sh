@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fleet measurements on a real Mosquitto with verifier and device processes (README: Capacity → Scale-out, Faults).
+# Fleet measurements on a real Mosquitto with verifier and device processes (docs/operations.md §7 and §9; figures in docs/performance.md §6–§7).
 #
 #   bench/fleet.sh placement [DEVICES] [TOKENS]  three idle verifiers; loadgen places DEVICES sessions at once right
 #                                                after its warm-up sessions close; prints sessions per verifier

@@ -36,7 +36,7 @@ public sealed class SimulatorTests
     {
         var r = Simulator.Run(Plain);
         var alpha = 0.7;
-        var expected = (1 - Math.Pow(alpha, 5)) / (1 - alpha); // PROTOCOL.md §2, γ = 4
+        var expected = (1 - Math.Pow(alpha, 5)) / (1 - alpha); // docs/protocol.md §2, γ = 4
         Assert.InRange(r.TokensPerRound, expected * 0.98, expected * 1.02);
 
         // Each round: draft 4 ms + RTT 10 ms + verify 5 ms; plus the open round trip per request.

@@ -53,10 +53,10 @@ public sealed class ServiceHostingTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Readme_DocumentsEveryServiceSetting()
+    public async Task OperationsGuide_DocumentsEveryServiceSetting()
     {
-        var readme = FindUp("README.md");
-        var text = await File.ReadAllTextAsync(readme);
+        var guide = FindUp(Path.Combine("docs", "operations.md"));
+        var text = await File.ReadAllTextAsync(guide);
         foreach (var role in new[] { "device", "verifier" })
         {
             var (code, stdout, stderr) = await CliProcess.RunAsync(null, role, "--check-config");

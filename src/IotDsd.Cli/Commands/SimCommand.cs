@@ -23,7 +23,7 @@ internal static class SimCommand
     private static readonly Option<string?> Plot = new("--plot") { Description = "Write SVG charts into this directory." };
     private static readonly Option<string?> Mode = new("--mode") { Description = "cloud, cloud-sd, dsd, dssd, rsr or greedy." };
     private static readonly Option<int?> Gamma = new("--gamma") { Description = "Draft tokens per round (the maximum with --adaptive-gamma)." };
-    private static readonly Option<bool> Adaptive = new("--adaptive-gamma") { Description = "Choose γ per round for goodput (PROTOCOL.md §6)." };
+    private static readonly Option<bool> Adaptive = new("--adaptive-gamma") { Description = "Choose γ per round for goodput (docs/protocol.md §6)." };
     private static readonly Option<bool> Pipelining = new("--pipelining") { Description = "Draft the next round while this one is in flight." };
     private static readonly Option<int?> Vocab = new("--vocab") { Description = "Vocabulary size." };
     private static readonly Option<int?> Devices = new("--devices") { Description = "Devices in the fleet." };

@@ -100,7 +100,7 @@ internal sealed class LayeredConfiguration
             {
                 var guess = known.FirstOrDefault(k => k.StartsWith(key[..colon], StringComparison.OrdinalIgnoreCase)
                     && Distance(k, key) <= 3);
-                _errors.Add($"{key} (from {SourceOf(key, null)}) is not a setting{(guess is null ? "" : $"; did you mean {guess}?")} (the settings are listed in the README)");
+                _errors.Add($"{key} (from {SourceOf(key, null)}) is not a setting{(guess is null ? "" : $"; did you mean {guess}?")} (the settings are listed in docs/operations.md)");
             }
         }
     }

@@ -1,6 +1,6 @@
 namespace IotDsd.Contracts.Messages;
 
-/// <summary>How a round's verification is split between device and verifier (PROTOCOL.md §3). All are lossless.</summary>
+/// <summary>How a round's verification is split between device and verifier (docs/protocol.md §3). All are lossless.</summary>
 public enum DecodingMode : byte
 {
     /// <summary>Temperature 0: token ids up; accepted count and the target's argmax down.</summary>

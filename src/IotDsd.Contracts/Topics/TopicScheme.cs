@@ -1,7 +1,7 @@
 namespace IotDsd.Contracts.Topics;
 
 /// <summary>
-/// The topic tree (PROTOCOL.md §8). Every level that names a device or verifier is that client's own identity, so
+/// The topic tree (docs/protocol.md §8). Every level that names a device or verifier is that client's own identity, so
 /// broker ACL patterns (<c>%c</c>, <c>%u</c>) can confine a device to its own topics.
 /// </summary>
 public static class TopicScheme

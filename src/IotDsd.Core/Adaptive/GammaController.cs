@@ -1,7 +1,7 @@
 namespace IotDsd.Core.Adaptive;
 
 /// <summary>
-/// Chooses the draft length γ of each round for goodput — expected committed tokens per second (PROTOCOL.md §6):
+/// Chooses the draft length γ of each round for goodput — expected committed tokens per second (docs/protocol.md §6):
 /// <c>E[N](γ) / (γ·t_draft + t_link + t_verify(γ))</c> with <c>E[N](γ) = (1 − α^{γ+1}) / (1 − α)</c>. Its inputs are
 /// running estimates from the rounds it observes: the acceptance rate α (accepted drafts over acceptance trials), the
 /// draft time per token, the verifier's time for a round as a line in γ (its batch time, which grows with the

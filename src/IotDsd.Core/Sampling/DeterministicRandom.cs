@@ -26,7 +26,7 @@ public enum RandomStream : ulong
 }
 
 /// <summary>
-/// Counter-based randomness (PROTOCOL.md §4): every uniform is a pure function of
+/// Counter-based randomness (docs/protocol.md §4): every uniform is a pure function of
 /// (seed, session, round, position, stream, index). A retried, duplicated or failed-over round draws the same numbers.
 /// </summary>
 public static class DeterministicRandom

@@ -2,7 +2,7 @@ using IotDsd.Contracts.Messages;
 
 namespace IotDsd.Core.Sampling;
 
-/// <summary>Temperature, top-k and top-p, applied identically by draft and target (PROTOCOL.md §2).</summary>
+/// <summary>Temperature, top-k and top-p, applied identically by draft and target (docs/protocol.md §2).</summary>
 public readonly record struct SamplingParams(float Temperature, int TopK, float TopP)
 {
     /// <summary>Temperature 0: every distribution is one-hot at the argmax.</summary>

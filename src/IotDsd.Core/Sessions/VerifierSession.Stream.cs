@@ -5,7 +5,7 @@ using IotDsd.Core.Sampling;
 namespace IotDsd.Core.Sessions;
 
 /// <summary>
-/// Verifier-side decoding, the ladder's lossless rung below γ = 1 (PROTOCOL.md §5): a round with no drafts asks the
+/// Verifier-side decoding, the ladder's lossless rung below γ = 1 (docs/protocol.md §5): a round with no drafts asks the
 /// verifier to decode <see cref="DraftRound.Stream"/> tokens itself, one forward pass per token (batched with other
 /// sessions by the caller). Tokens are chosen exactly as target-only decoding chooses them — greedy argmax, or a sample
 /// with the uniform of (seed, session, position) — so how a stream is split, resent, resumed or failed over never changes

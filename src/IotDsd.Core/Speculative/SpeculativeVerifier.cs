@@ -7,7 +7,7 @@ namespace IotDsd.Core.Speculative;
 public delegate double AcceptanceRule(float targetProb, float draftProb);
 
 /// <summary>
-/// The verifier's half of lossless speculative sampling (PROTOCOL.md §2–3). Pure: rows and randomness in, outcome out.
+/// The verifier's half of lossless speculative sampling (docs/protocol.md §2–3). Pure: rows and randomness in, outcome out.
 /// </summary>
 public static class SpeculativeVerifier
 {

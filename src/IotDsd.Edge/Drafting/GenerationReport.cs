@@ -2,7 +2,7 @@ using IotDsd.Contracts.Messages;
 
 namespace IotDsd.Edge.Drafting;
 
-/// <summary>What one generation did, for the summary line and the JSON report (PROTOCOL.md §7).</summary>
+/// <summary>What one generation did, for the summary line and the JSON report (docs/protocol.md §7).</summary>
 public sealed record GenerationReport
 {
     public required string SessionId { get; init; }
@@ -50,7 +50,7 @@ public sealed record GenerationReport
     public double DownlinkBytesPerToken => Tokens.Count == 0 ? 0 : (double)DownlinkPayloadBytes / Tokens.Count;
 }
 
-/// <summary>Faults one generation rode out (PROTOCOL.md §5, §7).</summary>
+/// <summary>Faults one generation rode out (docs/protocol.md §5, §7).</summary>
 public sealed record FaultReport
 {
     /// <summary>Tokens restored from saved state at start (a restarted process).</summary>

@@ -55,7 +55,7 @@ public sealed record EdgeOptions
     /// longer names one text under faults). Greedy always may.</summary>
     public bool AdaptGammaInSampling { get; init; }
 
-    /// <summary>Choose γ each round for goodput (PROTOCOL.md §6) from the observed acceptance, draft, link and verifier
+    /// <summary>Choose γ each round for goodput (docs/protocol.md §6) from the observed acceptance, draft, link and verifier
     /// times, never above the session's γ nor the degradation ladder's. Applies in greedy mode, and in sampling modes
     /// only with <see cref="AdaptGammaInSampling"/> (a timing-driven γ makes a seed name a distribution, not a text).</summary>
     public bool AdaptiveGamma { get; init; }

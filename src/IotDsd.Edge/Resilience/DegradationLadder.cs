@@ -1,6 +1,6 @@
 namespace IotDsd.Edge.Resilience;
 
-/// <summary>The rungs of the degradation ladder (PROTOCOL.md §5), from normal down to the one lossy level.</summary>
+/// <summary>The rungs of the degradation ladder (docs/protocol.md §5), from normal down to the one lossy level.</summary>
 public enum DegradationLevel
 {
     /// <summary>Speculative rounds with the configured γ.</summary>

@@ -27,7 +27,7 @@ public sealed record MetricsPayload
     [JsonPropertyName("connected")] public bool Connected { get; init; }
     [JsonPropertyName("connections")] public long Connections { get; init; }
 
-    /// <summary>Rung of the degradation ladder (PROTOCOL.md §5): <c>normal</c> unless the link forced a lower one.</summary>
+    /// <summary>Rung of the degradation ladder (docs/protocol.md §5): <c>normal</c> unless the link forced a lower one.</summary>
     [JsonPropertyName("degradation")] public string Degradation { get; init; } = "normal";
 
     /// <summary>Accepted drafts over drafted, over the recent rounds.</summary>

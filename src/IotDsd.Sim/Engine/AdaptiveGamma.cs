@@ -4,7 +4,7 @@ using IotDsd.Sim.Wire;
 namespace IotDsd.Sim.Engine;
 
 /// <summary>
-/// PROTOCOL.md §6 on one device: keeps running estimates of acceptance by position, the round-trip overhead and the
+/// docs/protocol.md §6 on one device: keeps running estimates of acceptance by position, the round-trip overhead and the
 /// verifier's time, and picks the γ that maximises E[N](γ) / (γ·t_draft + RTT + t_verify(γ) + transfer(γ)).
 /// </summary>
 internal sealed class AdaptiveGamma

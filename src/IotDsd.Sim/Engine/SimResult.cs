@@ -2,7 +2,7 @@ using System.Text.Json.Serialization;
 
 namespace IotDsd.Sim.Engine;
 
-/// <summary>What a simulation measured (the same quantities a real run reports, PROTOCOL.md §7).</summary>
+/// <summary>What a simulation measured (the same quantities a real run reports, docs/protocol.md §7).</summary>
 public sealed record SimResult
 {
     [JsonPropertyName("mode")] public required string Mode { get; init; }

@@ -85,7 +85,7 @@ public sealed record Scenario
     public SimMode Mode { get; init; } = SimMode.Rsr;
     public int Gamma { get; init; } = 4;
 
-    /// <summary>Choose γ per round to maximise expected goodput (PROTOCOL.md §6), up to <see cref="Gamma"/>.</summary>
+    /// <summary>Choose γ per round to maximise expected goodput (docs/protocol.md §6), up to <see cref="Gamma"/>.</summary>
     public bool AdaptiveGamma { get; init; }
 
     /// <summary>Draft round r+1 while round r is in flight, assuming full acceptance.</summary>
