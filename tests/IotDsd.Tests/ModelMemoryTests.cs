@@ -108,6 +108,15 @@ public sealed class ModelMemoryTests(TinyTransformerPair pair, ITestOutputHelper
     }
 
     [Fact]
+    public void Verifier_NgramTarget_ChargesItsTokenHistory()
+    {
+        using var verifier = new VerifierService(new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", 1883), VerifierId = "ngram" }, TestEnvironment.Target, new ErrorLog().CreateLogger<VerifierService>());
+        Assert.Equal(sizeof(int), TestEnvironment.Target.CacheBytesPerToken);
+        Assert.Equal(sizeof(int), verifier.Limits.BytesPerCachedToken);
+        Assert.Equal(sizeof(int), verifier.Load.CacheBytesPerToken);
+    }
+
+    [Fact]
     public void FleetTable_Memory_OnlyWhereTheMetricsCarryIt()
     {
         var verifier = new MetricsPayload { Role = "verifier", Id = "v", Extra = new Dictionary<string, double> { ["memory_bytes"] = 3.5 * (1 << 20), ["cache_bytes_per_token"] = 73_728 } };
