@@ -18,6 +18,8 @@ public sealed class CliTests
     [InlineData("demo", "--nonsense")]
     [InlineData("demo")]
     [InlineData("edge", "--prompt", "x", "--broker", "localhost:99999")]
+    [InlineData("edge", "--prompt", "x", "--broker", "localhost:1883", "--state-sync-rounds", "0")]
+    [InlineData("edge", "--prompt", "x", "--broker", "localhost:1883", "--state-sync-ms", "-1")]
     [InlineData("verifier", "--broker", "")]
     [InlineData("generate", "--prompt", "x", "--target", "/nonexistent/model")]
     [InlineData("frobnicate")]

@@ -31,8 +31,8 @@ public sealed record JournalPolicy
 
     /// <summary>Returns null when valid, else a one-line reason naming the setting.</summary>
     public string? Validate() =>
-        SyncEveryRounds < 1 ? $"journal fsync every rounds must be at least 1, got {SyncEveryRounds}"
-        : SyncInterval < TimeSpan.Zero ? $"journal fsync interval must not be negative, got {SyncInterval}"
+        SyncEveryRounds < 1 ? $"state sync rounds must be at least 1, got {SyncEveryRounds}"
+        : SyncInterval < TimeSpan.Zero ? $"state sync interval must not be negative, got {SyncInterval}"
         : CompactAfterBytes < 1 ? $"journal compaction bound must be at least 1 byte, got {CompactAfterBytes}"
         : null;
 }
