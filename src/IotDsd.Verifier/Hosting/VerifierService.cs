@@ -121,6 +121,7 @@ public sealed partial class VerifierService : BackgroundService
                     var expired = _sessions.Expire(cutoff);
                     if (expired > 0)
                     {
+                        Limits.Account();
                         Log.Expired(_logger, expired, _options.SessionIdleTimeout.TotalSeconds);
                     }
 
