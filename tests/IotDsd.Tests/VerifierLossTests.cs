@@ -28,9 +28,7 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
     public async Task VerifierKilled_WillAtOnce_DeviceMovesWithoutWaitingForItsRequestTimeout()
     {
         // Waiting out the round in flight would take 60 s; the will says at once that nobody will answer it.
-        var outcome = await LoseVerifierAsync("gone", ["--will-delay-s", "0"], TimeSpan.FromSeconds(60), a => a.KillAsync(), TimeSpan.FromSeconds(40));
-
-        var (report, _) = outcome;
+        var (report, _) = await LoseVerifierAsync("gone", ["--will-delay-s", "0"], TimeSpan.FromSeconds(60), a => a.KillAsync(), TimeSpan.FromSeconds(40));
         Assert.Equal("gone-b", report.VerifierId);
         Assert.Equal(0L, report.Retries); // no request was waited out
     }
@@ -38,9 +36,7 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
     [SkippableFact]
     public async Task VerifierHangsWithItsConnectionOpen_DeviceLeavesTheSilentOne_TextEqualsReference()
     {
-        var outcome = await LoseVerifierAsync("silent", [], TimeSpan.FromSeconds(1), a => a.SignalAsync("STOP"), TimeSpan.FromMinutes(2));
-
-        var (_, log) = outcome;
+        var (_, log) = await LoseVerifierAsync("silent", [], TimeSpan.FromSeconds(1), a => a.SignalAsync("STOP"), TimeSpan.FromMinutes(2));
         var moved = log.Entries.Where(e => e.Contains("silent for", StringComparison.Ordinal)).ToList();
         foreach (var e in log.Entries.Where(e => !e.StartsWith("Debug", StringComparison.Ordinal)).TakeLast(40))
         {
