@@ -192,6 +192,17 @@ public static class Targets
         return "valid";
     }, ex => ex is ModelLoadException);
 
+    /// <summary>Device session journals as files: read record by record, then loaded as a restarted device would.</summary>
+    public static FuzzTarget Journal(string dir) => new("journal", JournalSeeds(), input =>
+    {
+        var path = Path.Combine(dir, "fuzz" + Edge.Resilience.SessionStore.JournalSuffix);
+        File.WriteAllBytes(path, input);
+        var contents = Edge.Resilience.SessionStore.Read(path);
+        using var store = new Edge.Resilience.SessionStore(dir);
+        var loaded = contents.Fingerprint is { } fp ? store.Load("fuzz", fp) : null;
+        return $"records:{Math.Min(contents.Records, 4)} torn:{contents.IgnoredBytes > 0} state:{loaded is not null}";
+    }, ex => ex is InvalidDataException);
+
     public static OpenSession Open(DecodingMode mode) => new()
     {
         SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64,
@@ -235,6 +246,30 @@ public static class Targets
     private static List<byte[]> ConfigSeeds() =>
         new[] { "127.0.0.1:1883", "[::1]:8883", "broker.example.net", "iotdsd/v1/verifiers/v1/rounds/dev-7", "iotdsd/v1/verifiers/v-1/status", "dev_7.a-b", "host:99999" }
             .Select(Encoding.UTF8.GetBytes).ToList();
+
+    private static List<byte[]> JournalSeeds()
+    {
+        var dir = Directory.CreateTempSubdirectory("iotdsd-fuzz-journal-").FullName;
+        try
+        {
+            using (var store = new Edge.Resilience.SessionStore(dir))
+            {
+                var state = new Core.Sessions.DraftSessionState { SessionId = "fuzz", Committed = [72, 105, 33], PromptLength = 2, Round = 1, Epoch = 1 };
+                store.Save(state, "mode=rsr t=0.8 seed=1");
+                for (var i = 0; i < 4; i++)
+                {
+                    state = state with { Committed = [.. state.Committed, 32 + i, 1000 + i], Round = state.Round + 1, Rounds = i + 1, Drafted = 4 * (i + 1), Accepted = 2 * i };
+                    store.Save(state, "mode=rsr t=0.8 seed=1");
+                }
+            }
+
+            return [File.ReadAllBytes(Path.Combine(dir, "fuzz" + Edge.Resilience.SessionStore.JournalSuffix)), [.. "IOTDSDJ"u8, 1]];
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 
     private static List<byte[]> ManifestSeeds()
     {

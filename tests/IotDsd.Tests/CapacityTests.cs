@@ -145,6 +145,50 @@ public sealed class CapacityTests
     }
 
     [Fact]
+    public async Task Loadgen_NoPrompt_RunsTheShippedPromptSetOnePerDevice()
+    {
+        var shipped = File.ReadAllLines(Path.Combine(Security.SecureBroker.RepoRoot, "devices", "prompts.txt")).Where(l => l.Trim().Length > 0).ToArray();
+        Assert.Equal(shipped, Cli.Commands.LoadgenCommand.DefaultPrompts());
+        Assert.True(shipped.Length >= 2);
+
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["loadgen", "--devices", "3", "--max-tokens", "30", "--temperature", "0", "--json"]);
+        Assert.True(code == 0, $"exit {code}: {stderr}\n{stdout}");
+        using var report = JsonDocument.Parse(stdout);
+        var root = report.RootElement;
+        Assert.Equal(3, root.GetProperty("completed").GetInt32());
+        Assert.Equal(90, root.GetProperty("tokens").GetInt64());
+        // Each device's greedy text is checked against target-only decoding of its own prompt.
+        Assert.Equal(0, root.GetProperty("reference_mismatches").GetInt32());
+        Assert.Equal(0, root.GetProperty("lost_tokens").GetInt64());
+    }
+
+    [Fact]
+    public async Task Loadgen_ExternalVerifier_ReportsTheLargestBatchItsRepliesSaw()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        using var verifier = await FaultRig.StartVerifierAsync(broker.Port, "external", new ErrorLog());
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null,
+            ["loadgen", "--broker", $"127.0.0.1:{broker.Port}", "--devices", "4", "--max-tokens", "40", "--prompt", "Once upon a time", "--temperature", "0", "--json"]);
+        Assert.True(code == 0, $"exit {code}: {stderr}\n{stdout}");
+        using var report = JsonDocument.Parse(stdout);
+        var root = report.RootElement;
+        var max = root.GetProperty("max_batch").GetInt64();
+        Assert.True(max >= 1, stdout);
+        Assert.True(max >= root.GetProperty("mean_batch").GetDouble(), stdout);
+        Assert.True(max <= verifier.Stats.MaxBatch, $"loadgen says {max}, the verifier's largest pass was {verifier.Stats.MaxBatch}");
+    }
+
+    [Fact]
+    public void LoadReport_NoVerifierStats_MaxBatchFromTheSessions()
+    {
+        IReadOnlyList<double> steps = [1.0];
+        var samples = new[] { 3, 7, 5 }.Select(m => new Cli.Load.SessionSample(10, 10, true, 10, 1, steps, 0, 0, 0, 0, m - 0.5, 0, 0, 4, 3) { MaxBatch = m }).ToList();
+        var report = Cli.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 0, meanBatch: null, []);
+        Assert.Equal(7, report.MaxBatch);
+        Assert.Equal(9, Cli.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 9, meanBatch: 4, []).MaxBatch);
+    }
+
+    [Fact]
     public async Task BenchCapacity_BothSystems_ReportsEachPointAndTheRatio()
     {
         var (code, stdout, stderr) = await CliProcess.RunAsync(null,

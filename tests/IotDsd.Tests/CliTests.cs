@@ -18,6 +18,8 @@ public sealed class CliTests
     [InlineData("demo", "--nonsense")]
     [InlineData("demo")]
     [InlineData("edge", "--prompt", "x", "--broker", "localhost:99999")]
+    [InlineData("edge", "--prompt", "x", "--broker", "localhost:1883", "--state-sync-rounds", "0")]
+    [InlineData("edge", "--prompt", "x", "--broker", "localhost:1883", "--state-sync-ms", "-1")]
     [InlineData("verifier", "--broker", "")]
     [InlineData("generate", "--prompt", "x", "--target", "/nonexistent/model")]
     [InlineData("frobnicate")]
@@ -73,6 +75,36 @@ public sealed class CliTests
         }
 
         Assert.NotEqual(lines[0], lines[1]);
+    }
+
+    [Fact]
+    public async Task Demo_ModeGreedyAlone_MeansTemperatureZero()
+    {
+        var greedy = await RunAsync("demo", "--prompt", "A computer", "--max-tokens", "60", "--mode", "greedy", "--json");
+        Assert.True(greedy.Code == 0, greedy.Err);
+        var explicitZero = await RunAsync("demo", "--prompt", "A computer", "--max-tokens", "60", "--mode", "greedy", "--temperature", "0", "--json");
+        Assert.True(explicitZero.Code == 0, explicitZero.Err);
+        var generate = await RunAsync("generate", "--prompt", "A computer", "--max-tokens", "60", "--temperature", "0", "--json");
+        Assert.Equal(0, generate.Code);
+        using var d = JsonDocument.Parse(greedy.Out);
+        using var z = JsonDocument.Parse(explicitZero.Out);
+        using var g = JsonDocument.Parse(generate.Out);
+        Assert.Equal("greedy", d.RootElement.GetProperty("mode").GetString());
+        Assert.Equal(g.RootElement.GetProperty("text").GetString(), d.RootElement.GetProperty("text").GetString());
+        Assert.Equal(g.RootElement.GetProperty("text").GetString(), z.RootElement.GetProperty("text").GetString());
+    }
+
+    [Theory]
+    [InlineData("demo", "0.5")]
+    [InlineData("loadgen", "0.9")]
+    public async Task ModeGreedy_ExplicitNonZeroTemperature_ErrorNamesBoth(string command, string temperature)
+    {
+        var (code, stdout, stderr) = await RunAsync(command, "--prompt", "x", "--mode", "greedy", "--temperature", temperature);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("--mode greedy", line, StringComparison.Ordinal);
+        Assert.Contains($"--temperature {temperature}", line, StringComparison.Ordinal);
     }
 
     [Fact]

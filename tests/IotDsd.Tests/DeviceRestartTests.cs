@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using IotDsd.Core.Sessions;
+using IotDsd.Edge.Resilience;
 using IotDsd.Messaging.Broker;
 using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.LinkEmulation;
@@ -53,7 +54,7 @@ public sealed class DeviceRestartTests(ITestOutputHelper output)
                 await victim.KillAsync();
             }
 
-            Assert.True(Directory.GetFiles(dir, "*.session.json").Length == 1, "no saved session survived the kill");
+            Assert.True(Directory.GetFiles(dir, "*" + SessionStore.JournalSuffix).Length == 1, "no saved session survived the kill");
             await using var resumed = IotdsdProcess.Start(Args(dir));
             await resumed.WaitForExitAsync(TimeSpan.FromMinutes(3));
             Assert.True(resumed.ExitCode == 0, resumed.Stderr);
@@ -61,7 +62,7 @@ public sealed class DeviceRestartTests(ITestOutputHelper output)
             Assert.Equal(referenceText, json.RootElement.GetProperty("text").GetString());
             var resumedTokens = json.RootElement.GetProperty("resumed_tokens").GetInt32();
             Assert.True(resumedTokens >= 150, $"resumed {resumedTokens} tokens");
-            Assert.Empty(Directory.GetFiles(dir, "*.session.json")); // a finished session is forgotten
+            Assert.Empty(Directory.GetFiles(dir, "*" + SessionStore.JournalSuffix)); // a finished session is forgotten
             output.WriteLine($"{mode}: killed with {savedTokens} tokens saved; restart resumed {resumedTokens} and finished with the same {json.RootElement.GetProperty("tokens").GetInt32()} tokens");
         }
         finally

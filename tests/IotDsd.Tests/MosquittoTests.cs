@@ -7,20 +7,15 @@ using Xunit.Abstractions;
 namespace IotDsd.Tests;
 
 /// <summary>
-/// The pipeline through a real Mosquitto child process. Where mosquitto is not installed these tests return early,
+/// The pipeline through a real Mosquitto child process. Where mosquitto is not installed these tests are skipped with the reason,
 /// except under IOTDSD_REQUIRE_MOSQUITTO=1 (CI), where a missing broker fails them.
 /// </summary>
 public sealed class MosquittoTests(ITestOutputHelper output)
 {
-    [Fact]
+    [SkippableFact]
     public async Task Mosquitto_GreedyAndRsr_LosslessAndDeterministic()
     {
         await using var mosquitto = await MosquittoProcess.TryStart();
-        if (mosquitto is null)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
 
         const string prompt = "The meaning of life is";
         var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", 250);
@@ -38,15 +33,10 @@ public sealed class MosquittoTests(ITestOutputHelper output)
         Assert.Empty(pipeline.Log.Errors);
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Mosquitto_DiscoveryByRetainedStatus_PicksLiveVerifier()
     {
         await using var mosquitto = await MosquittoProcess.TryStart();
-        if (mosquitto is null)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
 
         await using var pipeline = await Pipeline.StartAsync(mosquitto.Port, verifierId: "mosq-verifier", pinVerifier: false);
         var report = await pipeline.GenerateAsync("Never", DecodingMode.Greedy, 0f, 60, session: "disc");

@@ -76,8 +76,8 @@ public sealed class ResilienceTests(ITestOutputHelper output)
             store.Save(state, "fp-a");
             Assert.Equal(state.Committed, store.Load("s1", "fp-a")!.Committed);
             Assert.Contains("different settings", Assert.Throws<InvalidDataException>(() => store.Load("s1", "fp-b")).Message, StringComparison.Ordinal);
-            File.WriteAllText(Path.Combine(dir, "s1.session.json"), "{not json");
-            Assert.Contains("corrupt", Assert.Throws<InvalidDataException>(() => store.Load("s1", "fp-a")).Message, StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(dir, "s1" + SessionStore.JournalSuffix), "{not a journal");
+            Assert.Contains("not a session journal", Assert.Throws<InvalidDataException>(() => store.Load("s1", "fp-a")).Message, StringComparison.Ordinal);
             Assert.Null(store.Load("other", "fp-a"));
             Assert.Throws<ArgumentException>(() => store.Load("../escape", "fp-a"));
         }

@@ -5,7 +5,6 @@ using IotDsd.Messaging.LinkEmulation;
 using IotDsd.Messaging.Presence;
 using IotDsd.Tests.Infrastructure;
 using IotDsd.Verifier.Hosting;
-using Xunit.Abstractions;
 
 namespace IotDsd.Tests;
 
@@ -14,18 +13,13 @@ namespace IotDsd.Tests;
 /// when devices fail over. Two verifiers lose their links at once; the one with no delay is offline at once, the
 /// other not yet.
 /// </summary>
-public sealed class WillDelayTests(ITestOutputHelper output)
+public sealed class WillDelayTests
 {
-    [Fact]
+    [SkippableFact]
     public async Task Mosquitto_VerifiersLinksCut_OfflineWillFollowsEachOnesDelay()
     {
         // Mosquitto honours the will delay; the in-process MQTTnet broker publishes every will at once.
         await using var broker = await MosquittoProcess.TryStart();
-        if (broker is null)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
 
         await using var nowLink = new LinkEmulator(0, "127.0.0.1", broker.Port);
         await using var lateLink = new LinkEmulator(0, "127.0.0.1", broker.Port);

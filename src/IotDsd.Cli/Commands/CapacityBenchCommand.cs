@@ -64,7 +64,7 @@ internal static class CapacityBenchCommand
                 {
                     var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
                     var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), TimeSpan.FromMilliseconds(batchWait));
-                    var report = await LoadgenCommand.RunAsync(spec, models, prompt, settings, null, [], logging, ct).ConfigureAwait(false);
+                    var report = await LoadgenCommand.RunAsync(spec, models, [prompt], settings, null, [], logging, ct).ConfigureAwait(false);
                     runs.Add(report);
                     var ok = Meets(report, limit);
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,

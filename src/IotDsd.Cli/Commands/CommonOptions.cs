@@ -11,6 +11,9 @@ namespace IotDsd.Cli.Commands;
 internal sealed class CommonOptions
 {
     public Option<string> Prompt { get; } = new("--prompt") { Description = "Text to continue.", Required = true };
+
+    /// <summary>The same flag where a default prompt set stands in (<c>loadgen</c>).</summary>
+    public Option<string?> PromptOrDefaultSet { get; } = new("--prompt") { Description = "Text every device continues (default: the shipped prompt set, one prompt per device in turn)." };
     public Option<int> MaxTokens { get; } = new("--max-tokens") { Description = "Tokens to generate.", DefaultValueFactory = _ => 200 };
     public Option<string?> Mode { get; } = new("--mode") { Description = "greedy, dsd, dssd or rsr (default: rsr when sampling, greedy at temperature 0)." };
     public Option<float> Temperature { get; } = new("--temperature") { Description = "Sampling temperature; 0 is greedy.", DefaultValueFactory = _ => 0.7f };
@@ -31,9 +34,17 @@ internal sealed class CommonOptions
     public Option<bool> Verbose { get; } = new("--verbose") { Description = "Log informational messages to stderr." };
     public Option<string?> CalibrationOut { get; } = new("--calibration-out") { Description = "Write a calibration file of this run for iotdsd sim --calibration." };
 
-    public void AddGeneration(Command command, bool speculative)
+    public void AddGeneration(Command command, bool speculative, bool defaultPrompts = false)
     {
-        command.Add(Prompt);
+        if (defaultPrompts)
+        {
+            command.Add(PromptOrDefaultSet);
+        }
+        else
+        {
+            command.Add(Prompt);
+        }
+
         command.Add(MaxTokens);
         if (speculative)
         {
@@ -73,17 +84,25 @@ internal sealed class CommonOptions
     public SessionSettings Settings(ParseResult result, int index, string sessionPrefix, bool speculative = true)
     {
         var temperature = result.GetValue(Temperature);
-        var sampling = new SamplingParams(temperature, result.GetValue(TopK), result.GetValue(TopP));
         var modeText = speculative ? result.GetValue(Mode) : null;
         DecodingMode mode;
         if (modeText is null)
         {
-            mode = sampling.IsGreedy ? DecodingMode.Greedy : DecodingMode.Rsr;
+            mode = temperature <= 0 ? DecodingMode.Greedy : DecodingMode.Rsr;
         }
         else if (!DecodingModes.TryParse(modeText, out mode))
         {
             throw new CliError($"--mode must be greedy, dsd, dssd or rsr, got '{modeText}'");
         }
+        else if (mode == DecodingMode.Greedy && temperature != 0)
+        {
+            // Greedy is temperature 0: the default temperature gives way; one given explicitly conflicts.
+            temperature = result.GetResult(Temperature) is { Implicit: false }
+                ? throw new CliError(string.Create(CultureInfo.InvariantCulture, $"--mode greedy conflicts with --temperature {temperature}: greedy decoding is temperature 0; drop --temperature or use --mode rsr (or dsd, dssd) to sample"))
+                : 0f;
+        }
+
+        var sampling = new SamplingParams(temperature, result.GetValue(TopK), result.GetValue(TopP));
 
         var seed = DeterministicRandom.SampleSeed(result.GetValue(Seed), index);
         var settings = new SessionSettings

@@ -15,7 +15,9 @@ internal static class EdgeCommand
         var timeout = new Option<double>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 5000 };
         var stateDir = new Option<string?>("--state-dir") { Description = "Save generations in progress here after every round; a restarted process resumes them." };
         var giveUp = new Option<double>("--give-up-s") { Description = "Fail when no verifier has answered for this long (link down, none online).", DefaultValueFactory = _ => 600 };
-        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, giveUp };
+        var syncRounds = new Option<int>("--state-sync-rounds") { Description = "With --state-dir: fsync the session journal after this many rounds (a power cut loses at most the rounds since, which are decoded again).", DefaultValueFactory = _ => 16 };
+        var syncMs = new Option<double>("--state-sync-ms") { Description = "With --state-dir: fsync the journal at the first round this long after the last fsync.", DefaultValueFactory = _ => 5000 };
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, syncRounds, syncMs, giveUp };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
@@ -30,6 +32,13 @@ internal static class EdgeCommand
                 Tls = common.Transport.Parse(result, common.ParseBroker(result)),
                 RequestTimeout = TimeSpan.FromMilliseconds(result.GetValue(timeout)),
                 StateDirectory = result.GetValue(stateDir),
+                StateJournal = new Edge.Resilience.JournalPolicy
+                {
+                    SyncEveryRounds = result.GetValue(syncRounds) is >= 1 and var rounds ? rounds : throw new CliError($"--state-sync-rounds must be at least 1, got {result.GetValue(syncRounds)}"),
+                    SyncInterval = double.IsFinite(result.GetValue(syncMs)) && result.GetValue(syncMs) is >= 0 and <= 86_400_000
+                        ? TimeSpan.FromMilliseconds(result.GetValue(syncMs))
+                        : throw new CliError($"--state-sync-ms must be between 0 and 86400000, got {result.GetValue(syncMs)}"),
+                },
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
                 AdaptGammaInSampling = result.GetValue(common.AdaptInSampling),

@@ -37,7 +37,7 @@ internal static class LoadgenCommand
         {
             broker, devices, baseline, id, watch, maxBatch, check, timeout, common.Username, common.Password,
         };
-        common.AddGeneration(command, speculative: true);
+        common.AddGeneration(command, speculative: true, defaultPrompts: true);
         command.SetAction(async (result, ct) =>
         {
             var n = result.GetValue(devices);
@@ -51,21 +51,30 @@ internal static class LoadgenCommand
             var watched = (result.GetValue(watch) ?? []).Select(ProcessWatch.Parse).ToList();
             using var logging = Runtime.Logging(result.GetValue(common.Verbose));
             using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: !useBaseline);
-            var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
-            if (prompt.Length == 0)
+            var prompts = (result.GetValue(common.PromptOrDefaultSet) is { } text ? [text] : DefaultPrompts()).Select(p => models.Tokenizer.Encode(p)).ToArray();
+            if (prompts.Any(p => p.Length == 0))
             {
                 throw new CliError("--prompt must not be empty");
             }
 
             var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
-            var references = result.GetValue(check) ? References(models, prompt, settings, useBaseline) : null;
+            var references = result.GetValue(check) ? References(models, prompts, settings, samples, useBaseline) : null;
             var spec = new LoadSpec(n, samples, useBaseline, result.GetValue(broker), result.GetValue(id), result.GetValue(maxBatch),
                 result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling));
-            var report = await RunAsync(spec, models, prompt, settings, references, watched, logging, ct).ConfigureAwait(false);
+            var report = await RunAsync(spec, models, prompts, settings, references, watched, logging, ct).ConfigureAwait(false);
             Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
             return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;
         });
         return command;
+    }
+
+    /// <summary>The shipped prompt set (devices/prompts.txt, embedded): device d continues prompt d mod its length.</summary>
+    internal static string[] DefaultPrompts()
+    {
+        using var stream = typeof(LoadgenCommand).Assembly.GetManifestResourceStream("IotDsd.Cli.prompts.txt")
+            ?? throw new InvalidOperationException("the default prompt set is not embedded in this build");
+        using var reader = new StreamReader(stream);
+        return [.. reader.ReadToEnd().Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Trim().Length > 0)];
     }
 
     /// <summary>What one load run drives: how many devices, against which system and broker.</summary>
@@ -77,7 +86,7 @@ internal static class LoadgenCommand
     /// names one, runs every device's sessions at once, and reports.
     /// </summary>
     internal static async Task<LoadReport> RunAsync(
-        LoadSpec spec, ModelPair models, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references,
+        LoadSpec spec, ModelPair models, int[][] prompts, SessionSettings[] settings, Dictionary<string, int[]>? references,
         List<(string Name, int Pid)> watched, ILoggerFactory logging, CancellationToken ct)
     {
         var n = spec.Devices;
@@ -128,8 +137,8 @@ internal static class LoadgenCommand
             var processes = new ProcessWatch(watched);
             var run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, processes, logging);
             var (sessionSamples, errors, wall) = useBaseline
-                ? await run.BaselineAsync(serverId!, prompt, settings, references, ct).ConfigureAwait(false)
-                : await run.SpeculativeAsync(models.Draft!, serverId, prompt, settings, references, ct).ConfigureAwait(false);
+                ? await run.BaselineAsync(serverId!, prompts, settings, references, ct).ConfigureAwait(false)
+                : await run.SpeculativeAsync(models.Draft!, serverId, prompts, settings, references, ct).ConfigureAwait(false);
             var usage = processes.Stop();
             var stats = (VerifierStats?)verifier?.Stats ?? server?.Stats;
             return LoadReport.From(
@@ -162,18 +171,18 @@ internal static class LoadgenCommand
     /// Target-only texts to compare with: greedy speculative output must equal them byte for byte, and the baseline
     /// must equal them in every mode (it samples with the reference's own randomness).
     /// </summary>
-    internal static Dictionary<string, int[]>? References(ModelPair models, int[] prompt, SessionSettings[] settings, bool baseline)
+    internal static Dictionary<string, int[]>? References(ModelPair models, int[][] prompts, SessionSettings[] settings, int samples, bool baseline)
     {
         if (!baseline && !settings[0].Sampling.IsGreedy)
         {
             return null;
         }
 
-        // Greedy text depends on the prompt and length alone: every device shares one reference.
-        int[]? greedy = null;
-        return settings.ToDictionary(s => s.SessionId, s => s.Sampling.IsGreedy
-            ? greedy ??= Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens)
-            : Autoregressive.Generate(models.Target, prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens));
+        // Greedy text depends on the prompt and length alone: the devices given one prompt share one reference.
+        var greedy = new int[]?[prompts.Length];
+        return settings.Select((s, i) => (s, p: i / samples % prompts.Length)).ToDictionary(x => x.s.SessionId, x => x.s.Sampling.IsGreedy
+            ? greedy[x.p] ??= Autoregressive.Generate(models.Target, prompts[x.p], x.s.Sampling, x.s.Seed, x.s.SessionId, x.s.MaxTokens)
+            : Autoregressive.Generate(models.Target, prompts[x.p], x.s.Sampling, x.s.Seed, x.s.SessionId, x.s.MaxTokens));
     }
 
     /// <summary>The devices of one load run.</summary>
@@ -192,7 +201,7 @@ internal static class LoadgenCommand
         };
 
         public async Task<(List<SessionSample>, List<string>, double)> SpeculativeAsync(
-            Core.Models.ILanguageModel draft, string? verifierId, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
+            Core.Models.ILanguageModel draft, string? verifierId, int[][] prompts, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
         {
             var workers = new DraftWorker[devices];
             try
@@ -205,10 +214,10 @@ internal static class LoadgenCommand
                 await Task.WhenAll(workers.Select(w => w.StartAsync(ct))).ConfigureAwait(false);
                 return await RunAsync(async (d, s) =>
                 {
-                    var r = await workers[d].GenerateAsync(prompt, s, null, ct).ConfigureAwait(false);
+                    var r = await workers[d].GenerateAsync(prompts[d % prompts.Length], s, null, ct).ConfigureAwait(false);
                     return new SessionSample(
                         r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
-                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted) { Verifier = r.VerifierId };
+                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted) { Verifier = r.VerifierId, MaxBatch = r.MaxBatch };
                 }, settings).ConfigureAwait(false);
             }
             finally
@@ -221,7 +230,7 @@ internal static class LoadgenCommand
         }
 
         public async Task<(List<SessionSample>, List<string>, double)> BaselineAsync(
-            string serverId, int[] prompt, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
+            string serverId, int[][] prompts, SessionSettings[] settings, Dictionary<string, int[]>? references, CancellationToken ct)
         {
             var clients = new StreamClient[devices];
             try
@@ -234,10 +243,10 @@ internal static class LoadgenCommand
                 await Task.WhenAll(clients.Select(c => c.StartAsync(ct))).ConfigureAwait(false);
                 return await RunAsync(async (d, s) =>
                 {
-                    var r = await clients[d].GenerateAsync(prompt, s.Sampling, s.Seed, s.SessionId, s.MaxTokens, null, ct).ConfigureAwait(false);
+                    var r = await clients[d].GenerateAsync(prompts[d % prompts.Length], s.Sampling, s.Seed, s.SessionId, s.MaxTokens, null, ct).ConfigureAwait(false);
                     return new SessionSample(
                         r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
-                        r.TokenGapMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, 0, r.Duplicates, 0, 0);
+                        r.TokenGapMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, 0, r.Duplicates, 0, 0) { MaxBatch = r.MaxBatch };
                 }, settings).ConfigureAwait(false);
             }
             finally

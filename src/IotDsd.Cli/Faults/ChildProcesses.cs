@@ -28,9 +28,12 @@ public sealed class MosquittoChild : IAsyncDisposable
 
     public int Port { get; }
 
-    /// <summary>Where Debian's package (or a local build) puts the broker; null where it is not installed.</summary>
+    /// <summary>The broker binary: $IOTDSD_MOSQUITTO where set (null if no such file), else where Debian's package (or a
+    /// local build) puts it; null where it is not installed.</summary>
     public static string? Binary =>
-        new[] { "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto" }.FirstOrDefault(File.Exists);
+        Environment.GetEnvironmentVariable("IOTDSD_MOSQUITTO") is { Length: > 0 } chosen
+            ? File.Exists(chosen) ? chosen : null
+            : new[] { "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/usr/bin/mosquitto" }.FirstOrDefault(File.Exists);
 
     /// <summary>Starts it with <paramref name="extraConfig"/> appended to the configuration; throws where no binary is installed.</summary>
     public static async Task<MosquittoChild> StartAsync(bool persistence, string extraConfig = "")

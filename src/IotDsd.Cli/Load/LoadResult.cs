@@ -24,6 +24,9 @@ internal sealed record SessionSample(
     /// <summary>The verifier (or server) the session ran on.</summary>
     public string? Verifier { get; init; }
 
+    /// <summary>The largest forward pass the session's replies reported.</summary>
+    public int MaxBatch { get; init; }
+
     /// <summary>Time per output token after the first.</summary>
     public double TimePerTokenMs => Tokens <= 1 ? ElapsedMs : (ElapsedMs - FirstTokenMs) / (Tokens - 1);
 }
@@ -93,7 +96,8 @@ internal sealed record LoadReport
             DownlinkPerToken = PerToken(samples.Sum(s => s.DownlinkPayload), tokens),
             WirePerToken = PerToken(samples.Sum(s => s.UplinkWire + s.DownlinkWire), tokens),
             MeanBatch = Math.Round(meanBatch ?? (samples.Count == 0 ? 0 : samples.Average(s => s.MeanBatch)), 2),
-            MaxBatch = maxBatch,
+            // The in-process verifier counts every pass; against an external one, the largest any reply reported.
+            MaxBatch = Math.Max(maxBatch, samples.Count == 0 ? 0 : samples.Max(s => s.MaxBatch)),
             Retries = samples.Sum(s => s.Retries),
             LostTokens = samples.Sum(s => (long)Math.Max(0, s.Expected - s.Tokens)),
             DuplicatedTokens = samples.Sum(s => s.Duplicates + Math.Max(0, s.Tokens - s.Expected)),

@@ -8,7 +8,7 @@ namespace IotDsd.Cli.Output;
 /// <summary>Renders the fleet view as a fixed-width table or as JSON.</summary>
 internal static class FleetTable
 {
-    private static readonly string[] Header = ["ROLE", "ID", "STATE", "CONN", "BOOT", "LEVEL", "ACCEPT", "TOK/S", "RTT ms", "GAMMA", "QUEUE", "SESS", "ROUNDS", "ERRORS", "VERSION", "AGE"];
+    private static readonly string[] Header = ["ROLE", "ID", "STATE", "CONN", "BOOT", "LEVEL", "ACCEPT", "TOK/S", "RTT ms", "GAMMA", "QUEUE", "SESS", "MEM", "ROUNDS", "ERRORS", "VERSION", "AGE"];
 
     public static string Render(IReadOnlyList<FleetRow> rows, long nowMs)
     {
@@ -29,6 +29,7 @@ internal static class FleetTable
                 m?.Gamma?.ToString(CultureInfo.InvariantCulture) ?? "-",
                 m?.QueueDepth.ToString(CultureInfo.InvariantCulture) ?? "-",
                 m?.Sessions.ToString(CultureInfo.InvariantCulture) ?? "-",
+                Memory(m),
                 m?.Rounds.ToString(CultureInfo.InvariantCulture) ?? "-",
                 m is null ? "-" : m.Errors.Count == 0 ? "0" : string.Join(",", m.Errors.OrderBy(e => e.Key, StringComparer.Ordinal).Select(e => $"{e.Key}={e.Value}")),
                 r.Version ?? "-",
@@ -58,6 +59,12 @@ internal static class FleetTable
             ["model"] = r.Model,
             ["metrics"] = r.Metrics,
         }));
+
+    /// <summary>A verifier's accounted session memory and the cache bytes per token it charges, e.g. <c>3.4MiB@72KiB/tok</c>.</summary>
+    internal static string Memory(Messaging.Diagnostics.MetricsPayload? m) =>
+        m?.Extra is { } extra && extra.TryGetValue("memory_bytes", out var bytes) && extra.TryGetValue("cache_bytes_per_token", out var perToken)
+            ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (1 << 20):0.0}MiB@{perToken / 1024:0.#}KiB/tok")
+            : "-";
 
     private static string Number(double? value, string format) => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "-";
 }

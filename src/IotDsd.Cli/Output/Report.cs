@@ -35,6 +35,8 @@ internal sealed record CompletionJson
     [JsonPropertyName("unverified_tokens_shown")] public long UnverifiedTokensShown { get; init; }
     [JsonPropertyName("link_drops")] public long LinkDrops { get; init; }
     [JsonPropertyName("resumed_tokens")] public int ResumedTokens { get; init; }
+    [JsonPropertyName("state_bytes_written")] public long StateBytesWritten { get; init; }
+    [JsonPropertyName("state_fsyncs")] public long StateFsyncs { get; init; }
     [JsonPropertyName("reopens")] public long Reopens { get; init; }
     [JsonPropertyName("recovery_ms")] public IReadOnlyList<double> RecoveryMs { get; init; } = [];
     [JsonPropertyName("failover_ms")] public IReadOnlyList<double> FailoverMs { get; init; } = [];
@@ -69,6 +71,8 @@ internal sealed record CompletionJson
         UnverifiedTokensShown = r.Faults.UnverifiedTokensShown,
         LinkDrops = r.Faults.LinkDrops,
         ResumedTokens = r.Faults.ResumedTokens,
+        StateBytesWritten = r.StateBytesWritten,
+        StateFsyncs = r.StateSyncs,
         Reopens = r.Reopens,
         RecoveryMs = [.. r.Faults.RecoveryMillis.Select(v => Math.Round(v, 1))],
         FailoverMs = [.. r.Faults.FailoverMillis.Select(v => Math.Round(v, 1))],

@@ -9,6 +9,12 @@ public interface ILanguageModel : IDisposable
     /// <summary>Human-readable name, for logs and summaries.</summary>
     string Name { get; }
 
+    /// <summary>
+    /// Bytes a sequence's cache holds per token fed: for a transformer its KV cache,
+    /// <see cref="CacheShape.BytesPerToken"/>; for an n-gram model its token history. 0 when the model does not say.
+    /// </summary>
+    long CacheBytesPerToken => 0;
+
     /// <summary>Number of output classes; every logits row has this many entries.</summary>
     int VocabSize { get; }
 

@@ -132,6 +132,7 @@ public sealed class StreamClient : IAsyncDisposable
         private int _delivered;
         private long _last;
         private long _downPayload, _downWire, _batchSum, _chunks, _duplicates;
+        private int _maxBatch;
         private TimeSpan _firstToken;
         private TimeSpan _elapsed;
 
@@ -158,6 +159,7 @@ public sealed class StreamClient : IAsyncDisposable
 
                 _chunks++;
                 _batchSum += chunk.BatchSize;
+                _maxBatch = Math.Max(_maxBatch, chunk.BatchSize);
                 for (var i = 0; i < chunk.Tokens.Length; i++)
                 {
                     var at = chunk.Index + i;
@@ -213,6 +215,7 @@ public sealed class StreamClient : IAsyncDisposable
                     DownlinkPayloadBytes = _downPayload,
                     DownlinkWireBytes = _downWire,
                     MeanBatch = _chunks == 0 ? 0 : (double)_batchSum / _chunks,
+                    MaxBatch = _maxBatch,
                     Duplicates = _duplicates,
                 };
             }
@@ -235,6 +238,9 @@ public sealed record StreamReport
     public long DownlinkPayloadBytes { get; init; }
     public long DownlinkWireBytes { get; init; }
     public double MeanBatch { get; init; }
+
+    /// <summary>The largest forward pass any chunk reported.</summary>
+    public int MaxBatch { get; init; }
 
     /// <summary>Chunks delivered more than once (QoS 1 duplicates); each was ignored.</summary>
     public long Duplicates { get; init; }

@@ -105,7 +105,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var requester = _requester ?? throw new InvalidOperationException("call StartAsync first");
         var connection = _connection!;
         var fingerprint = Fingerprint(prompt, settings);
-        var store = _options.StateDirectory is { } dir ? new SessionStore(dir) : null;
+        using var store = _options.StateDirectory is { } dir ? new SessionStore(dir, _options.StateJournal, _time) : null;
         DraftSessionState? saved;
         try
         {
@@ -143,6 +143,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         if (saved is not null)
         {
             Log.Resumed(_logger, settings.SessionId, resumed, session.Round);
+            store!.Save(session.Snapshot(), fingerprint); // the new epoch is on disk (fsynced) before any open carries it
             proposals.Observe(session);
             Emit(session, session.PromptLength, session.Committed.Count - session.PromptLength, onCommitted);
         }
@@ -150,6 +151,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var started = _time.GetTimestamp();
         TimeSpan? firstToken = null;
         long reopens = 0, batchSum = 0, violations = 0;
+        var maxBatch = 0;
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
         var verifyMillis = new List<double>();
@@ -195,6 +197,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         break;
                     case StreamCompleted streamed:
                         batchSum += (long)Math.Round(streamed.MeanBatch);
+                        maxBatch = Math.Max(maxBatch, streamed.MaxBatch);
                         roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
                         verifyMillis.Add(0);
                         acceptedPerRound.Add(0);
@@ -235,6 +238,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
                         proposals.Observe(session);
                         batchSum += verdict.BatchSize;
+                        maxBatch = Math.Max(maxBatch, verdict.BatchSize);
                         verifyMillis.Add(verdict.VerifyMicros / 1000.0);
                         roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
                         acceptedPerRound.Add(verdict.Accepted);
@@ -286,6 +290,9 @@ public sealed partial class DraftWorker : IAsyncDisposable
             AcceptedPerRound = acceptedPerRound,
             DraftedPerRound = draftedPerRound,
             MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
+            MaxBatch = maxBatch,
+            StateBytesWritten = store?.BytesWritten ?? 0,
+            StateSyncs = store?.Syncs ?? 0,
             Faults = new FaultReport
             {
                 ResumedTokens = resumed,

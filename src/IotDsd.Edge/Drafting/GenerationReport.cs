@@ -33,6 +33,15 @@ public sealed record GenerationReport
     public IReadOnlyList<double> VerifyMillis { get; init; } = [];
     public double MeanBatch { get; init; }
 
+    /// <summary>The largest forward pass (rounds or streams verified together) any of this generation's replies reported.</summary>
+    public int MaxBatch { get; init; }
+
+    /// <summary>Bytes the session journal wrote (state directory only; 0 without one).</summary>
+    public long StateBytesWritten { get; init; }
+
+    /// <summary>fsync calls the session journal made.</summary>
+    public long StateSyncs { get; init; }
+
     /// <summary>Per round: drafts accepted, and drafts sent (acceptance by position, for calibration).</summary>
     public IReadOnlyList<int> AcceptedPerRound { get; init; } = [];
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace IotDsd.Edge.Drafting;
 
 /// <summary>A streamed round ended: every token it asked for is committed.</summary>
-internal sealed record StreamCompleted(int Tokens, double MeanBatch);
+internal sealed record StreamCompleted(int Tokens, double MeanBatch, int MaxBatch);
 
 /// <summary>Verifier-side decoding: one streamed round, riding out the same faults as a speculative one.</summary>
 internal sealed partial class GenerationRun
@@ -23,6 +23,7 @@ internal sealed partial class GenerationRun
         var attempt = 0;
         var violations = 0;
         long chunks = 0, batchSum = 0, tokens = 0;
+        var maxBatch = 0;
         while (true)
         {
             using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
@@ -80,6 +81,7 @@ internal sealed partial class GenerationRun
 
                         chunks++;
                         batchSum += chunk.BatchSize;
+                        maxBatch = Math.Max(maxBatch, chunk.BatchSize);
                         tokens += step.Count;
                         if (step.Count > 0)
                         {
@@ -88,7 +90,7 @@ internal sealed partial class GenerationRun
 
                         if (step.Kind == RoundStepKind.Committed)
                         {
-                            return new StreamCompleted((int)tokens, (double)batchSum / chunks);
+                            return new StreamCompleted((int)tokens, (double)batchSum / chunks, maxBatch);
                         }
                     }
                 }

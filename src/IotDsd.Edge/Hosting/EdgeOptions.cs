@@ -28,9 +28,12 @@ public sealed record EdgeOptions
 
     public int MaxPayloadBytes { get; init; } = Contracts.Wire.WireCodec.DefaultMaxPayloadBytes;
 
-    /// <summary>Directory where generations in progress are saved after every round, so a restarted process
-    /// resumes them; null keeps nothing.</summary>
+    /// <summary>Directory where generations in progress are journaled after every round (one appended record), so a
+    /// restarted process resumes them; null keeps nothing.</summary>
     public string? StateDirectory { get; init; }
+
+    /// <summary>When the session journal in <see cref="StateDirectory"/> is fsynced and compacted.</summary>
+    public Resilience.JournalPolicy StateJournal { get; init; } = new();
 
     /// <summary>A generation fails closed when no reply has come for this long (link down, no verifier).</summary>
     public TimeSpan GiveUpAfter { get; init; } = TimeSpan.FromMinutes(10);
@@ -94,6 +97,11 @@ public sealed record EdgeOptions
         if (VerifierId is not null && !TopicScheme.IsValidId(VerifierId))
         {
             return $"verifier id '{VerifierId}' must be 1-64 characters of A-Z a-z 0-9 _ . -";
+        }
+
+        if (StateJournal.Validate() is { } journal)
+        {
+            return journal;
         }
 
         if (SilentVerifierTimeouts < 1)

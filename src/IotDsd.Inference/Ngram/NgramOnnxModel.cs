@@ -42,6 +42,9 @@ public sealed class NgramOnnxModel : ILanguageModel
 
     public int VocabSize => _vocab;
 
+    /// <summary>A sequence keeps its token history, one int per token; the model itself holds no per-token state.</summary>
+    public long CacheBytesPerToken => sizeof(int);
+
     /// <summary>Logit of the padded ids past the bytes: their probability underflows to exactly zero.</summary>
     public const float PaddedLogit = -1e4f;
 

@@ -40,6 +40,9 @@ public sealed class TransformerModel : ILanguageModel
     public int KvHeads { get; }
     public int HeadDim { get; }
 
+    /// <summary>KV cache bytes per token: layers × 2 × kv heads × head dim × 4 (the cache is fp32).</summary>
+    public long CacheBytesPerToken => CacheShape.BytesPerToken(Layers, KvHeads, HeadDim, sizeof(float));
+
     /// <summary>Longest sequence the position embedding covers.</summary>
     public int MaxPositions { get; }
 

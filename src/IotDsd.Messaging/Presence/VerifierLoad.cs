@@ -19,6 +19,12 @@ public sealed record VerifierLoad
     [JsonPropertyName("weight")] public double Weight { get; init; } = 1;
     [JsonPropertyName("max_sessions")] public int MaxSessions { get; init; }
 
+    /// <summary>Bytes the verifier accounts per cached token, from its target model's KV shape; null from older verifiers.</summary>
+    [JsonPropertyName("cache_bytes_per_token")] public long? CacheBytesPerToken { get; init; }
+
+    /// <summary>Verifier memory its sessions are accounted to hold now (cache, rows, overhead); null from older verifiers.</summary>
+    [JsonPropertyName("memory_bytes")] public long? MemoryBytes { get; init; }
+
     /// <summary>The load of a verifier holding <paramref name="sessions"/>, busy <paramref name="utilisation"/> of the time.</summary>
     public static VerifierLoad Of(int sessions, int queueDepth, double batchMs, double utilisation, double weight, int maxSessions)
     {

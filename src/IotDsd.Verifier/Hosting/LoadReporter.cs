@@ -9,7 +9,7 @@ namespace IotDsd.Verifier.Hosting;
 /// every <see cref="VerifierOptions.LoadRefresh"/> while the load changes, and at once, after the batch that shows it,
 /// when the session count moves a lot, so devices placing new sessions see it soon. Nothing is sent while the load stands.
 /// </summary>
-internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, Func<int> queueDepth, TimeProvider time)
+internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, Func<int> queueDepth, TimeProvider time, long cacheBytesPerToken = 0, Func<long>? memory = null)
 {
     private readonly Lock _lock = new();
     private long _busyTicks;
@@ -17,7 +17,7 @@ internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, 
     private long _windowStart = time.GetTimestamp();
     private long _publishedAt = time.GetTimestamp();
     private double _busy; // smoothed over about one refresh period: one window's busy fraction swings from batch to batch
-    private VerifierLoad _current = VerifierLoad.Of(0, 0, 0, 0, options.CapacityWeight, options.MaxSessions);
+    private VerifierLoad _current = VerifierLoad.Of(0, 0, 0, 0, options.CapacityWeight, options.MaxSessions) with { CacheBytesPerToken = cacheBytesPerToken, MemoryBytes = 0 };
 
     // Set by a batch that moved the session count a lot (opens or closes); the reporter publishes without its tick.
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -72,7 +72,8 @@ internal sealed class LoadReporter(VerifierOptions options, Func<int> sessions, 
             var windowBusy = window > TimeSpan.Zero ? Math.Min(1, time.GetElapsedTime(0, _busyTicks) / window) : 0;
             var busy = _busy + ((windowBusy - _busy) * (1 - Math.Exp(-window / options.LoadRefresh)));
             var batchMs = _batches == 0 ? 0 : time.GetElapsedTime(0, _busyTicks).TotalMilliseconds / _batches;
-            var load = VerifierLoad.Of(sessions(), queueDepth(), batchMs, busy, options.CapacityWeight, options.MaxSessions);
+            var load = VerifierLoad.Of(sessions(), queueDepth(), batchMs, busy, options.CapacityWeight, options.MaxSessions)
+                with { CacheBytesPerToken = cacheBytesPerToken, MemoryBytes = memory?.Invoke() ?? 0 };
             var last = _current;
             var jump = Jump(load.Sessions, last.Sessions)
                 || Math.Abs(load.Score - last.Score) >= Math.Max(2, 0.1 * last.Score);

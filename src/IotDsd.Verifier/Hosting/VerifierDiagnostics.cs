@@ -68,6 +68,8 @@ public sealed class VerifierDiagnostics(VerifierService service, string model, I
                     ["mean_batch"] = Math.Round(stats.MeanBatch, 2),
                     ["max_batch"] = stats.MaxBatch,
                     ["duplicates"] = stats.Duplicates,
+                    ["cache_bytes_per_token"] = service.Limits.BytesPerCachedToken,
+                    ["memory_bytes"] = service.Limits.AccountedBytes,
                 },
             };
         }

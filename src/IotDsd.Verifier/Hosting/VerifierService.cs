@@ -40,8 +40,8 @@ public sealed partial class VerifierService : BackgroundService
         _target = target;
         _logger = logger;
         _time = time ?? TimeProvider.System;
-        Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time);
-        _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time);
+        Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time, target.CacheBytesPerToken);
+        _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time, Limits.BytesPerCachedToken, () => Limits.AccountedBytes);
     }
 
     /// <summary>The load this verifier's retained status carries now.</summary>
@@ -113,6 +113,7 @@ public sealed partial class VerifierService : BackgroundService
 
                 var started = _time.GetTimestamp();
                 await processor.ProcessAsync(batch, stoppingToken).ConfigureAwait(false);
+                Limits.Account();
                 _load.Batch(started, _time.GetTimestamp());
                 if (_time.GetTimestamp() >= nextSweep)
                 {
@@ -120,6 +121,7 @@ public sealed partial class VerifierService : BackgroundService
                     var expired = _sessions.Expire(cutoff);
                     if (expired > 0)
                     {
+                        Limits.Account();
                         Log.Expired(_logger, expired, _options.SessionIdleTimeout.TotalSeconds);
                     }
 

@@ -25,7 +25,13 @@ public sealed class LimitGuard
     private readonly SessionTable _sessions;
     private long _nextSweep;
 
-    public LimitGuard(VerifierLimits limits, SessionTable sessions, int vocabSize, TimeProvider time)
+    /// <summary>What the memory account charges per cached token where neither the limits nor the model say.</summary>
+    public const int FallbackBytesPerCachedToken = 1024;
+
+    private long _accounted;
+
+    /// <param name="modelBytesPerToken">The target model's cache bytes per token (<c>ILanguageModel.CacheBytesPerToken</c>); 0 when unknown.</param>
+    public LimitGuard(VerifierLimits limits, SessionTable sessions, int vocabSize, TimeProvider time, long modelBytesPerToken = 0)
     {
         if (limits.Validate() is { } bad)
         {
@@ -36,6 +42,27 @@ public sealed class LimitGuard
         _sessions = sessions;
         _vocab = vocabSize;
         _time = time;
+        BytesPerCachedToken = limits.BytesPerCachedToken ?? (modelBytesPerToken > 0 ? modelBytesPerToken : FallbackBytesPerCachedToken);
+    }
+
+    /// <summary>What the memory account charges per cached token: the limits' figure, else the model's.</summary>
+    public long BytesPerCachedToken { get; }
+
+    /// <summary>Accounted bytes of every device's live sessions, as of the last <see cref="Account"/> (readable from any thread).</summary>
+    public long AccountedBytes => Interlocked.Read(ref _accounted);
+
+    /// <summary>Recomputes <see cref="AccountedBytes"/>; called from the processing loop after each batch.</summary>
+    public long Account()
+    {
+        long total = 0;
+        foreach (var (device, state) in _devices)
+        {
+            Live(state, device);
+            total += Memory(state, except: null);
+        }
+
+        Interlocked.Exchange(ref _accounted, total);
+        return total;
     }
 
     public LimitCounters Counters { get; } = new();
@@ -160,7 +187,7 @@ public sealed class LimitGuard
     }
 
     /// <summary>A session's lasting footprint: its cache, the two probability rows it keeps, and fixed overhead.</summary>
-    private long SessionBytes(long tokens) => SessionOverheadBytes + (2L * _vocab * sizeof(float)) + (tokens * _limits.BytesPerCachedToken);
+    private long SessionBytes(long tokens) => SessionOverheadBytes + (2L * _vocab * sizeof(float)) + (tokens * BytesPerCachedToken);
 
     /// <summary>What one round of γ drafts allocates while it is verified: logits and sampling rows, γ+1 each.</summary>
     private long TransientBytes(int gamma) => 2L * (gamma + 1) * _vocab * sizeof(float);

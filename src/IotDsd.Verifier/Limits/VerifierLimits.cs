@@ -28,8 +28,9 @@ public sealed record VerifierLimits
     /// <summary>Bound on the verifier memory one device's sessions may account for.</summary>
     public long MaxDeviceMemoryBytes { get; init; } = 256L << 20;
 
-    /// <summary>Cache bytes per held token, for the memory account (a transformer's KV cache: 2·layers·width·4).</summary>
-    public int BytesPerCachedToken { get; init; } = 1024;
+    /// <summary>Cache bytes per held token, for the memory account; null takes it from the loaded target model
+    /// (a transformer's KV cache: layers × 2 × kv heads × head dim × element size), or 1 KiB where the model does not say.</summary>
+    public int? BytesPerCachedToken { get; init; }
 
     /// <summary>Error replies (and warnings logged) per second for one device; refusals beyond it are only counted, so a
     /// flood of bad requests costs the verifier no publishes.</summary>
@@ -61,7 +62,7 @@ public sealed record VerifierLimits
             return $"limit requests per second and burst must be positive, got {RequestsPerSecond} and {RequestBurst}";
         }
 
-        if (MaxDeviceMemoryBytes < 1 << 20 || BytesPerCachedToken < 1)
+        if (MaxDeviceMemoryBytes < 1 << 20 || BytesPerCachedToken is < 1)
         {
             return $"limit max device memory must be at least 1 MiB and bytes per cached token positive, got {MaxDeviceMemoryBytes} and {BytesPerCachedToken}";
         }

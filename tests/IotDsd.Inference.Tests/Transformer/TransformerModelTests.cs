@@ -31,6 +31,23 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     }
 
     [Fact]
+    public void CacheBytesPerToken_FromTheKvShape()
+    {
+        // GPT-2 small in fp32: 12 layers × (key + value) × 12 heads × 64 dims × 4 bytes.
+        var small = TransformerConfig.ForPreset("small", "target", 1);
+        Assert.Equal(73_728, CacheShape.BytesPerToken(small.Layers, small.Heads, small.HeadDim, sizeof(float)));
+        Assert.Equal(12L * 2 * 768 * 4, CacheShape.BytesPerToken(12, 12, 64, 4));
+        Assert.Equal(18_432, CacheShape.BytesPerToken(TransformerConfig.DraftLayers(small.Layers), small.Heads, small.HeadDim, sizeof(float))); // its 3-layer draft
+
+        // The loaded tiny target (4 layers, 4 heads of 32) reports its own: 4 × 2 × 4 × 32 × 4 = 4096 bytes.
+        using ILanguageModel target = ModelDirectory.Load(pair.TargetDir);
+        Assert.Equal(4096, target.CacheBytesPerToken);
+        using ILanguageModel draft = ModelDirectory.Load(pair.DraftDir);
+        Assert.Equal(1024, draft.CacheBytesPerToken);
+        Assert.Throws<ArgumentOutOfRangeException>(() => CacheShape.BytesPerToken(0, 12, 64, 4));
+    }
+
+    [Fact]
     public void Load_BuiltTiny_HasOptimumSignatureAndShape()
     {
         var manifest = ModelDirectory.Validate(pair.TargetDir);

@@ -13,8 +13,8 @@ namespace IotDsd.Tests.Infrastructure;
 /// Mosquitto in a container started by Testcontainers. The image is IOTDSD_MOSQUITTO_IMAGE (default: the official
 /// <c>eclipse-mosquitto:2</c>; CI builds a local one with broker/build-local-image.sh). The container uses host
 /// networking and a generated config on a free loopback port, unless IOTDSD_MOSQUITTO_NETWORK=bridge asks for a
-/// mapped port. Without a reachable Docker engine <see cref="TryStart"/> returns null and says why — unless
-/// IOTDSD_REQUIRE_DOCKER=1 (CI), where that fails the test.
+/// mapped port. Without a reachable Docker engine <see cref="TryStart"/> skips the test with the reason (so callers are
+/// <c>[SkippableFact]</c>) — unless IOTDSD_REQUIRE_DOCKER=1 (CI), where that fails the test.
 /// </summary>
 public sealed class MosquittoContainer : IAsyncDisposable
 {
@@ -50,7 +50,7 @@ public sealed class MosquittoContainer : IAsyncDisposable
         return false;
     }
 
-    public static async Task<MosquittoContainer?> TryStart(ITestOutputHelper output)
+    public static async Task<MosquittoContainer> TryStart(ITestOutputHelper output)
     {
         // No Ryuk reaper image offline: containers are removed by DisposeAsync instead, unless asked otherwise.
         TestcontainersSettings.ResourceReaperEnabled = Environment.GetEnvironmentVariable("TESTCONTAINERS_RYUK_DISABLED") == "false";
@@ -91,8 +91,7 @@ public sealed class MosquittoContainer : IAsyncDisposable
             var root = ex.GetBaseException();
             var reason = $"no Docker engine reachable ({root.GetType().Name}: {root.Message.Split('\n')[0]}); set DOCKER_HOST to run the container tests";
             Assert.False(Required, "IOTDSD_REQUIRE_DOCKER=1 but " + reason);
-            output.WriteLine("skipped: " + reason);
-            return null;
+            throw new SkipException(reason + "; IOTDSD_REQUIRE_DOCKER=1 makes this a failure");
         }
 
         var hostPort = bridge ? container.GetMappedPublicPort(1883) : port;

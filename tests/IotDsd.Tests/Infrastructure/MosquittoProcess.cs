@@ -5,8 +5,9 @@ namespace IotDsd.Tests.Infrastructure;
 
 /// <summary>
 /// A real Mosquitto started as a child process on a free loopback port (<see cref="MosquittoChild"/>). Where the
-/// binary is missing, <see cref="TryStart"/> returns null — unless IOTDSD_REQUIRE_MOSQUITTO=1 (as in CI), in which
-/// case it fails the test.
+/// binary is missing (or <c>IOTDSD_MOSQUITTO</c> names one that does not exist), <see cref="TryStart"/> skips the
+/// test with the reason, so tests that use it must be <c>[SkippableFact]</c> or <c>[SkippableTheory]</c> — unless
+/// IOTDSD_REQUIRE_MOSQUITTO=1 (as in CI), in which case it fails the test.
 /// </summary>
 public static class MosquittoProcess
 {
@@ -14,17 +15,27 @@ public static class MosquittoProcess
 
     public static bool Required => Environment.GetEnvironmentVariable("IOTDSD_REQUIRE_MOSQUITTO") == "1";
 
-    /// <summary>Without persistence, with <paramref name="extraConfig"/> appended.</summary>
-    public static Task<MosquittoChild?> TryStart(string extraConfig = "") => TryStart(persistence: false, extraConfig);
+    /// <summary>Why a Mosquitto test cannot run here.</summary>
+    public static string MissingReason => Environment.GetEnvironmentVariable("IOTDSD_MOSQUITTO") is { Length: > 0 } chosen
+        ? $"mosquitto not found at IOTDSD_MOSQUITTO={chosen}"
+        : "mosquitto is not installed (apt-get install mosquitto)";
 
-    internal static async Task<MosquittoChild?> TryStart(bool persistence, string extraConfig = "")
+    /// <summary>Fails where Mosquitto is required (CI), else skips the test with the reason.</summary>
+    public static void SkipIfMissing()
     {
         if (Binary is null)
         {
-            Assert.False(Required, "IOTDSD_REQUIRE_MOSQUITTO=1 but no mosquitto binary was found (apt-get install mosquitto)");
-            return null;
+            Assert.False(Required, $"IOTDSD_REQUIRE_MOSQUITTO=1 but {MissingReason}");
+            throw new SkipException($"{MissingReason}; IOTDSD_REQUIRE_MOSQUITTO=1 makes this a failure");
         }
+    }
 
+    /// <summary>Without persistence, with <paramref name="extraConfig"/> appended; skips (or fails, where required) without Mosquitto.</summary>
+    public static Task<MosquittoChild> TryStart(string extraConfig = "") => TryStart(persistence: false, extraConfig);
+
+    internal static async Task<MosquittoChild> TryStart(bool persistence, string extraConfig = "")
+    {
+        SkipIfMissing();
         return await MosquittoChild.StartAsync(persistence, extraConfig);
     }
 }
@@ -32,5 +43,5 @@ public static class MosquittoProcess
 /// <summary>Mosquitto with persistence on, which can be stopped and started again with the same store.</summary>
 public static class RestartableMosquitto
 {
-    public static Task<MosquittoChild?> TryStart() => MosquittoProcess.TryStart(persistence: true);
+    public static Task<MosquittoChild> TryStart() => MosquittoProcess.TryStart(persistence: true);
 }

@@ -1,25 +1,25 @@
-using System.Text.Json;
-using IotDsd.Core.Sessions;
+using IotDsd.Edge.Resilience;
 
 namespace IotDsd.Tests.Infrastructure;
 
-/// <summary>Reads what a device process (<c>--state-dir</c>) saved after its last committed round.</summary>
+/// <summary>Reads what a device process (<c>--state-dir</c>) has journaled of its generation so far.</summary>
 public static class SavedSessions
 {
     /// <summary>Tokens committed beyond the prompt in the first saved session of <paramref name="dir"/>; null when none is saved (yet, or any more).</summary>
     public static int? CommittedTokens(string dir)
     {
-        foreach (var file in Directory.Exists(dir) ? Directory.GetFiles(dir, "*.session.json") : [])
+        foreach (var file in Directory.Exists(dir) ? Directory.GetFiles(dir, "*" + SessionStore.JournalSuffix) : [])
         {
             try
             {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(file));
-                var state = doc.RootElement.GetProperty("State").Deserialize<DraftSessionState>()!;
-                return state.Committed.Length - state.PromptLength;
+                if (SessionStore.Read(file).State is { } state)
+                {
+                    return state.Committed.Length - state.PromptLength;
+                }
             }
-            catch (Exception ex) when (ex is IOException or JsonException)
+            catch (Exception ex) when (ex is IOException or InvalidDataException)
             {
-                // Mid-rename or gone: the next poll sees the new file.
+                // Mid-compaction or gone: the next poll sees the new file.
             }
         }
 

@@ -10,6 +10,7 @@ public sealed class SlowModel(ILanguageModel inner, TimeSpan perPass) : ILanguag
 {
     public string Name => inner.Name;
     public int VocabSize => inner.VocabSize;
+    public long CacheBytesPerToken => inner.CacheBytesPerToken;
 
     public IModelSequence CreateSequence() => inner.CreateSequence();
 

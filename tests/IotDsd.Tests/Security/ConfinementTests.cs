@@ -12,6 +12,11 @@ public sealed class SecureBrokerFixture : IAsyncLifetime
 {
     public SecureBroker? Broker { get; private set; }
 
+    /// <summary>The broker; skips the test with the reason where mosquitto is not installed (the fixture has already
+    /// failed where IOTDSD_REQUIRE_MOSQUITTO=1).</summary>
+    public SecureBroker RequireBroker() =>
+        Broker ?? throw new SkipException($"{Infrastructure.MosquittoProcess.MissingReason}; IOTDSD_REQUIRE_MOSQUITTO=1 makes this a failure");
+
     public async Task InitializeAsync() => Broker = await SecureBroker.TryStart();
 
     public async Task DisposeAsync()
@@ -41,14 +46,10 @@ public sealed class ConfinementTests(SecureBrokerFixture fixture, ITestOutputHel
             Broker = broker.Address(broker.PasswordPort), ClientId = identity, Username = identity, Password = SecureBroker.Password(identity), Tls = broker.Tls(),
         });
 
-    [Fact]
+    [SkippableFact]
     public async Task Acl_DevicePublishesIntoAnotherDevicesTopics_NotAuthorizedAndNothingDelivered()
     {
-        if (fixture.Broker is not { } broker)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
+        var broker = fixture.RequireBroker();
 
         await using var victim = await PasswordClient(broker, "dev-b");
         Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await victim.SubscribeAsync(TopicScheme.DeviceReplies("dev-b")));
@@ -78,14 +79,10 @@ public sealed class ConfinementTests(SecureBrokerFixture fixture, ITestOutputHel
         Assert.Equal([TopicScheme.VerifierRounds("verifier-1", "mallory")], verifier.Received.Select(m => m.Topic));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Acl_DeviceSubscribesToAnotherDevicesTopics_NothingDelivered()
     {
-        if (fixture.Broker is not { } broker)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
+        var broker = fixture.RequireBroker();
 
         // dev-b's retained presence exists before mallory subscribes.
         await using var victim = await CertClient(broker, "dev-b");
@@ -122,14 +119,10 @@ public sealed class ConfinementTests(SecureBrokerFixture fixture, ITestOutputHel
         await victim.PublishAsync(TopicScheme.DeviceStatus("dev-b"), [], retain: true); // clear the retained presence
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Acl_DevicePostsVerifierStatus_NotAuthorizedAndDiscoverySeesOnlyRealVerifiers()
     {
-        if (fixture.Broker is not { } broker)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
+        var broker = fixture.RequireBroker();
 
         await using var mallory = await CertClient(broker, "mallory");
         Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, await mallory.PublishAsync(TopicScheme.VerifierStatus("verifier-1"), "offline"u8.ToArray(), retain: true));
@@ -149,14 +142,10 @@ public sealed class ConfinementTests(SecureBrokerFixture fixture, ITestOutputHel
         Assert.Equal(MqttClientPublishReasonCode.Success, await verifier2.PublishAsync(TopicScheme.VerifierStatus("verifier-2"), [], retain: true));
     }
 
-    [Fact]
+    [SkippableFact]
     public async Task Verifier_ConfinedDeviceClaimsAnotherDevice_RefusedWithWrongTopic()
     {
-        if (fixture.Broker is not { } broker)
-        {
-            output.WriteLine("mosquitto not installed: skipped");
-            return;
-        }
+        var broker = fixture.RequireBroker();
 
         await using var secure = await SecurePipeline.StartAsync(broker);
         var honest = secure.GenerateAsync("dev-a", "The meaning of life is", 120, "honest");
