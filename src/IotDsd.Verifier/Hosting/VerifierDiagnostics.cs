@@ -69,7 +69,7 @@ public sealed class VerifierDiagnostics(VerifierService service, string model, I
                     ["max_batch"] = stats.MaxBatch,
                     ["duplicates"] = stats.Duplicates,
                 },
-            };
+            }.WithPublishRefusals(connection?.PublishesRefused ?? 0);
         }
     }
 

@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json;
+using IotDsd.Contracts.Topics;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Diagnostics;
+using IotDsd.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace IotDsd.Tests.Security;
+
+/// <summary>
+/// Field diagnostics under the production profile (TLS only, every client authenticated and confined by
+/// <c>broker/acl</c>): the real <c>iotdsd diag</c> as the operator identity sees a verifier and two devices, each
+/// running as its own <c>iotdsd</c> process over a client certificate or a password, with their metrics, and its
+/// pings are answered. A publish the ACL refuses is logged once per topic at Warning and counted.
+/// </summary>
+public sealed class OperatorTests(SecureBrokerFixture fixture, ITestOutputHelper output) : IClassFixture<SecureBrokerFixture>
+{
+    private static readonly TimeSpan Settle = TimeSpan.FromSeconds(90);
+
+    [SkippableFact]
+    public async Task Diag_ProductionProfile_SeesEveryDeviceAndVerifierWithMetrics_PingAnswered()
+    {
+        var broker = fixture.Broker;
+        Skip.If(broker is null, "mosquitto is not installed");
+        var work = Directory.CreateTempSubdirectory("iotdsd-operator-").FullName;
+        var prompts = Path.Combine(work, "prompts.txt");
+        await File.WriteAllTextAsync(prompts, "Once upon a time\n");
+        var passwordFile = Path.Combine(work, "dev-b.password");
+        await File.WriteAllTextAsync(passwordFile, SecureBroker.Password("dev-b") + "\n");
+        var operatorPassword = Path.Combine(work, "operator.password");
+        await File.WriteAllTextAsync(operatorPassword, SecureBroker.Password("operator") + "\n");
+
+        await using var verifier = RoleProcess.Start(output, "verifier-1", null, ["verifier", "--id", "verifier-1", .. CertFlags(broker, "verifier-1"), .. Fast]);
+        await verifier.WaitForAsync(" connected to ", Settle);
+        var deviceEnv = new Dictionary<string, string> { ["IOTDSD_EDGE__MAXJOBS"] = "1", ["IOTDSD_EDGE__JOBINTERVALMS"] = "0" };
+        await using var devA = RoleProcess.Start(output, "dev-a", deviceEnv,
+            ["device", "--device-id", "dev-a", .. CertFlags(broker, "dev-a"), "--state-dir", Path.Combine(work, "a"), "--prompt-file", prompts, "--max-tokens", "40", .. Fast]);
+        await using var devB = RoleProcess.Start(output, "dev-b", deviceEnv,
+            ["device", "--device-id", "dev-b", "--broker", $"127.0.0.1:{broker!.PasswordPort}", "--tls-ca", Path.Combine(broker.Dir, "ca.crt"),
+                "--username", "dev-b", "--password-file", passwordFile, "--state-dir", Path.Combine(work, "b"), "--prompt-file", prompts, "--max-tokens", "40", .. Fast]);
+
+        // The operator over its client certificate: poll the one-shot JSON until every role shows its metrics, and the
+        // devices have generated through the verifier.
+        string[] operatorByCert = ["--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "operator")];
+        var deadline = Stopwatch.GetTimestamp() + (long)(Settle.TotalSeconds * Stopwatch.Frequency);
+        JsonElement[] rows;
+        while (true)
+        {
+            var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["diag", .. operatorByCert, "--json", "--wait-ms", "1000"]);
+            Assert.True(code == 0, $"diag --json exit {code}: {stderr}");
+            rows = [.. JsonDocument.Parse(stdout).RootElement.EnumerateArray()];
+            if (Seen(rows, "device", "dev-a", generated: true) && Seen(rows, "device", "dev-b", generated: true) && Seen(rows, "verifier", "verifier-1", generated: true))
+            {
+                break;
+            }
+
+            Assert.True(Stopwatch.GetTimestamp() < deadline, $"diag never showed the fleet with metrics: {stdout}\n{verifier.Log}\n{devA.Log}\n{devB.Log}");
+            await Task.Delay(500);
+        }
+
+        // Every role may publish its metrics under the ACL: nothing refused anywhere.
+        foreach (var row in rows)
+        {
+            var errors = row.GetProperty("metrics").GetProperty("errors");
+            Assert.False(errors.TryGetProperty(MetricsPayload.PublishRefusedKey, out _), $"{row.GetProperty("id")}: {errors}");
+        }
+
+        var table = await CliProcess.RunAsync(null, ["diag", .. operatorByCert, "--once", "--wait-ms", "1000"]);
+        Assert.True(table.Code == 0, table.Err);
+        output.WriteLine("$ iotdsd diag --broker 127.0.0.1:PORT --tls-ca ca.crt --tls-cert operator.crt --tls-key operator.key --once");
+        output.WriteLine(table.Out);
+        foreach (var id in new[] { "dev-a", "dev-b", "verifier-1" })
+        {
+            Assert.Contains(id, table.Out, StringComparison.Ordinal);
+        }
+
+        // Pings over both listeners: the certificate one, and the operator's user name and password.
+        string[] operatorByPassword =
+            ["--broker", $"127.0.0.1:{broker.PasswordPort}", "--tls-ca", Path.Combine(broker.Dir, "ca.crt"), "--username", "operator", "--password-file", operatorPassword];
+        foreach (var (args, id, role) in new[]
+        {
+            (operatorByCert, "dev-a", "device"), (operatorByPassword, "dev-b", "device"), (operatorByPassword, "verifier-1", "verifier"), (operatorByCert, "verifier-1", "verifier"),
+        })
+        {
+            string[] target = role == "verifier" ? ["ping", id, "--verifier"] : ["ping", id];
+            var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["diag", .. args, "--wait-ms", "10000", .. target]);
+            output.WriteLine($"$ iotdsd diag ... {string.Join(' ', target)}\n{stdout}{stderr}");
+            Assert.True(code == 0, $"ping {id} exit {code}: {stderr}");
+            using var reply = JsonDocument.Parse(stdout);
+            Assert.True(reply.RootElement.GetProperty("ok").GetBoolean());
+            Assert.Equal((role, id), (reply.RootElement.GetProperty("role").GetString(), reply.RootElement.GetProperty("id").GetString()));
+            Assert.Equal(0, reply.RootElement.GetProperty("publish_refused").GetInt64());
+            Assert.Contains($"reply from {role} {id} in ", stderr, StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain("refused a publish", verifier.Log + devA.Log + devB.Log, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Diag_AsADevice_RefusedWithOneLine()
+    {
+        var broker = fixture.Broker;
+        Skip.If(broker is null, "mosquitto is not installed");
+
+        // A device's identity may not read the fleet: the broker refuses the subscription and diag says so.
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker!.CertPort}", .. TlsFiles(broker, "dev-a"), "--once"]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("iotdsd diag: ", line, StringComparison.Ordinal);
+        Assert.Contains("refused subscription", line, StringComparison.Ordinal);
+
+        // Nor may it command another device.
+        var ping = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "dev-a"), "ping", "dev-b"]);
+        Assert.Equal(2, ping.Code);
+        Assert.StartsWith("iotdsd diag ping: ", Assert.Single(ping.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries)), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Verifier_MetricsRefusedByAcl_WarnedOnceAndCounted()
+    {
+        // The ACL as it was before verifiers could publish their metrics: every metrics publish of verifier-1 is refused
+        // (0x87), which the verifier must say once, at Warning, and count (the operator's ping shows the count).
+        await using var narrow = await SecureBroker.TryStart(acl => acl.Replace("topic write iotdsd/v1/verifiers/verifier-1/metrics\n", "", StringComparison.Ordinal));
+        Skip.If(narrow is null, "mosquitto is not installed");
+        Assert.DoesNotContain("verifiers/verifier-1/metrics", await File.ReadAllTextAsync(Path.Combine(narrow!.Dir, "acl")), StringComparison.Ordinal);
+        await using var verifier = RoleProcess.Start(output, "verifier-1", null, ["verifier", "--id", "verifier-1", .. CertFlags(narrow, "verifier-1"), .. Fast]);
+        await verifier.WaitForAsync(" connected to ", Settle);
+
+        string[] operatorByCert = ["--broker", $"127.0.0.1:{narrow.CertPort}", .. TlsFiles(narrow, "operator")];
+        var deadline = Stopwatch.GetTimestamp() + (long)(Settle.TotalSeconds * Stopwatch.Frequency);
+        long refused;
+        while (true)
+        {
+            var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["diag", .. operatorByCert, "--wait-ms", "10000", "ping", "verifier-1", "--verifier"]);
+            Assert.True(code == 0, $"ping exit {code}: {stderr}\n{verifier.Log}");
+            refused = JsonDocument.Parse(stdout).RootElement.GetProperty("publish_refused").GetInt64();
+            if (refused >= 3)
+            {
+                break;
+            }
+
+            Assert.True(Stopwatch.GetTimestamp() < deadline, $"only {refused} refusals counted: {verifier.Log}");
+            await Task.Delay(300);
+        }
+
+        // Its metrics never reached the broker: the operator sees the verifier's presence, without metrics.
+        var fleet = await CliProcess.RunAsync(null, ["diag", .. operatorByCert, "--json", "--wait-ms", "1000"]);
+        var row = JsonDocument.Parse(fleet.Out).RootElement.EnumerateArray().Single(r => r.GetProperty("id").GetString() == "verifier-1");
+        Assert.Equal(JsonValueKind.Null, row.GetProperty("metrics").ValueKind);
+
+        var topic = TopicScheme.VerifierMetrics("verifier-1");
+        var warnings = verifier.Lines().Where(l => l.Contains($"refused a publish to {topic}", StringComparison.Ordinal)).ToList();
+        output.WriteLine($"{refused} refusals counted; log lines: {string.Join(" | ", warnings)}");
+        var warning = Assert.Single(warnings);
+        Assert.Contains("warn", warning, StringComparison.Ordinal);
+        Assert.Contains("NotAuthorized", warning, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Connection_RefusedPublishes_OneWarningPerTopicAndEveryOneCounted()
+    {
+        var broker = fixture.Broker;
+        Skip.If(broker is null, "mosquitto is not installed");
+        var log = new ErrorLog();
+        await using var mallory = new MqttConnection(
+            new MqttSettings { Broker = broker!.Address(broker.CertPort), ClientId = "mallory", Tls = broker.Tls("mallory") }, _ => false, log.CreateLogger("mallory"));
+        await mallory.ConnectAsync([], CancellationToken.None);
+        string[] forbidden = [TopicScheme.DeviceMetrics("dev-b"), TopicScheme.VerifierStatus("verifier-1")];
+        foreach (var topic in forbidden)
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var ex = await Assert.ThrowsAsync<MqttPublishException>(() => mallory.PublishRawAsync(topic, [1], retain: false, CancellationToken.None));
+                Assert.Contains("NotAuthorized", ex.Message, StringComparison.Ordinal);
+            }
+        }
+
+        // Permitted: its own metrics, which counts nothing.
+        await mallory.PublishRawAsync(TopicScheme.DeviceMetrics("mallory"), [1], retain: false, CancellationToken.None);
+        Assert.Equal(6, mallory.PublishesRefused);
+        var warnings = log.Entries.Where(e => e.StartsWith("Warning", StringComparison.Ordinal) && e.Contains("refused a publish", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, warnings.Count);
+        Assert.All(forbidden, topic => Assert.Single(warnings, w => w.Contains(topic, StringComparison.Ordinal)));
+
+        var metrics = new MetricsPayload { Role = "device", Id = "mallory" }.WithPublishRefusals(mallory.PublishesRefused).WithPublishRefusals(1);
+        Assert.Equal(7, metrics.Errors[MetricsPayload.PublishRefusedKey]);
+    }
+
+    private static readonly string[] Fast = ["--metrics-interval-ms", "200", "--log-level", "Information"];
+
+    private static string[] TlsFiles(SecureBroker broker, string identity) =>
+        ["--tls-ca", Path.Combine(broker.Dir, "ca.crt"), "--tls-cert", Path.Combine(broker.Dir, identity + ".crt"), "--tls-key", Path.Combine(broker.Dir, identity + ".key")];
+
+    private static string[] CertFlags(SecureBroker broker, string identity) => ["--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, identity)];
+
+    private static bool Seen(JsonElement[] rows, string role, string id, bool generated) => rows.Any(r =>
+        r.GetProperty("role").GetString() == role && r.GetProperty("id").GetString() == id && r.GetProperty("state").GetString() == "online"
+        && r.GetProperty("metrics") is { ValueKind: JsonValueKind.Object } m && (!generated || m.GetProperty("rounds").GetInt64() > 0));
+
+    /// <summary>A role as a real <c>iotdsd</c> process, its stderr kept; killed on dispose.</summary>
+    private sealed class RoleProcess : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly StringBuilder _log = new();
+        private readonly ITestOutputHelper _output;
+        private readonly string _name;
+
+        private RoleProcess(Process process, ITestOutputHelper output, string name)
+        {
+            _process = process;
+            _output = output;
+            _name = name;
+            process.ErrorDataReceived += (_, e) =>
+            {
+                lock (_log)
+                {
+                    _log.AppendLine(e.Data);
+                }
+            };
+            process.BeginErrorReadLine();
+            _ = process.StandardOutput.ReadToEndAsync();
+        }
+
+        public string Log
+        {
+            get
+            {
+                lock (_log)
+                {
+                    return _log.ToString();
+                }
+            }
+        }
+
+        public IReadOnlyList<string> Lines() => Log.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+        public static RoleProcess Start(ITestOutputHelper output, string name, IReadOnlyDictionary<string, string>? environment, string[] args) =>
+            new(CliProcess.Start(environment, args), output, name);
+
+        public async Task WaitForAsync(string text, TimeSpan timeout)
+        {
+            var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+            while (!Log.Contains(text, StringComparison.Ordinal))
+            {
+                Assert.False(_process.HasExited, $"{_name} exited with {(_process.HasExited ? _process.ExitCode : 0)}: {Log}");
+                Assert.True(Stopwatch.GetTimestamp() < deadline, $"{_name} never logged '{text}': {Log}");
+                await Task.Delay(100);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+
+            _output.WriteLine($"--- {_name} ---\n{Log}");
+            _process.Dispose();
+        }
+    }
+}
