@@ -99,23 +99,35 @@ public sealed class OperatorTests(SecureBrokerFixture fixture, ITestOutputHelper
     }
 
     [SkippableFact]
-    public async Task Diag_AsADevice_RefusedWithOneLine()
+    public async Task Diag_AsADevice_SeesNoOtherDeviceAndCannotCommandOne()
     {
         var broker = fixture.Broker;
         Skip.If(broker is null, "mosquitto is not installed");
 
-        // A device's identity may not read the fleet: the broker refuses the subscription and diag says so.
-        var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker!.CertPort}", .. TlsFiles(broker, "dev-a"), "--once"]);
-        Assert.Equal(2, code);
-        Assert.Equal("", stdout);
-        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.StartsWith("iotdsd diag: ", line, StringComparison.Ordinal);
-        Assert.Contains("refused subscription", line, StringComparison.Ordinal);
+        // Another device's retained presence and metrics, as that device publishes them.
+        await using (var other = await SecureClient.ConnectAsync(new MqttSettings { Broker = broker!.Address(broker.CertPort), ClientId = "mallory", Tls = broker.Tls("mallory") }))
+        {
+            var published = new[]
+            {
+                await other.PublishAsync(TopicScheme.DeviceStatus("mallory"), new Messaging.Presence.PresencePayload { Role = "device", Id = "mallory", Connection = 1 }.ToJson(), retain: true),
+                await other.PublishAsync(TopicScheme.DeviceMetrics("mallory"), new MetricsPayload { Role = "device", Id = "mallory", Rounds = 7 }.ToJson(), retain: true),
+            };
+            Assert.All(published, code => Assert.True(code is MQTTnet.MqttClientPublishReasonCode.Success or MQTTnet.MqttClientPublishReasonCode.NoMatchingSubscribers, code.ToString()));
+        }
 
-        // Nor may it command another device.
-        var ping = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "dev-a"), "ping", "dev-b"]);
+        // The operator sees them; dev-a's identity, running the same command, does not.
+        var asOperator = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "operator"), "--json", "--wait-ms", "1000"]);
+        Assert.True(asOperator.Code == 0, asOperator.Err);
+        Assert.Contains(JsonDocument.Parse(asOperator.Out).RootElement.EnumerateArray(), r => r.GetProperty("id").GetString() == "mallory" && r.GetProperty("metrics").ValueKind == JsonValueKind.Object);
+        var asDevice = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "dev-a"), "--json", "--wait-ms", "1000"]);
+        Assert.True(asDevice.Code == 0, asDevice.Err);
+        Assert.DoesNotContain(JsonDocument.Parse(asDevice.Out).RootElement.EnumerateArray(), r => r.GetProperty("role").GetString() == "device");
+
+        // Nor may it command another device: the broker refuses the publish and diag says so on one line.
+        var ping = await CliProcess.RunAsync(null, ["diag", "--broker", $"127.0.0.1:{broker.CertPort}", .. TlsFiles(broker, "dev-a"), "ping", "mallory"]);
         Assert.Equal(2, ping.Code);
-        Assert.StartsWith("iotdsd diag ping: ", Assert.Single(ping.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries)), StringComparison.Ordinal);
+        var line = Assert.Single(ping.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("iotdsd diag ping: broker refused publish to 'iotdsd/v1/devices/mallory/cmd': NotAuthorized", line, StringComparison.Ordinal);
     }
 
     [SkippableFact]
