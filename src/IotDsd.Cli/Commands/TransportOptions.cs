@@ -12,7 +12,7 @@ internal sealed class TransportOptions
 {
     public Option<string?> CaFile { get; } = new("--tls-ca") { Description = "Use TLS; PEM CA that signs the broker's certificate (default with --tls: the system store)." };
     public Option<bool> UseTls { get; } = new("--tls") { Description = "Use TLS, validating the broker against the system trust store (implied by any --tls-* option)." };
-    public Option<string?> CertFile { get; } = new("--tls-cert") { Description = "PEM client certificate (the device's identity when the broker maps certificates to users)." };
+    public Option<string?> CertFile { get; } = new("--tls-cert") { Description = "PEM client certificate (this client's identity when the broker maps certificates to users: a device, or the operator for diag)." };
     public Option<string?> KeyFile { get; } = new("--tls-key") { Description = "PEM private key of --tls-cert (default: in the same file)." };
     public Option<string?> ServerName { get; } = new("--tls-server-name") { Description = "Name the broker's certificate must carry (default: the broker host)." };
     public Option<bool> InsecurePlaintext { get; } = new("--insecure-plaintext") { Description = "Allow plain TCP to a non-loopback broker: credentials and tokens travel unencrypted." };

@@ -201,6 +201,35 @@ public sealed class OperatorTests(SecureBrokerFixture fixture, ITestOutputHelper
         Assert.Equal(7, metrics.Errors[MetricsPayload.PublishRefusedKey]);
     }
 
+    [Theory]
+    [InlineData("operator", "operator", "ops-2")]
+    [InlineData("verifier", "verifier-1", "verifier-7")]
+    public async Task CredentialsScript_AppendsTheSameRightsAsTheShippedAcl(string kind, string shipped, string added)
+    {
+        // credentials.sh writes the blocks for more operators and verifiers; they must grant what broker/acl grants
+        // its own operator and verifier-1, or a second operator or verifier is silently refused its topics.
+        var dir = Directory.CreateTempSubdirectory("iotdsd-acl-").FullName;
+        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(SecureBroker.RepoRoot, "broker", "credentials.sh"), kind, dir, added })
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using (var process = Process.Start(psi)!)
+        {
+            var err = process.StandardError.ReadToEndAsync();
+            await process.StandardOutput.ReadToEndAsync();
+            await process.WaitForExitAsync();
+            Assert.True(process.ExitCode == 0, await err);
+        }
+
+        var acl = await File.ReadAllLinesAsync(Path.Combine(dir, "acl"));
+        string[] Block(string user) => [.. acl.SkipWhile(l => l != $"user {user}").Skip(1).TakeWhile(l => l.StartsWith("topic ", StringComparison.Ordinal))];
+        var expected = Block(shipped).Select(l => l.Replace(shipped, added, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
+        Assert.True(expected.Count >= 5, string.Join('\n', acl));
+        Assert.Equal(expected, Block(added).Order(StringComparer.Ordinal));
+    }
+
     private static readonly string[] Fast = ["--metrics-interval-ms", "200", "--log-level", "Information"];
 
     private static string[] TlsFiles(SecureBroker broker, string identity) =>
