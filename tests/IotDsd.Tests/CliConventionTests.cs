@@ -181,12 +181,21 @@ public sealed class CliConventionTests(ITestOutputHelper output)
     [InlineData("verifier", "--tls-ca")]
     [InlineData("device", "--tls-cert")]
     [InlineData("diag", "--tls-key")]
+    [InlineData("diag", "--password-file")]
+    [InlineData("device", "--password-file")]
+    [InlineData("device", "--prompt-file")]
     public async Task UnreadableFile_OneLineNamingIt_Exit2(string role, string option)
     {
         var dir = Directory.CreateTempSubdirectory("iotdsd-unreadable-").FullName;
         var good = await DevelopmentCertificatesAsync(dir);
         var unreadable = Path.Combine(dir, option == "--config" ? "settings.json" : "locked.pem");
-        await File.WriteAllTextAsync(unreadable, option == "--config" ? "{}" : await File.ReadAllTextAsync(option == "--tls-key" ? good.Key : good.Cert));
+        await File.WriteAllTextAsync(unreadable, option switch
+        {
+            "--config" => "{}",
+            "--tls-key" => await File.ReadAllTextAsync(good.Key),
+            "--tls-cert" or "--tls-ca" => await File.ReadAllTextAsync(good.Cert),
+            _ => "secret or prompt\n",
+        });
         File.SetUnixFileMode(unreadable, UnixFileMode.None);
         foreach (var path in new[] { dir, good.Ca, good.Cert, good.Key })
         {
@@ -194,13 +203,19 @@ public sealed class CliConventionTests(ITestOutputHelper output)
         }
 
         var files = new Dictionary<string, string> { ["--tls-ca"] = good.Ca, ["--tls-cert"] = good.Cert, ["--tls-key"] = good.Key };
-        string[] args = option == "--config" ? [role, "--config", unreadable, "--check-config"] : RoleArgs(role, new(files) { [option] = unreadable });
+        string[] args = option switch
+        {
+            "--config" => [role, "--config", unreadable, "--check-config"],
+            "--password-file" or "--prompt-file" => [.. RoleArgs(role, files), "--username", "operator", option, unreadable],
+            _ => RoleArgs(role, new(files) { [option] = unreadable }),
+        };
         var (code, stdout, stderr) = await RunUnprivilegedAsync(args);
         output.WriteLine(stderr);
         Assert.Equal(2, code);
         Assert.Equal("", stdout);
         var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-        Assert.Contains($"'{unreadable}' cannot be read", line, StringComparison.Ordinal);
+        Assert.Contains($"'{unreadable}'", line, StringComparison.Ordinal);
+        Assert.Contains("cannot be read: ", line, StringComparison.Ordinal);
         Assert.Contains(option == "--config" ? "fix its permissions, --config or IOTDSD_CONFIG" : option, line, StringComparison.Ordinal);
     }
 

@@ -51,13 +51,14 @@ internal static class DiagCommand
                 }
             }
 
-            password ??= Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
             var username = result.GetValue(Username);
-            if (!string.IsNullOrEmpty(password) && username is null)
+            if (password is not null && username is null)
             {
-                throw new CliError("--username must be given with a password");
+                throw new CliError($"{(result.GetValue(Password) is null ? "--password-file" : "--password")} needs --username");
             }
 
+            // IOTDSD_MQTT_PASSWORD is the password of --username; an operator on a client certificate gives no user name.
+            password ??= username is null ? null : Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
             return DiagnosticsClient.ConnectAsync(address, username, string.IsNullOrEmpty(password) ? null : password, tls, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, ct);
         }
     }
