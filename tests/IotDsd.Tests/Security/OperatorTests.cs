@@ -110,7 +110,7 @@ public sealed class OperatorTests(SecureBrokerFixture fixture, ITestOutputHelper
             var published = new[]
             {
                 await other.PublishAsync(TopicScheme.DeviceStatus("mallory"), new Messaging.Presence.PresencePayload { Role = "device", Id = "mallory", Connection = 1 }.ToJson(), retain: true),
-                await other.PublishAsync(TopicScheme.DeviceMetrics("mallory"), new MetricsPayload { Role = "device", Id = "mallory", Rounds = 7 }.ToJson(), retain: true),
+                await other.PublishAsync(TopicScheme.DeviceMetrics("mallory"), new MetricsPayload { Role = "device", Id = "mallory", Rounds = 7, TimestampMs = ProcessClock.NowMs(TimeProvider.System) }.ToJson(), retain: true),
             };
             Assert.All(published, code => Assert.True(code is MQTTnet.MqttClientPublishReasonCode.Success or MQTTnet.MqttClientPublishReasonCode.NoMatchingSubscribers, code.ToString()));
         }
