@@ -7,12 +7,14 @@
 #   credentials.sh password DIR ID       add or replace ID in DIR/passwd; the password is read from IOTDSD_NEW_PASSWORD
 #                                        or generated and printed once
 #   credentials.sh verifier DIR ID       append verifier ID's topic rights to DIR/acl (copied from broker/acl if absent)
+#   credentials.sh operator DIR ID       append operator ID's rights (iotdsd diag: every presence and metrics topic,
+#                                        diagnostic commands) to DIR/acl; then give ID a client certificate or password
 #
 # Keys are EC P-256. Private keys are created mode 0600.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cmd="${1:-}"; dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,13p' "$0" >&2; exit 2; }
 mkdir -p "$dir"
 umask 077
 
@@ -64,7 +66,19 @@ case "$cmd" in
     if grep -qx "user $id" "$dir/acl"; then echo "verifier $id already in $dir/acl"; exit 0; fi
     printf '\nuser %s\ntopic write iotdsd/v1/verifiers/%s/status\ntopic read iotdsd/v1/verifiers/%s/rounds/+\ntopic write iotdsd/v1/devices/+/replies\n' \
       "$id" "$id" "$id" >> "$dir/acl"
+    printf 'topic write iotdsd/v1/verifiers/%s/metrics\ntopic read iotdsd/v1/verifiers/%s/cmd\n' "$id" "$id" >> "$dir/acl"
     echo "verifier $id may now serve rounds (ACL $dir/acl)"
     ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  operator)
+    id="${3:-}"; valid_id "$id"
+    [ -f "$dir/acl" ] || { cp "$here/acl" "$dir/acl"; chmod 644 "$dir/acl"; }
+    if grep -qx "user $id" "$dir/acl"; then echo "user $id already in $dir/acl"; exit 0; fi
+    {
+      printf '\nuser %s\n' "$id"
+      printf 'topic read iotdsd/v1/devices/+/status\ntopic read iotdsd/v1/devices/+/metrics\ntopic read iotdsd/v1/verifiers/+/metrics\n'
+      printf 'topic write iotdsd/v1/devices/+/cmd\ntopic write iotdsd/v1/verifiers/+/cmd\ntopic read iotdsd/v1/diag/+/replies\n'
+    } >> "$dir/acl"
+    echo "operator $id may now run iotdsd diag (ACL $dir/acl); give it a client certificate (credentials.sh client $dir $id) or a password (credentials.sh password $dir $id)"
+    ;;
+  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

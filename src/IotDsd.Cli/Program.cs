@@ -1,29 +1,11 @@
 using System.CommandLine;
 using IotDsd.Cli.Commands;
 
-var common = new CommonOptions();
-var root = new RootCommand("iotdsd: lossless distributed speculative decoding over MQTT 5.")
-{
-    DemoCommand.Create(common),
-    GenerateCommand.Create(common),
-    VerifierCommand.Create(),
-    EdgeCommand.Create(common),
-    DeviceCommand.Create(),
-    DiagCommand.Create(),
-    BrokerCommand.Create(),
-    BenchCommand.Create(common),
-    ModelsCommand.Create(),
-    SimCommand.Create(),
-    ServerCommand.Create(common),
-    LoadgenCommand.Create(common),
-    LinkCommand.Create(),
-    NetnsCommand.Create(),
-};
-
+var root = CliRoot.Create();
 var parsed = root.Parse(args);
+var command = CliRoot.PathOf(parsed);
 if (parsed.Errors.Count > 0)
 {
-    var command = parsed.CommandResult.Command == root ? "iotdsd" : $"iotdsd {parsed.CommandResult.Command.Name}";
     Console.Error.WriteLine($"{command}: {parsed.Errors[0].Message} (see {command} --help)");
     return 2;
 }
@@ -34,7 +16,7 @@ try
 }
 catch (Exception ex) when (CliErrors.IsUserFacing(ex))
 {
-    Console.Error.WriteLine($"iotdsd {parsed.CommandResult.Command.Name}: {ex.Message}");
+    Console.Error.WriteLine($"{command}: {ex.Message}");
     return 2;
 }
 catch (OperationCanceledException)

@@ -239,7 +239,7 @@ public sealed class CapacityTests
     {
         var (code, _, stderr) = await CliProcess.RunAsync(null, ["bench", "capacity", "--prompt", "x", .. args]);
         Assert.Equal(2, code);
-        Assert.StartsWith("iotdsd capacity: ", stderr, StringComparison.Ordinal);
+        Assert.StartsWith("iotdsd bench capacity: ", stderr, StringComparison.Ordinal);
     }
 
     [Theory]

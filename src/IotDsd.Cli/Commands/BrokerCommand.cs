@@ -25,7 +25,7 @@ internal static class BrokerCommand
                 throw new CliError($"--bind must be an IP address, got '{result.GetValue(bind)}'");
             }
 
-            await using var broker = await EmbeddedBroker.StartAsync(p, address).ConfigureAwait(false);
+            await using var broker = await CliErrors.ListeningAsync("--port", $"{address}:{p}", () => EmbeddedBroker.StartAsync(p, address)).ConfigureAwait(false);
             await Console.Error.WriteLineAsync($"iotdsd broker listening on {address}:{broker.Port} (MQTT 5, no TLS). Ctrl+C stops it.").ConfigureAwait(false);
             try
             {

@@ -151,7 +151,7 @@ internal static class DeviceCommand
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            c.Problem(Settings.PromptFile, $"cannot be read: {ex.Message}");
+            c.Problem(Settings.PromptFile, $"cannot be read: {ex.Message.TrimEnd('.')}");
             return [];
         }
     }

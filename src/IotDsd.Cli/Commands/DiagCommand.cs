@@ -9,33 +9,81 @@ namespace IotDsd.Cli.Commands;
 /// <summary>
 /// <c>iotdsd diag</c>: field diagnostics over MQTT. Without a subcommand, a live fleet table from the retained
 /// status and metrics topics (<c>--json</c> or <c>--once</c> for a one-shot); <c>ping</c>, <c>config</c> and
-/// <c>rebirth</c> send a command to one device or verifier and print its reply.
+/// <c>rebirth</c> send a command to one device or verifier and print its reply. It connects as the roles do (TLS,
+/// a client certificate or a user name and password), as an identity the broker's ACL lets read every status and
+/// metrics topic and send commands: the operator of <c>broker/acl</c>.
 /// </summary>
 internal static class DiagCommand
 {
+    private sealed class Connect
+    {
+        public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true, Recursive = true };
+        public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name (the operator identity of the broker's ACL).", Recursive = true };
+        public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer --password-file or IOTDSD_MQTT_PASSWORD).", Recursive = true };
+        public Option<string?> PasswordFile { get; } = new("--password-file") { Description = "File whose first line is the MQTT password.", Recursive = true };
+        public TransportOptions Transport { get; } = new();
+        public Option<int> Wait { get; } = new("--wait-ms") { Description = "One-shot forms: how long to collect retained messages, or wait for a reply.", DefaultValueFactory = _ => 1500, Recursive = true };
+
+        public void AddTo(Command command)
+        {
+            command.Add(Broker);
+            command.Add(Username);
+            command.Add(Password);
+            command.Add(PasswordFile);
+            Transport.AddTo(command, recursive: true);
+            command.Add(Wait);
+        }
+
+        public Task<DiagnosticsClient> ConnectAsync(ParseResult result, CancellationToken ct)
+        {
+            var address = BrokerAddress.TryParse(result.GetValue(Broker), out var error) ?? throw new CliError("--broker: " + error);
+            var tls = Transport.Parse(result, address);
+            var password = result.GetValue(Password);
+            if (password is null && result.GetValue(PasswordFile) is { } file)
+            {
+                try
+                {
+                    password = File.ReadLines(file).FirstOrDefault()?.TrimEnd() ?? "";
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    throw new CliError($"--password-file '{file}' cannot be read: {ex.Message.TrimEnd('.')}");
+                }
+            }
+
+            var username = result.GetValue(Username);
+            if (password is not null && username is null)
+            {
+                throw new CliError($"{(result.GetValue(Password) is null ? "--password-file" : "--password")} needs --username");
+            }
+
+            // IOTDSD_MQTT_PASSWORD is the password of --username; an operator on a client certificate gives no user name.
+            password ??= username is null ? null : Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
+            return DiagnosticsClient.ConnectAsync(address, username, string.IsNullOrEmpty(password) ? null : password, tls, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, ct);
+        }
+    }
+
     public static Command Create()
     {
-        var broker = new Option<string>("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true, Recursive = true };
-        var username = new Option<string?>("--username") { Description = "MQTT user name.", Recursive = true };
-        var password = new Option<string?>("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD).", Recursive = true };
-        var wait = new Option<int>("--wait-ms") { Description = "One-shot forms: how long to collect retained messages, or wait for a reply.", DefaultValueFactory = _ => 1500, Recursive = true };
+        var connect = new Connect();
         var json = new Option<bool>("--json") { Description = "Print the fleet once as JSON and exit." };
         var once = new Option<bool>("--once") { Description = "Print the fleet table once and exit." };
         var refresh = new Option<int>("--refresh-ms") { Description = "Live table refresh period.", DefaultValueFactory = _ => 1000 };
         var command = new Command("diag", "Field diagnostics over MQTT: live fleet table, or a command to one device or verifier.")
         {
-            broker, username, password, wait, json, once, refresh,
+            json, once, refresh,
         };
+        connect.AddTo(command);
         foreach (var name in DiagnosticRequest.Commands)
         {
-            command.Add(CreateRequest(name, broker, username, password, wait));
+            command.Add(CreateRequest(name, connect));
         }
 
         command.SetAction(async (result, ct) =>
         {
-            var waitMs = Positive(result.GetValue(wait), "--wait-ms");
+            var waitMs = Positive(result.GetValue(connect.Wait), "--wait-ms");
             var refreshMs = Positive(result.GetValue(refresh), "--refresh-ms");
-            await using var client = await ConnectAsync(result, broker, username, password, ct).ConfigureAwait(false);
+            await using var client = await connect.ConnectAsync(result, ct).ConfigureAwait(false);
             if (result.GetValue(json) || result.GetValue(once))
             {
                 await Task.Delay(waitMs, ct).ConfigureAwait(false);
@@ -56,7 +104,7 @@ internal static class DiagCommand
         return command;
     }
 
-    private static Command CreateRequest(string name, Option<string> broker, Option<string?> username, Option<string?> password, Option<int> wait)
+    private static Command CreateRequest(string name, Connect connect)
     {
         var id = new Argument<string>("id") { Description = "Device id, or verifier id with --verifier." };
         var verifier = new Option<bool>("--verifier") { Description = "Address a verifier instead of a device." };
@@ -69,8 +117,8 @@ internal static class DiagCommand
         var command = new Command(name, what) { id, verifier };
         command.SetAction(async (result, ct) =>
         {
-            var timeout = TimeSpan.FromMilliseconds(Positive(result.GetValue(wait), "--wait-ms"));
-            await using var client = await ConnectAsync(result, broker, username, password, ct).ConfigureAwait(false);
+            var timeout = TimeSpan.FromMilliseconds(Positive(result.GetValue(connect.Wait), "--wait-ms"));
+            await using var client = await connect.ConnectAsync(result, ct).ConfigureAwait(false);
             var role = result.GetValue(verifier) ? "verifier" : "device";
             var target = result.GetValue(id)!;
             var started = TimeProvider.System.GetTimestamp();
@@ -89,13 +137,6 @@ internal static class DiagCommand
     }
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
-
-    private static Task<DiagnosticsClient> ConnectAsync(ParseResult result, Option<string> broker, Option<string?> username, Option<string?> password, CancellationToken ct)
-    {
-        var address = BrokerAddress.TryParse(result.GetValue(broker), out var error) ?? throw new CliError("--broker: " + error);
-        var pass = result.GetValue(password) ?? Environment.GetEnvironmentVariable("IOTDSD_MQTT_PASSWORD");
-        return DiagnosticsClient.ConnectAsync(address, result.GetValue(username), pass, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, ct);
-    }
 
     private static int Positive(int value, string flag) => value > 0 ? value : throw new CliError($"{flag} must be positive, got {value}");
 }

@@ -59,7 +59,11 @@ internal static class LinkCommand
             await using var link = new LinkEmulator(
                 new LinkEmulatorOptions { ListenPort = port, Bind = address, UpstreamHost = target.Host, UpstreamPort = target.Port, Up = up, Down = down, Seed = chaos.Seed },
                 logging.CreateLogger<LinkEmulator>());
-            await link.StartAsync(ct).ConfigureAwait(false);
+            await CliErrors.ListeningAsync("--listen", $"{address}:{port}", async () =>
+            {
+                await link.StartAsync(ct).ConfigureAwait(false);
+                return true;
+            }).ConfigureAwait(false);
             await Console.Out.WriteLineAsync($"link {address}:{link.Port} -> {target}; up: {up}; down: {down}").ConfigureAwait(false);
             await Console.Out.FlushAsync(ct).ConfigureAwait(false);
             var schedule = chaos.Count > 0

@@ -68,7 +68,12 @@ internal static class NetnsCommand
                     forwarder = new LinkEmulator(
                         new LinkEmulatorOptions { Bind = link.HostAddress, ListenPort = listen, UpstreamHost = target.Host, UpstreamPort = target.Port },
                         logging.CreateLogger<LinkEmulator>());
-                    await forwarder.StartAsync(ct).ConfigureAwait(false);
+                    var started = forwarder;
+                    await CliErrors.ListeningAsync("--port", $"{link.HostAddress}:{listen}", async () =>
+                    {
+                        await started.StartAsync(ct).ConfigureAwait(false);
+                        return true;
+                    }).ConfigureAwait(false);
                 }
 
                 if (up > 0 || down > 0)

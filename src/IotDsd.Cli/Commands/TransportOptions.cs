@@ -12,25 +12,33 @@ internal sealed class TransportOptions
 {
     public Option<string?> CaFile { get; } = new("--tls-ca") { Description = "Use TLS; PEM CA that signs the broker's certificate (default with --tls: the system store)." };
     public Option<bool> UseTls { get; } = new("--tls") { Description = "Use TLS, validating the broker against the system trust store (implied by any --tls-* option)." };
-    public Option<string?> CertFile { get; } = new("--tls-cert") { Description = "PEM client certificate (the device's identity when the broker maps certificates to users)." };
+    public Option<string?> CertFile { get; } = new("--tls-cert") { Description = "PEM client certificate (this client's identity when the broker maps certificates to users: a device, or the operator for diag)." };
     public Option<string?> KeyFile { get; } = new("--tls-key") { Description = "PEM private key of --tls-cert (default: in the same file)." };
     public Option<string?> ServerName { get; } = new("--tls-server-name") { Description = "Name the broker's certificate must carry (default: the broker host)." };
     public Option<bool> InsecurePlaintext { get; } = new("--insecure-plaintext") { Description = "Allow plain TCP to a non-loopback broker: credentials and tokens travel unencrypted." };
 
-    public void AddTo(Command command)
+    public void AddTo(Command command, bool recursive = false)
     {
-        command.Add(UseTls);
-        command.Add(CaFile);
-        command.Add(CertFile);
-        command.Add(KeyFile);
-        command.Add(ServerName);
-        command.Add(InsecurePlaintext);
+        foreach (Option option in new Option[] { UseTls, CaFile, CertFile, KeyFile, ServerName, InsecurePlaintext })
+        {
+            option.Recursive = recursive;
+            command.Add(option);
+        }
     }
 
     /// <summary>The TLS settings asked for, or null for plain TCP where that is allowed; throws a <see cref="CliError"/> otherwise.</summary>
-    public MqttTlsSettings? Parse(ParseResult result, BrokerAddress broker) =>
-        Decide(result.GetValue(UseTls), result.GetValue(CaFile), result.GetValue(CertFile), result.GetValue(KeyFile), result.GetValue(ServerName),
-            result.GetValue(InsecurePlaintext), broker, out var problem) is var tls && problem is not null ? throw new CliError(problem) : tls;
+    public MqttTlsSettings? Parse(ParseResult result, BrokerAddress broker)
+    {
+        var tls = Decide(result.GetValue(UseTls), result.GetValue(CaFile), result.GetValue(CertFile), result.GetValue(KeyFile), result.GetValue(ServerName),
+            result.GetValue(InsecurePlaintext), broker, out var problem);
+        return problem is null ? tls : throw new CliError(tls is null ? problem : $"{Culprit(problem).Flag}: {problem}");
+    }
+
+    /// <summary>The setting a TLS problem is about, from the file it names.</summary>
+    private static Setting Culprit(string problem) =>
+        problem.Contains("client certificate", StringComparison.Ordinal) ? Settings.TlsCert
+        : problem.Contains("client key", StringComparison.Ordinal) ? Settings.TlsKey
+        : Settings.TlsCa;
 
     /// <summary>The same from layered settings (config file, environment, flags); problems are reported on the setting.</summary>
     public static MqttTlsSettings? Read(LayeredConfiguration config, BrokerAddress broker)
@@ -40,7 +48,7 @@ internal sealed class TransportOptions
             NonEmpty(config.String(Settings.TlsKey)), NonEmpty(config.String(Settings.TlsServerName)), config.Bool(Settings.InsecurePlaintext), broker, out var problem);
         if (problem is not null)
         {
-            config.Problem(tls is null ? Settings.InsecurePlaintext : Settings.TlsCa, problem);
+            config.Problem(tls is null ? Settings.InsecurePlaintext : Culprit(problem), problem);
         }
 
         return tls;

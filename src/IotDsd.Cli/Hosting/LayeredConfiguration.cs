@@ -33,30 +33,49 @@ internal sealed class LayeredConfiguration
     /// <summary>Settings read so far, with their sources.</summary>
     public IReadOnlyList<ConfigEntry> Entries => _entries;
 
-    /// <summary>Command-line options for <paramref name="settings"/>: <c>--config</c> and one string flag per flagged setting.</summary>
-    public static (Option<string?> Config, Dictionary<Setting, Option<string?>> Flags) CreateOptions(IEnumerable<Setting> settings)
+    /// <summary>Command-line options for <paramref name="settings"/>: <c>--config</c>, a flag for each switch (an on/off
+    /// setting: <c>--tls</c>, which also takes an explicit <c>true</c> or <c>false</c>), and a valued option for each other
+    /// flagged setting.</summary>
+    public static (Option<string?> Config, Dictionary<Setting, Option> Flags) CreateOptions(IEnumerable<Setting> settings)
     {
         var config = new Option<string?>("--config") { Description = $"JSON settings file (also {ConfigFileVariable}); environment variables and flags override it." };
-        var flags = new Dictionary<Setting, Option<string?>>();
+        var flags = new Dictionary<Setting, Option>();
         foreach (var s in settings.Where(s => s.Flag is not null))
         {
             var def = s.Default.Length == 0 ? "" : $" Default: {s.Default}.";
-            flags[s] = new Option<string?>(s.Flag!) { Description = $"{s.Description}{def} [{s.Key}, {s.EnvironmentVariable}]" };
+            var description = $"{s.Description}{def} [{s.Key}, {s.EnvironmentVariable}]";
+            flags[s] = s.IsSwitch
+                ? new Option<bool>(s.Flag!) { Description = description, Arity = ArgumentArity.ZeroOrOne }
+                : new Option<string?>(s.Flag!) { Description = description };
         }
 
         return (config, flags);
     }
 
-    public static LayeredConfiguration Build(ParseResult result, Option<string?> configOption, IReadOnlyDictionary<Setting, Option<string?>> flags, IReadOnlyList<Setting> catalog)
+    public static LayeredConfiguration Build(ParseResult result, Option<string?> configOption, IReadOnlyDictionary<Setting, Option> flags, IReadOnlyList<Setting> catalog)
     {
         var file = result.GetValue(configOption) ?? Environment.GetEnvironmentVariable(ConfigFileVariable);
         var builder = new ConfigurationBuilder();
         if (!string.IsNullOrEmpty(file))
         {
             file = Path.GetFullPath(file);
+            if (Directory.Exists(file))
+            {
+                throw new CliError($"config file '{file}' is a directory, not a JSON file; fix --config or {ConfigFileVariable}");
+            }
+
             if (!System.IO.File.Exists(file))
             {
                 throw new CliError($"config file '{file}' does not exist; fix --config or {ConfigFileVariable}");
+            }
+
+            try
+            {
+                using var readable = System.IO.File.OpenRead(file);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CliError($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
             }
 
             builder.AddJsonFile(file, optional: false, reloadOnChange: false);
@@ -66,7 +85,18 @@ internal sealed class LayeredConfiguration
         var given = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var (setting, option) in flags)
         {
-            if (result.GetResult(option) is { Implicit: false } && result.GetValue(option) is { } value)
+            if (result.GetResult(option) is not { Implicit: false })
+            {
+                continue;
+            }
+
+            var value = option switch
+            {
+                Option<bool> flag => result.GetValue(flag) ? "true" : "false",
+                Option<string?> valued => result.GetValue(valued),
+                _ => null,
+            };
+            if (value is not null)
             {
                 given[setting.Key] = value;
             }
@@ -81,6 +111,10 @@ internal sealed class LayeredConfiguration
         catch (InvalidDataException ex)
         {
             throw new CliError($"config file '{file}' is not valid JSON: {ex.GetBaseException().Message}");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
         }
 
         var layered = new LayeredConfiguration(root, file);

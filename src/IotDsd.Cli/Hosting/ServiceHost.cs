@@ -98,7 +98,7 @@ internal static class ServiceHost
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                config.Problem(Settings.PasswordFile, $"cannot be read: {ex.Message}");
+                config.Problem(Settings.PasswordFile, $"cannot be read: {ex.Message.TrimEnd('.')}");
             }
         }
 

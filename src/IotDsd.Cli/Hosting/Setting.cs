@@ -8,10 +8,17 @@ internal sealed record Setting(string Key, string Default, string Description, s
 {
     public string EnvironmentVariable => "IOTDSD_" + Key.Replace(":", "__", StringComparison.Ordinal).ToUpperInvariant();
 
-    /// <summary>Every place the setting can be given, for error messages.</summary>
-    public string Places => Flag is null
-        ? $"\"{Key}\" in the config file or {EnvironmentVariable}"
-        : $"\"{Key}\" in the config file, {EnvironmentVariable} or {Flag}";
+    /// <summary>An on/off setting (its default is true or false): its flag takes no value (<c>--tls</c>; <c>--tls false</c> also parses).</summary>
+    public bool IsSwitch => bool.TryParse(Default, out _);
+
+    /// <summary>Every place the setting can be given, for error messages; a switch is shown turned on.</summary>
+    public string Places => (Flag, IsSwitch) switch
+    {
+        (null, false) => $"\"{Key}\" in the config file or {EnvironmentVariable}",
+        (null, true) => $"\"{Key}\": true in the config file or {EnvironmentVariable}=true",
+        (_, false) => $"\"{Key}\" in the config file, {EnvironmentVariable} or {Flag}",
+        (_, true) => $"\"{Key}\": true in the config file, {EnvironmentVariable}=true or the flag {Flag}",
+    };
 }
 
 /// <summary>The settings of the long-running roles, in documentation order.</summary>

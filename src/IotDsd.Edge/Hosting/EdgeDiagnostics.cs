@@ -37,7 +37,7 @@ public sealed class EdgeDiagnostics(
             Tokens = m.Tokens,
             Errors = Merge(m.Errors, connection?.DecodeErrors.Snapshot()),
             Extra = new Dictionary<string, double> { ["generations"] = m.Generations },
-        };
+        }.WithPublishRefusals(connection?.PublishesRefused ?? 0);
     }
 
     public IReadOnlyList<ConfigEntry> EffectiveConfiguration() => configuration;

@@ -30,6 +30,11 @@ public sealed partial class MqttConnection : IAsyncDisposable
     private long _connections;
     private int _consecutiveTimeouts;
     private long _deadLinks;
+    private long _publishesRefused;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _refusedTopics = new(StringComparer.Ordinal);
+
+    /// <summary>Distinct topics whose refusal is remembered (and so logged once); beyond it refusals are only counted.</summary>
+    private const int MaxRefusedTopicsRemembered = 256;
     private TaskCompletionSource _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <param name="settings">Broker, identity and limits.</param>
@@ -63,6 +68,9 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
     /// <summary>Successful connects of this process (the birth counter unless presence has a persisted sequence).</summary>
     public long Connections => Interlocked.Read(ref _connections);
+
+    /// <summary>Publishes the broker answered with a failure reason (0x87 not authorized: the ACL denies this identity the topic).</summary>
+    public long PublishesRefused => Interlocked.Read(ref _publishesRefused);
 
     /// <summary>Payloads refused at decode, by reason.</summary>
     public ErrorCounters DecodeErrors { get; } = new();
@@ -367,6 +375,14 @@ public sealed partial class MqttConnection : IAsyncDisposable
         ReportAlive();
         if (!result.IsSuccess && result.ReasonCode != MqttClientPublishReasonCode.NoMatchingSubscribers)
         {
+            // Refusals are counted every time and logged once per topic: a role refused on a topic would otherwise
+            // log the same line every round or every metrics period.
+            Interlocked.Increment(ref _publishesRefused);
+            if (_refusedTopics.Count < MaxRefusedTopicsRemembered && _refusedTopics.TryAdd(message.Topic, 0))
+            {
+                Log.PublishRefused(_logger, _settings.ClientId, message.Topic, result.ReasonCode.ToString(), (int)result.ReasonCode);
+            }
+
             throw new MqttPublishException($"broker refused publish to '{message.Topic}': {result.ReasonCode} {result.ReasonString}");
         }
     }
@@ -433,6 +449,9 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
         [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "MQTT client {ClientId} saw {Count} timeouts in a row: the link is dead, reconnecting")]
         public static partial void DeadLink(ILogger logger, string clientId, int count);
+
+        [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "MQTT client {ClientId}: the broker refused a publish to {Topic}: {Reason} (0x{Code:x2}); NotAuthorized means the broker ACL does not grant this client's identity that topic. Further refusals on this topic are counted in the metrics, not logged")]
+        public static partial void PublishRefused(ILogger logger, string clientId, string topic, string reason, int code);
 
         [LoggerMessage(EventId = 104, Level = LogLevel.Debug, Message = "MQTT client {ClientId} could not disconnect cleanly: {Reason}")]
         public static partial void DisconnectFailed(ILogger logger, string clientId, string reason);

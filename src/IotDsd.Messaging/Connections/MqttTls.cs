@@ -27,18 +27,61 @@ public sealed record MqttTlsSettings
     /// <summary>Name the broker's certificate must carry; null uses the broker host.</summary>
     public string? ServerName { get; init; }
 
-    /// <summary>Returns null when the files exist and pair up, else a one-line reason naming the file.</summary>
+    /// <summary>Returns null when the files exist, can be read, hold PEM certificates and pair up with their key;
+    /// else a one-line reason naming the file.</summary>
     public string? Validate()
     {
         foreach (var (what, path) in new[] { ("CA file", CaFile), ("client certificate", CertFile), ("client key", KeyFile) })
         {
-            if (path is not null && !File.Exists(path))
+            if (path is null)
+            {
+                continue;
+            }
+
+            if (Directory.Exists(path))
+            {
+                return $"TLS {what} '{path}' is a directory, not a PEM file";
+            }
+
+            if (!File.Exists(path))
             {
                 return $"TLS {what} '{path}' does not exist";
             }
+
+            try
+            {
+                using var stream = File.OpenRead(path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                return $"TLS {what} '{path}' cannot be read: {ex.Message.TrimEnd('.')}";
+            }
         }
 
-        return KeyFile is not null && CertFile is null ? "a TLS client key needs its client certificate (--tls-cert)" : null;
+        if (KeyFile is not null && CertFile is null)
+        {
+            return "a TLS client key needs its client certificate (--tls-cert)";
+        }
+
+        // Load them once here, so that a bad file is reported when the settings are read rather than on every connect.
+        try
+        {
+            if (MqttSecurity.LoadCa(CaFile) is { } ca)
+            {
+                foreach (var certificate in ca)
+                {
+                    certificate.Dispose();
+                }
+            }
+
+            MqttSecurity.LoadClientCertificate(CertFile, KeyFile)?.Dispose();
+        }
+        catch (MqttConnectionException ex)
+        {
+            return ex.Message;
+        }
+
+        return null;
     }
 }
 
@@ -110,7 +153,7 @@ public static class MqttSecurity
         return chain.Build(leaf);
     }
 
-    private static X509Certificate2Collection? LoadCa(string? path)
+    internal static X509Certificate2Collection? LoadCa(string? path)
     {
         if (path is null)
         {
@@ -126,26 +169,56 @@ public static class MqttSecurity
         {
             throw new MqttConnectionException($"TLS CA file '{path}' is not a PEM certificate: {ex.Message}", ex);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MqttConnectionException($"TLS CA file '{path}' cannot be read: {ex.Message.TrimEnd('.')}", ex);
+        }
 
         return collection.Count > 0 ? collection : throw new MqttConnectionException($"TLS CA file '{path}' holds no certificate");
     }
 
-    private static X509Certificate2? LoadClientCertificate(string? certFile, string? keyFile)
+    internal static X509Certificate2? LoadClientCertificate(string? certFile, string? keyFile)
     {
         if (certFile is null)
         {
             return null;
         }
 
+        var certText = ReadPem("client certificate", certFile);
+        if (!certText.Contains("-----BEGIN CERTIFICATE-----", StringComparison.Ordinal))
+        {
+            throw new MqttConnectionException($"TLS client certificate '{certFile}' holds no PEM certificate");
+        }
+
+        var keyText = keyFile is null ? certText : ReadPem("client key", keyFile);
+        if (!keyText.Contains("PRIVATE KEY-----", StringComparison.Ordinal))
+        {
+            throw new MqttConnectionException(keyFile is null
+                ? $"TLS client certificate '{certFile}' holds no private key; give it with --tls-key (Mqtt:TlsKey)"
+                : $"TLS client key '{keyFile}' holds no PEM private key");
+        }
+
         try
         {
-            using var pem = X509Certificate2.CreateFromPemFile(certFile, keyFile);
+            using var pem = X509Certificate2.CreateFromPem(certText, keyText);
             // SslStream wants a certificate whose key is not ephemeral: round-trip through PKCS#12.
             return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
         }
         catch (CryptographicException ex)
         {
-            throw new MqttConnectionException($"TLS client certificate '{certFile}' or key '{keyFile ?? certFile}' cannot be loaded: {ex.Message}", ex);
+            throw new MqttConnectionException($"TLS client certificate '{certFile}' and key '{keyFile ?? certFile}' cannot be loaded together: {ex.Message}", ex);
+        }
+    }
+
+    private static string ReadPem(string what, string path)
+    {
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MqttConnectionException($"TLS {what} '{path}' cannot be read: {ex.Message.TrimEnd('.')}", ex);
         }
     }
 

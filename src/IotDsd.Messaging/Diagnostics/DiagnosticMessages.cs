@@ -42,6 +42,8 @@ public sealed record DiagnosticReply
     [JsonPropertyName("uptime_s")] public double UptimeSeconds { get; init; }
     [JsonPropertyName("connected")] public bool Connected { get; init; }
     [JsonPropertyName("connections")] public long Connections { get; init; }
+    /// <summary>Publishes the broker refused since start, over the role's and the diagnostics connections.</summary>
+    [JsonPropertyName("publish_refused")] public long PublishRefused { get; init; }
     [JsonPropertyName("config")] public IReadOnlyList<ConfigEntry>? Config { get; init; }
     [JsonPropertyName("error")] public string? Error { get; init; }
 

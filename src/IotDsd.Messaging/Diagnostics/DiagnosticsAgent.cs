@@ -118,12 +118,15 @@ public sealed partial class DiagnosticsAgent(DiagnosticsSettings settings, IDiag
         }
     }
 
-    /// <summary>Publishes one retained metrics snapshot; failures are counted, never fatal.</summary>
+    /// <summary>Publishes one retained metrics snapshot; failures are counted, never fatal. A refusal by the broker is
+    /// logged at Warning by the connection (once per topic); other failures (a link going down) at Debug here.</summary>
     private async Task PublishMetricsAsync(MqttConnection connection, CancellationToken ct)
     {
         try
         {
-            await connection.PublishRawAsync(MetricsTopic, source.Snapshot().ToJson(), retain: true, ct).ConfigureAwait(false);
+            // The role's connection counts its own refusals; this connection's (metrics, replies) are added here.
+            var snapshot = source.Snapshot().WithPublishRefusals(connection.PublishesRefused);
+            await connection.PublishRawAsync(MetricsTopic, snapshot.ToJson(), retain: true, ct).ConfigureAwait(false);
             Interlocked.Increment(ref _published);
             Interlocked.Exchange(ref _lastPublished, time.GetTimestamp());
         }
@@ -173,7 +176,7 @@ public sealed partial class DiagnosticsAgent(DiagnosticsSettings settings, IDiag
 
     private async Task<DiagnosticReply> HandleAsync(DiagnosticRequest? request, MqttConnection connection, CancellationToken ct)
     {
-        var snapshot = source.Snapshot();
+        var snapshot = source.Snapshot().WithPublishRefusals(connection.PublishesRefused);
         var reply = new DiagnosticReply
         {
             Ok = true,
@@ -183,6 +186,7 @@ public sealed partial class DiagnosticsAgent(DiagnosticsSettings settings, IDiag
             UptimeSeconds = Math.Round(time.GetElapsedTime(_started).TotalSeconds, 1),
             Connected = snapshot.Connected,
             Connections = snapshot.Connections,
+            PublishRefused = snapshot.Errors.GetValueOrDefault(MetricsPayload.PublishRefusedKey),
         };
         switch (request?.Command)
         {

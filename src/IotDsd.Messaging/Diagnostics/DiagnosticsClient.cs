@@ -24,12 +24,17 @@ public sealed class DiagnosticsClient : IAsyncDisposable
 
     public FleetView Fleet { get; } = new();
 
-    public static async Task<DiagnosticsClient> ConnectAsync(BrokerAddress broker, string? username, string? password, ILogger logger, CancellationToken ct)
+    public static Task<DiagnosticsClient> ConnectAsync(BrokerAddress broker, string? username, string? password, ILogger logger, CancellationToken ct) =>
+        ConnectAsync(broker, username, password, null, logger, ct);
+
+    /// <summary>Connects as an operator: <paramref name="tls"/> (null for plain TCP) and the credentials the broker's ACL
+    /// knows (a user name and password, or the client certificate in <paramref name="tls"/>).</summary>
+    public static async Task<DiagnosticsClient> ConnectAsync(BrokerAddress broker, string? username, string? password, MqttTlsSettings? tls, ILogger logger, CancellationToken ct)
     {
         var clientId = "iotdsd-diag-" + Random.Shared.NextInt64().ToString("x16", CultureInfo.InvariantCulture);
         var replies = TopicScheme.DiagnosticReplies(clientId);
         var connection = new MqttConnection(
-            new MqttSettings { Broker = broker, ClientId = clientId, Username = username, Password = password, BufferBytes = 256 * 1024, MaxPayloadBytes = 64 * 1024 },
+            new MqttSettings { Broker = broker, ClientId = clientId, Username = username, Password = password, Tls = tls, BufferBytes = 256 * 1024, MaxPayloadBytes = 64 * 1024 },
             _ => false,
             logger);
         try

@@ -48,6 +48,22 @@ public sealed record MetricsPayload
     /// <summary>Role-specific figures (the verifier's batch sizes, the device's generations).</summary>
     [JsonPropertyName("extra")] public IReadOnlyDictionary<string, double> Extra { get; init; } = new Dictionary<string, double>();
 
+    /// <summary>Key in <see cref="Errors"/> of the publishes the broker refused (an ACL that denies the topic, typically).</summary>
+    public const string PublishRefusedKey = "publish_refused";
+
+    /// <summary>This snapshot with <paramref name="count"/> more refused publishes under <see cref="PublishRefusedKey"/>.</summary>
+    public MetricsPayload WithPublishRefusals(long count)
+    {
+        if (count <= 0)
+        {
+            return this;
+        }
+
+        var errors = new Dictionary<string, long>(Errors, StringComparer.Ordinal);
+        errors[PublishRefusedKey] = errors.GetValueOrDefault(PublishRefusedKey) + count;
+        return this with { Errors = errors };
+    }
+
     public byte[] ToJson() => JsonSerializer.SerializeToUtf8Bytes(this);
 
     /// <summary>Parses a metrics payload; null if it is not one.</summary>

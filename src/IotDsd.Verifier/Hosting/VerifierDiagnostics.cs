@@ -71,7 +71,7 @@ public sealed class VerifierDiagnostics(VerifierService service, string model, I
                     ["cache_bytes_per_token"] = service.Limits.BytesPerCachedToken,
                     ["memory_bytes"] = service.Limits.AccountedBytes,
                 },
-            };
+            }.WithPublishRefusals(connection?.PublishesRefused ?? 0);
         }
     }
 

@@ -13,7 +13,7 @@ namespace IotDsd.Tests.Security;
 /// </summary>
 public sealed class SecureBroker : IAsyncDisposable
 {
-    public static readonly string[] Identities = ["dev-a", "dev-b", "mallory", "verifier-1", "verifier-2"];
+    public static readonly string[] Identities = ["dev-a", "dev-b", "mallory", "verifier-1", "verifier-2", "operator"];
 
     private readonly Process _process;
 
@@ -60,7 +60,9 @@ public sealed class SecureBroker : IAsyncDisposable
         KeyFile = identity is null ? null : Path.Combine(Dir, identity + ".key"),
     };
 
-    public static async Task<SecureBroker?> TryStart()
+    /// <summary>Starts the broker; <paramref name="editAcl"/>, when given, rewrites the installed ACL first (an older or
+    /// narrower profile).</summary>
+    public static async Task<SecureBroker?> TryStart(Func<string, string>? editAcl = null)
     {
         if (MosquittoProcess.Binary is not { } binary)
         {
@@ -78,6 +80,12 @@ public sealed class SecureBroker : IAsyncDisposable
         }
 
         await RunAsync(script, "verifier", dir, "verifier-2");
+        if (editAcl is not null)
+        {
+            var acl = Path.Combine(dir, "acl");
+            await File.WriteAllTextAsync(acl, editAcl(await File.ReadAllTextAsync(acl)));
+        }
+
         var certPort = EmbeddedBroker.FreePort();
         var passwordPort = EmbeddedBroker.FreePort();
         var config = (await File.ReadAllTextAsync(Path.Combine(RepoRoot, "broker", "mosquitto-prod.conf")))
