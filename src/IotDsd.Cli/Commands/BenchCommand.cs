@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using IotDsd.Cli.Load;
 using IotDsd.Cli.Output;
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Sampling;
@@ -22,6 +23,9 @@ namespace IotDsd.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
+    private const string DeviceId = "bench-device";
+    private const string VerifierId = "bench-verifier";
+
     public static Command Create(CommonOptions common)
     {
         var count = new Option<int>("--count") { Description = "Ping-pongs and generated tokens.", DefaultValueFactory = _ => 2000 };
@@ -69,6 +73,10 @@ internal static class BenchCommand
                 if (embedded is not null)
                 {
                     await embedded.DisposeAsync().ConfigureAwait(false);
+                }
+                else
+                {
+                    await RetainedCleanup.ClearAsync(address, null, null, RetainedCleanup.Topics([DeviceId], [VerifierId]), CancellationToken.None).ConfigureAwait(false);
                 }
             }
 
@@ -121,12 +129,12 @@ internal static class BenchCommand
 
     private static async Task<GenerationReport> GreedyRoundsAsync(BrokerAddress address, ModelPair models, int tokens, CancellationToken ct)
     {
-        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "bench-verifier", BatchWait = TimeSpan.Zero }, models.Target, NullLogger<VerifierService>.Instance);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = VerifierId, BatchWait = TimeSpan.Zero }, models.Target, NullLogger<VerifierService>.Instance);
         await verifier.StartAsync(ct).ConfigureAwait(false);
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "bench-device", VerifierId = "bench-verifier" }, models.Draft!, NullLogger.Instance);
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = DeviceId, VerifierId = VerifierId }, models.Draft!, NullLogger.Instance);
             await worker.StartAsync(ct).ConfigureAwait(false);
             var prompt = models.Tokenizer.Encode("The meaning of life is");
             var settings = new SessionSettings { SessionId = "bench", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
