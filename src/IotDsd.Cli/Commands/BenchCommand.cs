@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using IotDsd.Cli.Load;
 using IotDsd.Cli.Output;
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Sampling;
@@ -22,6 +23,9 @@ namespace IotDsd.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
+    private const string DeviceId = "bench-device";
+    private const string VerifierId = "bench-verifier";
+
     public static Command Create(CommonOptions common)
     {
         var count = new Option<int>("--count") { Description = "Ping-pongs and generated tokens.", DefaultValueFactory = _ => 2000 };
@@ -50,9 +54,14 @@ internal static class BenchCommand
 
             try
             {
-                var ping = await PingPongAsync(address, n, result.GetValue(payload), ct).ConfigureAwait(false);
+                var progress = new ProgressReporter("bench rtt");
+                progress.Start($"bare QoS 1 ping-pongs on {address}", n + PingWarmUp, "ping-pongs");
+                var ping = await PingPongAsync(address, n, result.GetValue(payload), progress, ct).ConfigureAwait(false);
+                progress.Done();
                 using var models = ModelPair.Load(null, null, needDraft: true);
-                var report = await GreedyRoundsAsync(address, models, n, ct).ConfigureAwait(false);
+                progress.Start("greedy speculative rounds through a verifier and a device", GreedyWarmUp + n, "tokens");
+                var report = await GreedyRoundsAsync(address, models, n, progress, ct).ConfigureAwait(false);
+                progress.Done();
                 var overhead = report.RoundMillis.Select((r, i) => r - report.DraftMillis[i] - report.VerifyMillis[i]).ToList();
                 double P(IReadOnlyList<double> v, double q) => CompletionJson.Percentile(v, q);
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -70,6 +79,10 @@ internal static class BenchCommand
                 {
                     await embedded.DisposeAsync().ConfigureAwait(false);
                 }
+                else
+                {
+                    await RetainedCleanup.ClearAsync(address, null, null, RetainedCleanup.Topics([DeviceId], [VerifierId]), CancellationToken.None).ConfigureAwait(false);
+                }
             }
 
             return 0;
@@ -77,7 +90,10 @@ internal static class BenchCommand
         return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common), FaultBenchCommand.Create(common) };
     }
 
-    private static async Task<List<double>> PingPongAsync(BrokerAddress address, int n, int size, CancellationToken ct)
+    private const int PingWarmUp = 50;
+    private const int GreedyWarmUp = 50;
+
+    private static async Task<List<double>> PingPongAsync(BrokerAddress address, int n, int size, ProgressReporter progress, CancellationToken ct)
     {
         const string pingTopic = "iotdsd/v1/bench/ping";
         const string pongTopic = "iotdsd/v1/bench/pong";
@@ -96,15 +112,17 @@ internal static class BenchCommand
         }, CancellationToken.None);
         var payload = new byte[size];
         var samples = new List<double>(n);
-        for (var i = 0; i < n + 50; i++)
+        for (var i = 0; i < n + PingWarmUp; i++)
         {
             var start = Stopwatch.GetTimestamp();
             await pinger.PublishRawAsync(pingTopic, payload, retain: false, ct).ConfigureAwait(false);
             await pinger.Inbound.ReadAsync(ct).ConfigureAwait(false);
-            if (i >= 50)
+            if (i >= PingWarmUp)
             {
                 samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
             }
+
+            progress.Report(i + 1);
         }
 
         await stop.CancelAsync().ConfigureAwait(false);
@@ -119,19 +137,19 @@ internal static class BenchCommand
         return samples;
     }
 
-    private static async Task<GenerationReport> GreedyRoundsAsync(BrokerAddress address, ModelPair models, int tokens, CancellationToken ct)
+    private static async Task<GenerationReport> GreedyRoundsAsync(BrokerAddress address, ModelPair models, int tokens, ProgressReporter progress, CancellationToken ct)
     {
-        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "bench-verifier", BatchWait = TimeSpan.Zero }, models.Target, NullLogger<VerifierService>.Instance);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = VerifierId, BatchWait = TimeSpan.Zero }, models.Target, NullLogger<VerifierService>.Instance);
         await verifier.StartAsync(ct).ConfigureAwait(false);
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "bench-device", VerifierId = "bench-verifier" }, models.Draft!, NullLogger.Instance);
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = DeviceId, VerifierId = VerifierId }, models.Draft!, NullLogger.Instance);
             await worker.StartAsync(ct).ConfigureAwait(false);
             var prompt = models.Tokenizer.Encode("The meaning of life is");
             var settings = new SessionSettings { SessionId = "bench", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
-            await worker.GenerateAsync(prompt, settings with { SessionId = "warm", MaxTokens = 50 }, null, ct).ConfigureAwait(false);
-            return await worker.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
+            await worker.GenerateAsync(prompt, settings with { SessionId = "warm", MaxTokens = GreedyWarmUp }, _ => progress.Advance(), ct).ConfigureAwait(false);
+            return await worker.GenerateAsync(prompt, settings, _ => progress.Advance(), ct).ConfigureAwait(false);
         }
         finally
         {

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using IotDsd.Cli.Output;
 using IotDsd.Core.Models;
 using IotDsd.Inference.Execution;
 using IotDsd.Inference.Models;
@@ -68,6 +69,8 @@ internal static class BenchModelsCommand
     private static void Run(ILanguageModel draft, ILanguageModel target, InferenceOptions options, int n, int[] sizes)
     {
         var o = Console.Out;
+        var progress = new ProgressReporter("bench models");
+        progress.Start($"timing decode, verification and batches (medians of {n})", 2 + 8 + sizes.Length, "measurements");
         o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"provider {options.Provider}, {options.IntraOpThreads} intra-op thread(s), {Environment.ProcessorCount} cores, medians of {n}"));
         o.WriteLine($"draft {draft.Name}, target {target.Name}");
         o.WriteLine();
@@ -77,6 +80,7 @@ internal static class BenchModelsCommand
         {
             var d = ModelBenchmark.Decode(m, Math.Max(32, n * 4));
             o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {m.Name} | {d.TokensPerSecond:0.0} | {d.MillisPerToken:0.000} | {d.ManagedBytesPerStep:0} |"));
+            progress.Advance();
         }
 
         o.WriteLine();
@@ -86,6 +90,7 @@ internal static class BenchModelsCommand
         {
             var ms = ModelBenchmark.VerifyMillis(target, 64, gamma, n);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {gamma} | {ms:0.000} | {ms / (gamma + 1):0.000} |"));
+            progress.Advance();
         }
 
         o.WriteLine();
@@ -95,8 +100,10 @@ internal static class BenchModelsCommand
         {
             var r = ModelBenchmark.Batch(target, b, 4, n);
             o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {b} | {r.Millis:0.000} | {r.SequentialMillis:0.000} | {r.SequentialMillis / r.Millis:0.00}x | {r.TokensPerSecond:0} |"));
+            progress.Advance();
         }
 
+        progress.Done();
         var most = Math.Max(2, sizes.Max());
         PrintPassCost(o, ModelBenchmark.PassCost(target, n, [1, Math.Max(2, most / 4), most], [1, 3, 5]));
     }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using IotDsd.Cli.Load;
+using IotDsd.Cli.Output;
 
 namespace IotDsd.Cli.Commands;
 
@@ -56,7 +57,11 @@ internal static class CapacityBenchCommand
             var samples = common.SampleCount(result);
             var json = result.GetValue(common.Json);
             var outcome = new List<SystemCapacity>();
-            foreach (var baseline in which switch { "both" => new[] { false, true }, "baseline" => [true], _ => [false] })
+            var runBaseline = which switch { "both" => new[] { false, true }, "baseline" => [true], _ => [false] };
+            var progress = new ProgressReporter("bench capacity");
+            progress.Start($"load points ({string.Join(", ", points)} sessions) per system, until {result.GetValue(past) + 1} miss the SLO", (long)points.Length * runBaseline.Length, "load points");
+            var pointsDone = 0;
+            foreach (var baseline in runBaseline)
             {
                 var runs = new List<LoadReport>();
                 var broken = 0;
@@ -66,6 +71,7 @@ internal static class CapacityBenchCommand
                     var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), TimeSpan.FromMilliseconds(batchWait));
                     var report = await LoadgenCommand.RunAsync(spec, models, [prompt], settings, null, [], logging, ct).ConfigureAwait(false);
                     runs.Add(report);
+                    progress.Report(++pointsDone);
                     var ok = Meets(report, limit);
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"{report.System,-8} sessions {n,4}: TPOT p50 {report.TpotP50,8:0.0} p99 {report.TpotP99,8:0.0} ms, {report.TokensPerSecond,8:0.0} tok/s, batch {report.MeanBatch:0.0}, acceptance {report.AcceptanceRate:0.00} {(ok ? "within" : "OVER")} SLO"));

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using IotDsd.Cli.Faults;
+using IotDsd.Cli.Output;
 using IotDsd.Contracts.Messages;
 using IotDsd.Edge.Drafting;
 using IotDsd.Inference.Ngram;
@@ -69,11 +70,29 @@ internal static class FaultBenchCommand
             }
 
             await using var mosquitto = await MosquittoChild.StartAsync(persistence: true).ConfigureAwait(false);
-            var soak = new FaultSoak(models.Draft!, models.Target, targetDir, logging, line => Console.Error.WriteLine(line));
+            var progress = new ProgressReporter("bench faults");
+            string? phase = null;
+            void Committed(string run, int tokens)
+            {
+                if (run != phase)
+                {
+                    progress.Done();
+                    phase = run;
+                    progress.Start(
+                        run == FaultSoak.ReferenceRun ? "fault-free reference generation" : $"generation through {plan.Cuts} link cuts, a broker restart and a verifier kill",
+                        settings.MaxTokens,
+                        "tokens");
+                }
+
+                progress.Report(tokens);
+            }
+
+            var soak = new FaultSoak(models.Draft!, models.Target, targetDir, logging, line => Console.Error.WriteLine($"bench faults: {line}"), Committed);
             FaultSoakResult outcome;
             try
             {
                 outcome = await soak.RunAsync(mosquitto, prompt, settings, plan, "soak-device", ct).ConfigureAwait(false);
+                progress.Done();
             }
             catch (GenerationException ex)
             {

@@ -53,8 +53,9 @@ internal static class FloodBenchCommand
                     workers.Add(w);
                 }
 
-                await PhaseAsync(workers, models, 50, "warm", ct).ConfigureAwait(false);
-                var calm = await PhaseAsync(workers, models, k, "calm", ct).ConfigureAwait(false);
+                var progress = new ProgressReporter("bench flood");
+                await PhaseAsync(workers, models, 50, "warm", progress, "warm-up", ct).ConfigureAwait(false);
+                var calm = await PhaseAsync(workers, models, k, "calm", progress, "honest devices alone", ct).ConfigureAwait(false);
                 await using var flooder = new MqttConnection(new MqttSettings { Broker = address, ClientId = "iotdsd-device-flooder" }, _ => false, NullLogger.Instance);
                 await flooder.ConnectAsync([], ct).ConfigureAwait(false);
                 using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -62,7 +63,7 @@ internal static class FloodBenchCommand
                 await Task.Delay(500, ct).ConfigureAwait(false);
                 var started = System.Diagnostics.Stopwatch.GetTimestamp();
                 var errorsBefore = verifier.Errors.Total;
-                var stormy = await PhaseAsync(workers, models, k, "flood", ct).ConfigureAwait(false);
+                var stormy = await PhaseAsync(workers, models, k, "flood", progress, "honest devices while one floods", ct).ConfigureAwait(false);
                 var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
                 var refused = verifier.Errors.Total - errorsBefore;
                 await stop.CancelAsync().ConfigureAwait(false);
@@ -93,15 +94,18 @@ internal static class FloodBenchCommand
         return command;
     }
 
-    private static async Task<List<double>> PhaseAsync(List<DraftWorker> workers, ModelPair models, int tokens, string phase, CancellationToken ct)
+    private static async Task<List<double>> PhaseAsync(
+        List<DraftWorker> workers, ModelPair models, int tokens, string phase, ProgressReporter progress, string what, CancellationToken ct)
     {
         var prompt = models.Tokenizer.Encode("The meaning of life is");
+        progress.Start(what, (long)tokens * workers.Count, "tokens");
         var runs = workers.Select((w, i) => w.GenerateAsync(
             prompt,
             new SessionSettings { SessionId = $"{phase}-{i}", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 },
-            null,
+            _ => progress.Advance(),
             ct)).ToList();
         var reports = await Task.WhenAll(runs).ConfigureAwait(false);
+        progress.Done();
         return reports.SelectMany(r => r.RoundMillis).ToList();
     }
 

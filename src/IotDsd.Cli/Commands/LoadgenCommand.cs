@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
+using System.Globalization;
 using IotDsd.Cli.Load;
 using IotDsd.Core.Sessions;
 using IotDsd.Core.Speculative;
@@ -94,7 +95,7 @@ internal static class LoadgenCommand
         EmbeddedBroker? embedded = null;
         VerifierService? verifier = null;
         BaselineServer? server = null;
-        BrokerAddress address;
+        BrokerAddress? address = null;
         var serverId = spec.Id ?? (useBaseline ? "server-1" : null);
         watched = [.. watched];
         try
@@ -164,6 +165,10 @@ internal static class LoadgenCommand
             {
                 await embedded.DisposeAsync().ConfigureAwait(false);
             }
+            else if (address is { } external)
+            {
+                await RetainedCleanup.ClearAsync(external, spec.Username, spec.Password, RetainedCleanup.Topics(Enumerable.Range(0, n).Select(LoadRun.DeviceId), []), CancellationToken.None).ConfigureAwait(false);
+            }
         }
     }
 
@@ -188,9 +193,11 @@ internal static class LoadgenCommand
     /// <summary>The devices of one load run.</summary>
     private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, bool adaptInSampling, ProcessWatch processes, ILoggerFactory logging)
     {
+        public static string DeviceId(int device) => string.Create(CultureInfo.InvariantCulture, $"lg{device}");
+
         private EdgeOptions Options(int device, string? verifierId) => new()
         {
-            DeviceId = $"lg{device}",
+            DeviceId = DeviceId(device),
             Broker = broker,
             Username = username,
             Password = password,

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using IotDsd.Cli.Output;
 using IotDsd.Core.Sampling;
 using IotDsd.Inference.Distillation;
 using IotDsd.Inference.Models;
@@ -69,7 +70,10 @@ internal static class ModelsCommand
                     config = config with { ResidualScale = scale };
                 }
 
-                var m = TransformerModelBuilder.Build(config, r, dir, text, corpusName);
+                var progress = new ProgressReporter("models build");
+                progress.Start($"building the {p} {r} ({config.Layers} blocks, then the output layer fitted to {corpusName})", config.Layers + 1, "steps");
+                var m = TransformerModelBuilder.Build(config, r, dir, text, corpusName, layers => progress.Report(layers));
+                progress.Done();
                 var c = m.Transformer!;
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {m.Name} ({c.Layers} layers, {c.Hidden} wide, {c.Heads} heads, vocabulary {c.VocabSize}, seed {c.Seed})"));
                 return 0;
@@ -87,6 +91,7 @@ internal static class ModelsCommand
                 throw new CliError($"--vocab-size must be between {KneserNeyModel.VocabSize} and {NgramOnnxModel.MaxVocabSize}, got {v}");
             }
 
+            new ProgressReporter("models build").Step($"counting {n}-grams of {corpusName} ({text.Length} bytes) and compiling them to ONNX");
             var manifest = NgramModelBuilder.Build(text, n, r, dir, corpusName, v);
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {manifest.Name}, held-out {manifest.HeldoutBitsPerByte:0.000} bits/byte"));
             return 0;
@@ -124,6 +129,8 @@ internal static class ModelsCommand
             var text = ReadCorpus(corpusPath);
 
             var dir = result.GetValue(output)!;
+            var progress = new ProgressReporter("distill");
+            progress.Step($"loading the target {result.GetValue(target)}");
             using var pair = ModelPair.Load(null, result.GetValue(target)!, needDraft: false);
             var model = pair.Target;
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -133,7 +140,7 @@ internal static class ModelsCommand
             }
             else
             {
-                Distil(model, text, corpusPath, n, dir, settings, started);
+                Distil(model, text, corpusPath, n, dir, settings, started, progress);
             }
 
             if (held > 0)
@@ -144,7 +151,9 @@ internal static class ModelsCommand
                     throw new CliError($"the draft in {dir} has {draft.VocabSize} tokens and the target {model.VocabSize}");
                 }
 
-                var alpha = DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held });
+                progress.Start($"measuring the acceptance rate on {held} held-out completions", (long)held * settings.TokensPerSequence, "positions");
+                var alpha = DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held }, progress.Report);
+                progress.Done();
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"expected acceptance rate α = {alpha:0.000} at temperature {t} ({held} held-out completions of {settings.TokensPerSequence} tokens)"));
             }
 
@@ -153,10 +162,14 @@ internal static class ModelsCommand
         return distill;
     }
 
-    private static void Distil(Core.Models.ILanguageModel model, byte[] text, string? corpusPath, int n, string dir, DistillationSettings settings, long started)
+    private static void Distil(Core.Models.ILanguageModel model, byte[] text, string? corpusPath, int n, string dir, DistillationSettings settings, long started, ProgressReporter progress)
     {
-        var (manifest, sampled) = DraftDistiller.Distil(model, text, corpusPath is null ? DefaultModels.CorpusName : Path.GetFileName(corpusPath), n, dir, settings,
-            done => Console.Error.WriteLine($"distill: {done}/{settings.Sequences} completions"));
+        progress.Start(
+            string.Create(CultureInfo.InvariantCulture, $"sampling {settings.Sequences} completions of {settings.TokensPerSequence} tokens from the target, {settings.Batch} at a time, and counting {n}-grams"),
+            (long)settings.Sequences * settings.TokensPerSequence,
+            "positions");
+        var (manifest, sampled) = DraftDistiller.Distil(model, text, corpusPath is null ? DefaultModels.CorpusName : Path.GetFileName(corpusPath), n, dir, settings, progress.Report);
+        progress.Done();
         var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {dir}: {manifest.Name}, vocabulary {manifest.VocabSize}, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));

@@ -15,7 +15,7 @@ namespace IotDsd.Cli.Commands;
 /// </summary>
 internal static class SimCommand
 {
-    private static readonly Option<string?> ScenarioPath = new("--scenario") { Description = "Scenario JSON file (snake_case fields of the simulator's Scenario)." };
+    private static readonly Option<string?> ScenarioPath = new("--scenario") { Description = "Scenario JSON file; every field, its default and meaning: src/IotDsd.Sim/Scenarios/example.json." };
     private static readonly Option<string?> CalibrationPath = new("--calibration") { Description = "Calibration file written by demo/edge --calibration-out: the base scenario." };
     private static readonly Option<string?> Reproduce = new("--reproduce") { Description = "dssd-table, grid, rtt, fleet or all." };
     private static readonly Option<bool> Validate = new("--validate") { Description = "Run the real system through an emulated link on four profiles and print it beside the simulator." };

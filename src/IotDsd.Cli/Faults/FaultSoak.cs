@@ -80,9 +80,15 @@ public sealed record FaultSoakResult
 /// through the link emulator, the broker is restarted once and the verifier process is killed (SIGKILL) and replaced by
 /// another. The same settings first run fault-free through an in-process broker and verifier, for the text to compare.
 /// Faults are placed by progress (committed tokens), so every one lands mid-generation however fast the machine is.
+/// <paramref name="progress"/> gets a line per injected fault; <paramref name="committed"/> gets the tokens committed so
+/// far by the run named (<see cref="ReferenceRun"/>, then <see cref="SoakRun"/>), for a progress display.
 /// </summary>
-public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, string targetDirectory, ILoggerFactory? loggers = null, Action<string>? progress = null)
+public sealed class FaultSoak(
+    ILanguageModel draft, ILanguageModel target, string targetDirectory, ILoggerFactory? loggers = null, Action<string>? progress = null, Action<string, int>? committed = null)
 {
+    public const string ReferenceRun = "reference";
+    public const string SoakRun = "soak";
+
     private readonly ILoggerFactory _loggers = loggers ?? NullLoggerFactory.Instance;
 
     /// <summary>Device options tuned to notice faults quickly: short timeouts, backoff capped at 1 s.</summary>
@@ -109,7 +115,8 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
             await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(30), ct).ConfigureAwait(false);
             await using var worker = new DraftWorker(new EdgeOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), DeviceId = "reference-device" }, draft, _loggers.CreateLogger<DraftWorker>());
             await worker.StartAsync(ct).ConfigureAwait(false);
-            return [.. (await worker.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false)).Tokens];
+            var count = 0;
+            return [.. (await worker.GenerateAsync(prompt, settings, _ => committed?.Invoke(ReferenceRun, ++count), ct).ConfigureAwait(false)).Tokens];
         }
         finally
         {
@@ -144,10 +151,14 @@ public sealed class FaultSoak(ILanguageModel draft, ILanguageModel target, strin
             var started = Stopwatch.GetTimestamp();
             var run = worker.GenerateAsync(prompt, settings, _ =>
             {
+                int count;
                 lock (commitTimes)
                 {
                     commitTimes.Add(Stopwatch.GetTimestamp());
+                    count = commitTimes.Count;
                 }
+
+                committed?.Invoke(SoakRun, count);
             }, ct);
 
             var outages = new LinkChaos { Count = plan.Cuts, CutMin = plan.CutMin, CutMax = plan.CutMax, Seed = plan.CutSeed }.Plan();

@@ -32,8 +32,11 @@ public sealed record DistillationSettings(
 /// </summary>
 public static class DraftDistiller
 {
-    /// <summary>Samples the distillation records: one byte array per completion (tokens after the prompt).</summary>
-    public static List<byte[]> Sample(ILanguageModel target, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings, Action<int>? progress = null) =>
+    /// <summary>
+    /// Samples the distillation records: one byte array per completion (tokens after the prompt). <paramref name="progress"/>
+    /// gets the target positions sampled so far (of Sequences × TokensPerSequence) after every step of every batch.
+    /// </summary>
+    public static List<byte[]> Sample(ILanguageModel target, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings, Action<long>? progress = null) =>
         ForEachPosition(target, corpusRecords, settings, progress, null);
 
     /// <summary>
@@ -41,7 +44,7 @@ public static class DraftDistiller
     /// batch, prompt, the target's logits there, the token sampled); returns the completions.
     /// </summary>
     private static List<byte[]> ForEachPosition(
-        ILanguageModel target, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings, Action<int>? progress, Action<int, int[], float[], int>? observe)
+        ILanguageModel target, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings, Action<long>? progress, Action<int, int[], float[], int>? observe)
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(corpusRecords);
@@ -55,8 +58,9 @@ public static class DraftDistiller
         for (int start = 0; start < settings.Sequences; start += settings.Batch)
         {
             int n = Math.Min(settings.Batch, settings.Sequences - start);
-            records.AddRange(SampleBatch(target, prompts, start, n, vocab, settings, observe is null ? null : (i, p, l, t) => observe(start + i, p, l, t)));
-            progress?.Invoke(records.Count);
+            long before = (long)start * settings.TokensPerSequence;
+            records.AddRange(SampleBatch(target, prompts, start, n, vocab, settings, observe is null ? null : (i, p, l, t) => observe(start + i, p, l, t),
+                progress is null ? null : steps => progress(before + ((long)steps * n))));
         }
 
         return records;
@@ -71,7 +75,7 @@ public static class DraftDistiller
     /// counting the sampled tokens alone. Returns the manifest and the number of target positions seen.
     /// </summary>
     public static (ModelManifest Manifest, long Positions) Distil(
-        ILanguageModel target, byte[] corpus, string corpusName, int order, string outDir, DistillationSettings settings, Action<int>? progress = null)
+        ILanguageModel target, byte[] corpus, string corpusName, int order, string outDir, DistillationSettings settings, Action<long>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(corpus);
         if (order is < 2 or > 7) throw new ArgumentOutOfRangeException(nameof(order), order, "Order must be 2..7.");
@@ -137,7 +141,8 @@ public static class DraftDistiller
     /// sampling: the mean over target-sampled positions of Σ_x min(P(x), Q(x)), on completions whose prompts and seed
     /// differ from those the draft was distilled from (held out).
     /// </summary>
-    public static double Agreement(ILanguageModel target, ILanguageModel draft, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings)
+    /// <param name="progress">Gets the held-out positions measured so far (of Sequences × TokensPerSequence).</param>
+    public static double Agreement(ILanguageModel target, ILanguageModel draft, IReadOnlyList<byte[]> corpusRecords, DistillationSettings settings, Action<long>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(target);
         ArgumentNullException.ThrowIfNull(draft);
@@ -158,6 +163,7 @@ public static class DraftDistiller
             var draftLogits = new float[n][];
             try
             {
+                long before = (long)start * settings.TokensPerSequence;
                 SampleBatch(target, prompts, settings.Sequences + start, n, vocab, heldOut, (i, prompt, logits, token) =>
                 {
                     var seq = drafts[i] ??= draft.CreateSequence();
@@ -170,7 +176,7 @@ public static class DraftDistiller
                     sum += overlap;
                     count++;
                     seq.Feed([token], qLogits);
-                });
+                }, progress is null ? null : steps => progress(before + ((long)steps * n)));
             }
             finally
             {
@@ -182,7 +188,8 @@ public static class DraftDistiller
     }
 
     private static byte[][] SampleBatch(
-        ILanguageModel target, List<byte[]> prompts, int first, int n, int vocab, DistillationSettings s, Action<int, int[], float[], int>? observe)
+        ILanguageModel target, List<byte[]> prompts, int first, int n, int vocab, DistillationSettings s, Action<int, int[], float[], int>? observe,
+        Action<int>? stepsDone = null)
     {
         var sequences = new IModelSequence[n];
         var logits = new float[n][];
@@ -223,6 +230,7 @@ public static class DraftDistiller
                 }
 
                 if (t + 1 < s.TokensPerSequence) target.FeedBatch(batch);
+                stepsDone?.Invoke(t + 1);
             }
 
             return outputs;

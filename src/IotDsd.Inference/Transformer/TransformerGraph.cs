@@ -26,8 +26,12 @@ public static class TransformerGraph
     public static string PresentKey(int layer) => $"present.{layer}.key";
     public static string PresentValue(int layer) => $"present.{layer}.value";
 
-    /// <summary>Builds the model for <paramref name="config"/>, fitting its output layer to <paramref name="corpus"/>.</summary>
-    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus)
+    /// <summary>
+    /// Builds the model for <paramref name="config"/>, fitting its output layer to <paramref name="corpus"/>;
+    /// <paramref name="layersDone"/> gets the number of blocks built so far, then <see cref="TransformerConfig.Layers"/> + 1
+    /// once the output layer is fitted.
+    /// </summary>
+    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus, Action<int>? layersDone = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (config.Validate() is { } bad) throw new ArgumentException($"Invalid transformer shape: {bad}.", nameof(config));
@@ -81,10 +85,12 @@ public static class TransformerGraph
             string gelu = g.Op("Mul", [g.Op("Mul", [fc, half]), g.Op("Add", [g.Op("Erf", [g.Op("Mul", [fc, invSqrt2])]), one])]);
             string mlp = Linear(g, gelu, seed, p + "mlp.c_proj", 4 * e, e, config.ResidualScale / MathF.Sqrt(4 * e));
             x = g.Op("Add", [x, mlp]);
+            layersDone?.Invoke(l + 1);
         }
 
         string final = LayerNorm(g, x, "transformer.ln_f", e);
         var (head, headBias) = TransformerWeights.OutputLayer(config, wte, corpus);
+        layersDone?.Invoke(config.Layers + 1);
         string w = g.AddInitializer(OnnxTensor.FromFloats("lm_head.weight", head, e, v));
         string b = g.AddInitializer(OnnxTensor.FromFloats("lm_head.bias", headBias, v));
         g.AddNode("Add", [g.Op("MatMul", [final, w]), b], [Logits]);

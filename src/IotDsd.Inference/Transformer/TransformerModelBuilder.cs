@@ -19,13 +19,14 @@ public static class TransformerModelBuilder
     public static ModelManifest Build(string preset, string role, ulong seed, string outDir, ReadOnlySpan<byte> corpus, string corpusName) =>
         Build(TransformerConfig.ForPreset(preset, role, seed), role, outDir, corpus, corpusName);
 
-    public static ModelManifest Build(TransformerConfig config, string role, string outDir, ReadOnlySpan<byte> corpus, string corpusName)
+    /// <summary>Builds <paramref name="config"/> into <paramref name="outDir"/>; <paramref name="layersDone"/> as for <see cref="TransformerGraph.Build"/>.</summary>
+    public static ModelManifest Build(TransformerConfig config, string role, string outDir, ReadOnlySpan<byte> corpus, string corpusName, Action<int>? layersDone = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentException.ThrowIfNullOrWhiteSpace(role);
         ArgumentException.ThrowIfNullOrWhiteSpace(outDir);
         if (corpus.Length < 2) throw new ArgumentException("The corpus needs at least two bytes.", nameof(corpus));
-        var onnx = TransformerGraph.Build(config, corpus);
+        var onnx = TransformerGraph.Build(config, corpus, layersDone);
         Directory.CreateDirectory(outDir);
         var modelPath = Path.Combine(outDir, ModelFileName);
         var tokenizerPath = Path.Combine(outDir, TokenizerFileName);
