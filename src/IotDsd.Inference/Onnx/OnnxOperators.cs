@@ -1,0 +1,113 @@
+namespace IotDsd.Inference.Onnx;
+
+/// <summary>
+/// Lists the operators an ONNX file uses (domain and type, subgraphs included) by walking its ModelProto: initializers
+/// and everything else are skipped by seeking, never read, so a model of any size costs a few small reads.
+/// </summary>
+public static class OnnxOperators
+{
+    /// <summary>Microsoft's contrib operator domain (GroupQueryAttention, MatMulNBits, RotaryEmbedding, ...).</summary>
+    public const string MicrosoftDomain = "com.microsoft";
+
+    /// <summary>Distinct operators as <c>domain:op_type</c> (the default domain written as empty).</summary>
+    /// <exception cref="InvalidDataException">The file is not a well-formed protobuf ModelProto.</exception>
+    public static IReadOnlySet<string> Read(string path)
+    {
+        var ops = new HashSet<string>(StringComparer.Ordinal);
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 4096);
+        var reader = new Reader(file);
+        reader.Fields(file.Length, (field, end) =>
+        {
+            if (field != 7) return false; // ModelProto.graph
+            Graph(reader, end, ops, 0);
+            return true;
+        });
+        return ops;
+    }
+
+    private static void Graph(Reader reader, long end, HashSet<string> ops, int depth)
+    {
+        if (depth > 16) throw new InvalidDataException("subgraphs nested deeper than 16");
+        reader.Fields(end, (field, nodeEnd) =>
+        {
+            if (field != 1) return false; // GraphProto.node
+            string type = "", domain = "";
+            reader.Fields(nodeEnd, (f, e) =>
+            {
+                switch (f)
+                {
+                    case 4: type = reader.String(e); return true;   // op_type
+                    case 7: domain = reader.String(e); return true; // domain
+                    case 5: // attribute: g = 6, graphs = 11
+                        reader.Fields(e, (a, ae) =>
+                        {
+                            if (a is not (6 or 11)) return false;
+                            Graph(reader, ae, ops, depth + 1);
+                            return true;
+                        });
+                        return true;
+                    default: return false;
+                }
+            });
+            ops.Add((domain == "ai.onnx" ? "" : domain) + ":" + type);
+            return true;
+        });
+    }
+
+    private sealed class Reader(Stream stream)
+    {
+        /// <summary>Visits the fields up to <paramref name="end"/>; length-delimited ones go to <paramref name="visit"/>, which returns false to skip.</summary>
+        public void Fields(long end, Func<int, long, bool> visit)
+        {
+            while (stream.Position < end)
+            {
+                ulong tag = Varint();
+                int field = (int)(tag >> 3);
+                switch ((int)(tag & 7))
+                {
+                    case 0: Varint(); break;
+                    case 1: Skip(8, end); break;
+                    case 5: Skip(4, end); break;
+                    case 2:
+                        {
+                            ulong length = Varint();
+                            if (length > (ulong)(end - stream.Position)) throw new InvalidDataException("a field runs past its message");
+                            long fieldEnd = stream.Position + (long)length;
+                            if (!visit(field, fieldEnd) || stream.Position != fieldEnd) stream.Position = fieldEnd;
+                            break;
+                        }
+                    default: throw new InvalidDataException($"wire type {tag & 7} is not used by ONNX");
+                }
+            }
+            if (stream.Position != end) throw new InvalidDataException("a field runs past its message");
+        }
+
+        public string String(long end)
+        {
+            long length = end - stream.Position;
+            if (length > 4096) throw new InvalidDataException("an operator name longer than 4096 bytes");
+            var bytes = new byte[length];
+            stream.ReadExactly(bytes);
+            return System.Text.Encoding.UTF8.GetString(bytes);
+        }
+
+        private void Skip(int count, long end)
+        {
+            if (stream.Position + count > end) throw new InvalidDataException("a field runs past its message");
+            stream.Position += count;
+        }
+
+        private ulong Varint()
+        {
+            ulong value = 0;
+            for (int shift = 0; shift < 64; shift += 7)
+            {
+                int b = stream.ReadByte();
+                if (b < 0) throw new InvalidDataException("the file ends inside a field");
+                value |= (ulong)(b & 0x7F) << shift;
+                if (b < 0x80) return value;
+            }
+            throw new InvalidDataException("a malformed varint");
+        }
+    }
+}
