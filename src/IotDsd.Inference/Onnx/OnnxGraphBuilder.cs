@@ -114,10 +114,11 @@ public sealed class OnnxGraphBuilder
     public void Save(string path) => File.WriteAllBytes(path, ToBytes());
 
     /// <summary>
-    /// Writes the ModelProto to <paramref name="path"/> with every initializer's data in <paramref name="dataFile"/>
-    /// beside it (ONNX external data, as exporters do for models over 2 GB: <c>model.onnx</c> + <c>model.onnx.data</c>).
+    /// Writes the ModelProto to <paramref name="path"/> with the data of every initializer of at least
+    /// <paramref name="threshold"/> bytes in <paramref name="dataFile"/> beside it (ONNX external data, as exporters do for
+    /// models over 2 GB: <c>model.onnx</c> + <c>model.onnx.data</c>; small constants stay inline, as with onnx.save_model).
     /// </summary>
-    public void SaveWithExternalData(string path, string dataFile)
+    public void SaveWithExternalData(string path, string dataFile, int threshold = 1024)
     {
         ArgumentException.ThrowIfNullOrEmpty(dataFile);
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -126,6 +127,7 @@ public sealed class OnnxGraphBuilder
         {
             foreach (var t in _initializers)
             {
+                if (t.ByteLength < threshold) continue;
                 _externalOffsets[t.Name] = data.Position;
                 data.Write(t.Raw);
                 while (data.Position % 64 != 0) data.WriteByte(0); // aligned, as onnx.save_model does for large tensors
@@ -173,8 +175,9 @@ public sealed class OnnxGraphBuilder
         o.WriteTag(2, WireFormat.WireType.LengthDelimited); o.WriteString(GraphName);
         foreach (var t in _initializers)
         {
-            if (_externalFile is null) OnnxProtoWriter.WriteMessage(o, 5, t.WriteTo);
-            else OnnxProtoWriter.WriteMessage(o, 5, m => t.WriteTo(m, _externalFile, _externalOffsets![t.Name]));
+            if (_externalFile is not null && _externalOffsets!.TryGetValue(t.Name, out var offset))
+                OnnxProtoWriter.WriteMessage(o, 5, m => t.WriteTo(m, _externalFile, offset));
+            else OnnxProtoWriter.WriteMessage(o, 5, t.WriteTo);
         }
         foreach (var i in _inputs) OnnxProtoWriter.WriteMessage(o, 11, i.WriteTo);
         foreach (var i in _outputs) OnnxProtoWriter.WriteMessage(o, 12, i.WriteTo);

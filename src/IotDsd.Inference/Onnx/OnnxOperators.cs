@@ -11,25 +11,38 @@ public static class OnnxOperators
 
     /// <summary>Distinct operators as <c>domain:op_type</c> (the default domain written as empty).</summary>
     /// <exception cref="InvalidDataException">The file is not a well-formed protobuf ModelProto.</exception>
-    public static IReadOnlySet<string> Read(string path)
+    public static IReadOnlySet<string> Read(string path) => Summarize(path).Operators;
+
+    /// <summary>The operators and the element types of the main graph's inputs (<c>TensorProto.DataType</c> values).</summary>
+    /// <exception cref="InvalidDataException">The file is not a well-formed protobuf ModelProto.</exception>
+    public static (IReadOnlySet<string> Operators, IReadOnlySet<int> InputTypes) Summarize(string path)
     {
         var ops = new HashSet<string>(StringComparer.Ordinal);
+        var types = new HashSet<int>();
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 4096);
         var reader = new Reader(file);
         reader.Fields(file.Length, (field, end) =>
         {
             if (field != 7) return false; // ModelProto.graph
-            Graph(reader, end, ops, 0);
+            Graph(reader, end, ops, types, 0);
             return true;
         });
-        return ops;
+        return (ops, types);
     }
 
-    private static void Graph(Reader reader, long end, HashSet<string> ops, int depth)
+    private static void Graph(Reader reader, long end, HashSet<string> ops, HashSet<int> types, int depth)
     {
         if (depth > 16) throw new InvalidDataException("subgraphs nested deeper than 16");
         reader.Fields(end, (field, nodeEnd) =>
         {
+            if (field == 11 && depth == 0) // GraphProto.input: ValueInfoProto.type (2) → tensor_type (1) → elem_type (1)
+            {
+                reader.Fields(nodeEnd, (f, e) => f == 2 && Visit(reader, e, (f2, e2) => f2 == 1 && Visit(reader, e2, null, (f3, v) =>
+                {
+                    if (f3 == 1 && v < 64) types.Add((int)v);
+                })));
+                return true;
+            }
             if (field != 1) return false; // GraphProto.node
             string type = "", domain = "";
             reader.Fields(nodeEnd, (f, e) =>
@@ -42,7 +55,7 @@ public static class OnnxOperators
                         reader.Fields(e, (a, ae) =>
                         {
                             if (a is not (6 or 11)) return false;
-                            Graph(reader, ae, ops, depth + 1);
+                            Graph(reader, ae, ops, types, depth + 1);
                             return true;
                         });
                         return true;
@@ -54,10 +67,19 @@ public static class OnnxOperators
         });
     }
 
+    private static bool Visit(Reader reader, long end, Func<int, long, bool>? visit, Action<int, ulong>? varint = null)
+    {
+        reader.Fields(end, visit ?? ((_, _) => false), varint);
+        return true;
+    }
+
     private sealed class Reader(Stream stream)
     {
-        /// <summary>Visits the fields up to <paramref name="end"/>; length-delimited ones go to <paramref name="visit"/>, which returns false to skip.</summary>
-        public void Fields(long end, Func<int, long, bool> visit)
+        /// <summary>
+        /// Visits the fields up to <paramref name="end"/>; length-delimited ones go to <paramref name="visit"/>, which
+        /// returns false to skip, and varints to <paramref name="varint"/>.
+        /// </summary>
+        public void Fields(long end, Func<int, long, bool> visit, Action<int, ulong>? varint = null)
         {
             while (stream.Position < end)
             {
@@ -65,7 +87,12 @@ public static class OnnxOperators
                 int field = (int)(tag >> 3);
                 switch ((int)(tag & 7))
                 {
-                    case 0: Varint(); break;
+                    case 0:
+                        {
+                            ulong value = Varint();
+                            varint?.Invoke(field, value);
+                            break;
+                        }
                     case 1: Skip(8, end); break;
                     case 5: Skip(4, end); break;
                     case 2:

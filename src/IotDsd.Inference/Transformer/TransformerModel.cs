@@ -77,9 +77,10 @@ public sealed class TransformerModel : ILanguageModel
     {
         options ??= InferenceOptions.Default;
         IReadOnlySet<string> operators;
+        IReadOnlySet<int> inputTypes;
         try
         {
-            operators = Onnx.OnnxOperators.Read(path);
+            (operators, inputTypes) = Onnx.OnnxOperators.Summarize(path);
         }
         catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
         {
@@ -94,7 +95,7 @@ public sealed class TransformerModel : ILanguageModel
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ModelLoadException(path, LoadFailure(path, e.Message, operators), e);
+            throw new ModelLoadException(path, LoadFailure(path, e.Message, inputTypes), e);
         }
 
         try
@@ -155,7 +156,8 @@ public sealed class TransformerModel : ILanguageModel
             if (r.Tokens.Length > 0) live++;
         }
 
-        if (live <= 1 || Layout == KvLayout.Exact)
+        // Exact-length pasts cannot be padded to a common length; GroupQueryAttention takes a batch only of single tokens.
+        if (live <= 1 || Layout == KvLayout.Exact || (Layout == KvLayout.Seqlens && batch.Any(r => r.Tokens.Length > 1)))
         {
             foreach (var r in batch) ((TransformerSequence)r.Sequence).Feed(r.Tokens.Span, r.Logits.Span);
             return;
@@ -220,18 +222,17 @@ public sealed class TransformerModel : ILanguageModel
         return s;
     }
 
-    private static string LoadFailure(string path, string message, IReadOnlySet<string> operators)
+    private static string LoadFailure(string path, string message, IReadOnlySet<int> inputTypes)
     {
         var line = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        var hint = "";
-        if (line.Contains("Could not find an implementation", StringComparison.Ordinal) || line.Contains("NOT_IMPLEMENTED", StringComparison.Ordinal))
-        {
-            hint = operators.Any(o => o.EndsWith(":Cast", StringComparison.Ordinal)) && line.Contains("bfloat16", StringComparison.OrdinalIgnoreCase)
-                || line.Contains("BFloat16", StringComparison.Ordinal)
-                ? " ONNX Runtime's CPU provider has no bfloat16 kernel for this operator: convert the model to float16 or float32 (or run it with --provider cuda)."
-                : " This ONNX Runtime build has no kernel for an operator of the model on this provider: export the model for CPU (float32 or float16, int8 or int4 MatMulNBits weights) or run it with --provider cuda.";
-        }
-        return $"ONNX Runtime could not load '{path}': {line}{hint}";
+        if (!line.Contains("Could not find an implementation", StringComparison.Ordinal)) return $"ONNX Runtime could not load '{path}': {line}";
+        const int BFloat16 = 16;
+        var hint = inputTypes.Contains(BFloat16)
+            ? "the model computes in bfloat16, which ONNX Runtime's CPU provider has no kernels for: convert it to float16 or float32 " +
+              "(for example with onnxruntime's float16 converter), or run it with --provider cuda"
+            : "this ONNX Runtime build has no kernel for one of its operators on this provider: export the model for the CPU " +
+              "(float32 or float16; int8 or int4 MatMulNBits weights), or run it with --provider cuda";
+        return $"'{path}' cannot run here: {hint} (ONNX Runtime: {line})";
     }
 
     private static void Check(string path, DecoderExpectations expected, TransformerSignature signature)
