@@ -13,7 +13,7 @@ namespace IotDsd.Inference.Transformer;
 /// with <c>use_cache_branch</c>), onnxruntime-genai's (GroupQueryAttention), int32 or int64 ids, float32, float16 or
 /// bfloat16 caches and logits (the cache stays in the model's type; logits are widened to float32 at the boundary).
 /// </summary>
-public sealed class TransformerModel : ILanguageModel
+public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
 {
     private readonly TransformerBatch _batch;
     private int _disposed;
