@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 namespace IotDsd.Fuzz;
 
 /// <summary>
-/// Runs every target with a fixed seed: over 1.18 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
+/// Runs every target with a fixed seed: over 1.23 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
 /// multiplies the counts for longer runs, IOTDSD_FUZZ_SEED changes the seed). Fails on any crash, hang or runaway
 /// allocation and prints the input; such inputs become cases in <see cref="RegressionTests"/>.
 /// </summary>
@@ -21,6 +21,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "configuration", 150_000 },
         { "tokenizer", 100_000 },
         { "manifest", 15_000 },
+        { "model-config", 15_000 },
+        { "onnx-scan", 30_000 },
     };
 
     [Theory]
@@ -39,6 +41,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "presence" => Targets.Presence(),
                 "configuration" => Targets.Configuration(),
                 "tokenizer" => Targets.Tokenizer(),
+                "model-config" => Targets.ModelConfig(dir),
+                "onnx-scan" => Targets.OnnxScan(dir),
                 _ => Targets.Manifest(dir),
             };
             var count = (long)(inputs * Scale);

@@ -73,9 +73,9 @@ public static class OptimumDirectory
             if (vocab <= 0) throw new ModelLoadException(path, $"'{path}' has no positive model.vocab_size.");
             var file = Text(path, decoder, "filename") ?? ModelFile;
             if (file.Length == 0 || file.Contains('\0', StringComparison.Ordinal) || Path.IsPathRooted(file) || file.Split('/', '\\').Contains(".."))
-                throw new ModelLoadException(path, $"'{path}' names decoder file '{file}'; it must be a file inside the model directory.");
+                throw new ModelLoadException(path, $"'{path}' names decoder file '{Shorten(file)}'; it must be a file inside the model directory.");
             if (!File.Exists(Path.Combine(dir, file)))
-                throw new ModelLoadException(path, $"'{path}' names decoder file '{file}', which is not in '{dir}'.");
+                throw new ModelLoadException(path, $"'{path}' names decoder file '{Shorten(file)}', which is not in '{dir}'.");
 
             var names = new DecoderNames();
             if (decoder.TryGetProperty("inputs", out var inputs))
@@ -138,7 +138,11 @@ public static class OptimumDirectory
         }
         catch (JsonException e)
         {
-            throw new ModelLoadException(path, $"'{path}' is not valid JSON: {e.Message}", e);
+            throw new ModelLoadException(path, $"'{path}' is not valid JSON: {Show(e.Message, 200)}", e);
+        }
+        catch (InvalidOperationException e) // a string that is not valid UTF-8
+        {
+            throw new ModelLoadException(path, $"'{path}' is not valid JSON: {Show(e.Message, 200)}", e);
         }
         catch (IOException e)
         {
@@ -170,10 +174,20 @@ public static class OptimumDirectory
         var name = Text(path, parent, key);
         if (name is null) return null;
         int marks = name.Split("%d").Length - 1;
-        if (name.Length == 0 || name.Length > 256 || (perLayer ? marks != 1 : marks != 0))
+        if (name.Length == 0 || name.Length > 256 || name.Any(char.IsControl) || (perLayer ? marks != 1 : marks != 0))
             throw new ModelLoadException(path, $"'{path}' has {key} \"{Shorten(name)}\"; it must be a tensor name{(perLayer ? " with one %d for the layer" : "")}.");
         return name;
     }
 
-    private static string Shorten(string text) => text.Length <= 40 ? text : text[..40] + "…";
+    private static string Shorten(string text) => Show(text, 40);
+
+    /// <summary>Outside text as it may appear in a one-line message: control characters shown as '?', at most <paramref name="max"/> characters.</summary>
+    private static string Show(string text, int max)
+    {
+        var shown = string.Create(Math.Min(text.Length, max), text, (span, t) =>
+        {
+            for (int i = 0; i < span.Length; i++) span[i] = char.IsControl(t[i]) ? '?' : t[i];
+        });
+        return text.Length <= max ? shown : shown + "…";
+    }
 }

@@ -21,12 +21,19 @@ public static class OnnxOperators
         var types = new HashSet<int>();
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 4096);
         var reader = new Reader(file);
-        reader.Fields(file.Length, (field, end) =>
+        try
         {
-            if (field != 7) return false; // ModelProto.graph
-            Graph(reader, end, ops, types, 0);
-            return true;
-        });
+            reader.Fields(file.Length, (field, end) =>
+            {
+                if (field != 7) return false; // ModelProto.graph
+                Graph(reader, end, ops, types, 0);
+                return true;
+            });
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new InvalidDataException("the file ends inside a field", e);
+        }
         return (ops, types);
     }
 
@@ -83,13 +90,13 @@ public static class OnnxOperators
         {
             while (stream.Position < end)
             {
-                ulong tag = Varint();
+                ulong tag = Varint(end);
                 int field = (int)(tag >> 3);
                 switch ((int)(tag & 7))
                 {
                     case 0:
                         {
-                            ulong value = Varint();
+                            ulong value = Varint(end);
                             varint?.Invoke(field, value);
                             break;
                         }
@@ -97,7 +104,7 @@ public static class OnnxOperators
                     case 5: Skip(4, end); break;
                     case 2:
                         {
-                            ulong length = Varint();
+                            ulong length = Varint(end);
                             if (length > (ulong)(end - stream.Position)) throw new InvalidDataException("a field runs past its message");
                             long fieldEnd = stream.Position + (long)length;
                             if (!visit(field, fieldEnd) || stream.Position != fieldEnd) stream.Position = fieldEnd;
@@ -124,11 +131,13 @@ public static class OnnxOperators
             stream.Position += count;
         }
 
-        private ulong Varint()
+        /// <summary>A varint that must end at or before <paramref name="end"/>.</summary>
+        private ulong Varint(long end)
         {
             ulong value = 0;
             for (int shift = 0; shift < 64; shift += 7)
             {
+                if (stream.Position >= end) throw new InvalidDataException("a varint runs past its message");
                 int b = stream.ReadByte();
                 if (b < 0) throw new InvalidDataException("the file ends inside a field");
                 value |= (ulong)(b & 0x7F) << shift;
