@@ -309,6 +309,24 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void PaddedLogits_KeepTheAddedSpecialTokens()
+    {
+        var dir = ExportFixture.OptimumDirectory(Reference with { LogitsWidth = 320 }, NewDir("special"));
+        var path = Path.Combine(dir, "tokenizer.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        json["added_tokens"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject
+        {
+            ["id"] = 256, ["content"] = "<|endoftext|>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+            ["normalized"] = false, ["special"] = true,
+        });
+        File.WriteAllText(path, json.ToJsonString());
+        Assert.Equal(257, VocabularyIdentity.TokenizerSize(path));
+        using var model = (TransformerModel)ModelDirectory.Load(dir);
+        Assert.Equal(257, model.VocabSize); // the end-of-text id past the byte vocabulary stays proposable
+        Assert.Equal(320, model.LogitsWidth);
+    }
+
+    [Fact]
     public void VocabulariesDifferingOnlyByPadding_ShareTheirIdentity()
     {
         using var a = (TransformerModel)ModelDirectory.Load(ExportFixture.OptimumDirectory(Reference with { LogitsWidth = 320 }, NewDir("qwen-small")));
