@@ -13,7 +13,11 @@ internal sealed class ForwardBuffers(TransformerModel model) : IDisposable
 {
     private NativeBuffer<byte>? _useCache;
 
-    /// <summary>Past key/value per layer (2·layer, 2·layer+1), laid out [rows, heads, slots, head_dim].</summary>
+    /// <summary>
+    /// Past key/value per layer (2·layer, 2·layer+1), laid out [rows, heads, slots, head_dim]; for a stacked cache
+    /// (<c>past_%d</c>, [2, rows, heads, slots, head_dim]) both entries of a layer are one buffer, the value half after
+    /// the key half (see <see cref="Slice"/>).
+    /// </summary>
     public NativeBuffer<byte>[] Past { get; set; } = [];
     public NativeBuffer<byte>[] Present { get; private set; } = [];
     public NativeBuffer<long>? Ids { get; private set; }
@@ -34,6 +38,25 @@ internal sealed class ForwardBuffers(TransformerModel model) : IDisposable
         changed |= Grow(Mask, rows * total, b => Mask = b);
         changed |= Grow(Logits, (long)rows * chunk * model.LogitsWidth * model.LogitsElementSize, b => Logits = b);
         return changed;
+    }
+
+    /// <summary>
+    /// Bytes of cache <paramref name="index"/> (2·layer key, 2·layer+1 value) at <paramref name="offset"/> within it;
+    /// <paramref name="half"/> is the size of one key (or value) region, where a stacked cache keeps the value.
+    /// </summary>
+    public static Span<byte> Slice(NativeBuffer<byte>[] set, int index, long half, bool stacked, long offset, int length) =>
+        set[index].Slice((stacked ? (index & 1) * half : 0) + offset, length);
+
+    /// <summary>Caches for <paramref name="layers"/> layers of <paramref name="length"/> bytes each (a stacked layer: one buffer of twice that).</summary>
+    public static NativeBuffer<byte>[] Allocate(int layers, long length, bool stacked)
+    {
+        var fresh = new NativeBuffer<byte>[2 * layers];
+        for (int l = 0; l < layers; l++)
+        {
+            if (stacked) fresh[2 * l] = fresh[2 * l + 1] = new NativeBuffer<byte>(2 * length);
+            else (fresh[2 * l], fresh[2 * l + 1]) = (new NativeBuffer<byte>(length), new NativeBuffer<byte>(length));
+        }
+        return fresh;
     }
 
     /// <summary>Narrows the first <paramref name="count"/> ids, mask entries and positions to int32 where the graph takes int32.</summary>
@@ -73,9 +96,23 @@ internal sealed class ForwardBuffers(TransformerModel model) : IDisposable
                 _useCache.Span[0] = 1;
                 io.BindInput(s.UseCacheBranch, Add(_useCache.Tensor([1], TensorElementType.Bool)));
             }
-            for (int i = 0; i < past.Length; i++) io.BindInput(s.Past[i], Add(past[i].Tensor([rows, model.KvHeads, slots, model.HeadDim], s.KvType)));
+            if (s.Stacked)
+            {
+                for (int i = 0; i < past.Length; i += 2) io.BindInput(s.Past[i], Add(past[i].Tensor([2, rows, model.KvHeads, slots, model.HeadDim], s.KvType)));
+            }
+            else
+            {
+                for (int i = 0; i < past.Length; i++) io.BindInput(s.Past[i], Add(past[i].Tensor([rows, model.KvHeads, slots, model.HeadDim], s.KvType)));
+            }
             io.BindOutput(s.Logits, Add(Logits!.Tensor([rows, chunk, model.LogitsWidth], s.LogitsType)));
-            for (int i = 0; i < Present.Length; i++) io.BindOutput(s.Present[i], Add(Present[i].Tensor([rows, model.KvHeads, total, model.HeadDim], s.KvType)));
+            if (s.Stacked)
+            {
+                for (int i = 0; i < Present.Length; i += 2) io.BindOutput(s.Present[i], Add(Present[i].Tensor([2, rows, model.KvHeads, total, model.HeadDim], s.KvType)));
+            }
+            else
+            {
+                for (int i = 0; i < Present.Length; i++) io.BindOutput(s.Present[i], Add(Present[i].Tensor([rows, model.KvHeads, total, model.HeadDim], s.KvType)));
+            }
             return new Binding(io, values);
         }
         catch
@@ -109,11 +146,10 @@ internal sealed class ForwardBuffers(TransformerModel model) : IDisposable
 
     private bool Grow(NativeBuffer<byte>[] buffers, long length, Action<NativeBuffer<byte>[]> set)
     {
-        if (buffers.Length > 0 && buffers[0].Length >= length) return false;
+        bool stacked = model.Signature.Stacked;
+        if (buffers.Length > 0 && buffers[0].Length >= (stacked ? 2 * length : length)) return false;
         foreach (var b in buffers) b.Dispose();
-        var fresh = new NativeBuffer<byte>[2 * model.Layers];
-        for (int i = 0; i < fresh.Length; i++) fresh[i] = new NativeBuffer<byte>(length);
-        set(fresh);
+        set(Allocate(model.Layers, length, stacked));
         return true;
     }
 

@@ -28,7 +28,8 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
             }
 
             int rows = live.Count, t = p + s, d = model.HeadDim * model.KvElementSize, heads = model.KvHeads;
-            bool seqlens = model.Layout == KvLayout.Seqlens;
+            bool seqlens = model.Layout == KvLayout.Seqlens, stacked = model.Signature.Stacked;
+            long pastHalf = (long)rows * model.SlotBytes * p, presentHalf = (long)rows * model.SlotBytes * t;
             _buffers.EnsurePast(rows, p);
             _buffers.EnsureChunk(rows, p, s);
             var ids = _buffers.Ids!.Span;
@@ -56,9 +57,9 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 row[(p + open)..].Clear();
                 for (int i = 0; i < _buffers.Past.Length; i++)
                 {
-                    var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        cache.Slice((long)h * seq.Capacity * d, length * d).CopyTo(_buffers.Past[i].Slice(((long)r * heads + h) * p * d, length * d));
+                        seq.Past(i, (long)h * seq.Capacity * d, length * d)
+                            .CopyTo(ForwardBuffers.Slice(_buffers.Past, i, pastHalf, stacked, ((long)r * heads + h) * p * d, length * d));
                 }
             }
 
@@ -72,9 +73,9 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 int n = request.Tokens.Length, length = seq.Length, from = seqlens ? length : p;
                 for (int i = 0; i < _buffers.Present.Length; i++)
                 {
-                    var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        _buffers.Present[i].Slice((((long)r * heads + h) * t + from) * d, n * d).CopyTo(cache.Slice(((long)h * seq.Capacity + length) * d, n * d));
+                        ForwardBuffers.Slice(_buffers.Present, i, presentHalf, stacked, (((long)r * heads + h) * t + from) * d, n * d)
+                            .CopyTo(seq.Past(i, ((long)h * seq.Capacity + length) * d, n * d));
                 }
                 int wanted = request.Logits.Length / model.VocabSize;
                 model.CopyLogits(_buffers.Logits!, (long)r * s + n - wanted, wanted, request.Logits.Span);

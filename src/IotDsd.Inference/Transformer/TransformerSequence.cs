@@ -90,17 +90,19 @@ internal sealed class TransformerSequence : IModelSequence
         int s = tokens.Length, n = Length;
         int head = Model.HeadDim * Model.KvElementSize;
         long needed = (long)Model.SlotBytes * Math.Max(n, 1);
-        if (_exact.Length == 0 || _exact[0].Length < needed)
+        bool stacked = Model.Signature.Stacked;
+        if (_exact.Length == 0 || _exact[0].Length < (stacked ? 2 * needed : needed))
         {
             foreach (var b in _exact) b.Dispose();
-            _exact = new NativeBuffer<byte>[2 * Model.Layers];
-            for (int i = 0; i < _exact.Length; i++) _exact[i] = new NativeBuffer<byte>(Math.Max(needed, 2 * (long)Model.SlotBytes * n));
+            _exact = ForwardBuffers.Allocate(Model.Layers, Math.Max(needed, 2 * (long)Model.SlotBytes * n), stacked);
         }
         var past = _buffers.Past;
+        long storeHalf = (long)Model.SlotBytes * Capacity, exactHalf = (long)Model.SlotBytes * n;
         for (int i = 0; i < past.Length; i++)
         {
             for (int h = 0; h < Model.KvHeads; h++)
-                past[i].Slice((long)h * Capacity * head, n * head).CopyTo(_exact[i].Slice((long)h * n * head, n * head));
+                ForwardBuffers.Slice(past, i, storeHalf, stacked, (long)h * Capacity * head, n * head)
+                    .CopyTo(ForwardBuffers.Slice(_exact, i, exactHalf, stacked, (long)h * n * head, n * head));
         }
 
         var ids = _buffers.Ids!.Span;
@@ -123,11 +125,14 @@ internal sealed class TransformerSequence : IModelSequence
     private void CopyNew(NativeBuffer<byte>[] present, int stride, int from, int count)
     {
         int head = Model.HeadDim * Model.KvElementSize;
+        bool stacked = Model.Signature.Stacked;
         var past = _buffers.Past;
+        long presentHalf = (long)Model.SlotBytes * stride, pastHalf = (long)Model.SlotBytes * Capacity;
         for (int i = 0; i < past.Length; i++)
         {
             for (int h = 0; h < Model.KvHeads; h++)
-                present[i].Slice(((long)h * stride + from) * head, count * head).CopyTo(past[i].Slice(((long)h * Capacity + Length) * head, count * head));
+                ForwardBuffers.Slice(present, i, presentHalf, stacked, ((long)h * stride + from) * head, count * head)
+                    .CopyTo(ForwardBuffers.Slice(past, i, pastHalf, stacked, ((long)h * Capacity + Length) * head, count * head));
         }
     }
 
@@ -159,8 +164,9 @@ internal sealed class TransformerSequence : IModelSequence
     /// <summary>Counts <paramref name="count"/> slots written by a batched run as part of the sequence.</summary>
     internal void Advance(int count) => Length += count;
 
-    /// <summary>Key or value cache <paramref name="index"/> (2·layer, 2·layer+1) as [heads, Capacity, head_dim], in the model's element type.</summary>
-    internal NativeBuffer<byte> Past(int index) => _buffers.Past[index];
+    /// <summary>Bytes of key or value cache <paramref name="index"/> (2·layer, 2·layer+1), laid out [heads, Capacity, head_dim] in the model's element type.</summary>
+    internal Span<byte> Past(int index, long offset, int length) =>
+        ForwardBuffers.Slice(_buffers.Past, index, (long)Model.SlotBytes * Capacity, Model.Signature.Stacked, offset, length);
 
     /// <summary>Makes room for <paramref name="needed"/> slots, keeping the first <see cref="Length"/>.</summary>
     internal void EnsureCapacity(int needed)
@@ -169,14 +175,15 @@ internal sealed class TransformerSequence : IModelSequence
         if (needed <= Capacity) return;
         int capacity = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(needed, MinCapacity)), int.MaxValue);
         int d = Model.HeadDim * Model.KvElementSize;
+        bool stacked = Model.Signature.Stacked;
         var old = _buffers.Past;
-        var fresh = new NativeBuffer<byte>[2 * Model.Layers];
-        for (int i = 0; i < fresh.Length; i++)
+        var fresh = ForwardBuffers.Allocate(Model.Layers, (long)Model.SlotBytes * capacity, stacked);
+        long oldHalf = (long)Model.SlotBytes * Capacity, freshHalf = (long)Model.SlotBytes * capacity;
+        for (int i = 0; i < fresh.Length && old.Length > 0; i++)
         {
-            fresh[i] = new NativeBuffer<byte>((long)Model.SlotBytes * capacity);
-            if (old.Length == 0) continue;
             for (int h = 0; h < Model.KvHeads; h++)
-                old[i].Slice((long)h * Capacity * d, Length * d).CopyTo(fresh[i].Slice((long)h * capacity * d, Length * d));
+                ForwardBuffers.Slice(old, i, oldHalf, stacked, (long)h * Capacity * d, Length * d)
+                    .CopyTo(ForwardBuffers.Slice(fresh, i, freshHalf, stacked, (long)h * capacity * d, Length * d));
         }
         DisposeBindings();
         foreach (var b in old) b.Dispose();

@@ -85,7 +85,7 @@ internal sealed class TransformerSignature
     public TensorElementType PositionsType { get; init; } = TensorElementType.Int64;
     public string? UseCacheBranch { get; init; }
 
-    /// <summary>Past key and value names, 2·layer and 2·layer+1.</summary>
+    /// <summary>Past key and value names, 2·layer and 2·layer+1 (the same name twice for a stacked cache).</summary>
     public required string[] Past { get; init; }
     public required string[] Present { get; init; }
     public required string Logits { get; init; }
@@ -96,6 +96,9 @@ internal sealed class TransformerSignature
     public required int LogitsWidth { get; init; }
     public required KvLayout Layout { get; init; }
 
+    /// <summary>Key and value share one tensor per layer ([2, batch, heads, past, head_dim]); <see cref="Past"/> names it twice.</summary>
+    public bool Stacked { get; init; }
+
     public int Layers => Past.Length / 2;
 
     public static TransformerSignature Inspect(string path, InferenceSession session, IReadOnlySet<string> operators, DecoderNames? given)
@@ -105,14 +108,16 @@ internal sealed class TransformerSignature
         string Fail(string what) => throw new ModelLoadException(path, $"'{path}' is not a decoder this runner can feed: {what}.");
 
         var names = given ?? new DecoderNames();
-        string? stacked = names.Past ?? (inputs.ContainsKey("past_0") ? "past_%d" : null);
-        if (stacked is not null && inputs.ContainsKey(DecoderNames.Format(stacked, 0)))
-            Fail($"'{DecoderNames.Format(stacked, 0)}' stacks key and value in one tensor ([2, batch, heads, past, head_dim]), the layout of " +
-                "ONNX Runtime's older GPT-2 converter; re-export with separate key and value caches (optimum-cli export onnx " +
-                "--task text-generation-with-past, or onnxruntime-genai's model builder)");
+        // Key and value stacked in one tensor per layer ([2, batch, heads, past, head_dim]): ORT's GPT-2 converter,
+        // genai's past_names/present_names.
+        string? stacked = names.Past ?? (given is null && inputs.ContainsKey("past_0") ? "past_%d" : null);
+        string stackedPresent = names.Present ?? "present_%d";
+        if (stacked is not null && !inputs.ContainsKey(DecoderNames.Format(stacked, 0)))
+            Fail($"it has no input '{DecoderNames.Format(stacked, 0)}'{(given is null ? "" : " as genai_config.json names it")}");
 
         var (pastKey, pastValue, presentKey, presentValue) = (names.PastKey, names.PastValue, names.PresentKey, names.PresentValue);
-        if (given is null && !inputs.ContainsKey(DecoderNames.Format(pastKey, 0)))
+        if (stacked is not null) (pastKey, pastValue, presentKey, presentValue) = (stacked, stacked, stackedPresent, stackedPresent);
+        else if (given is null && !inputs.ContainsKey(DecoderNames.Format(pastKey, 0)))
         {
             foreach (var spelling in KnownCacheNames)
             {
@@ -147,8 +152,11 @@ internal sealed class TransformerSignature
             Fail($"it has no '{DecoderNames.Format(pastKey, 0)}' input; export it with its KV cache (optimum-cli export onnx " +
                 "--task text-generation-with-past)");
         var first = inputs[DecoderNames.Format(pastKey, 0)];
-        if (first.Dimensions.Length != 4 || first.Dimensions[1] <= 0 || first.Dimensions[3] <= 0)
-            Fail($"'{DecoderNames.Format(pastKey, 0)}' must be [batch, heads, past, head_dim] with fixed heads and head_dim");
+        int rank = stacked is null ? 4 : 5, skip = rank - 4; // a stacked cache leads with its [2] (key, value) axis
+        if (first.Dimensions.Length != rank || first.Dimensions[1 + skip] <= 0 || first.Dimensions[3 + skip] <= 0 || (stacked is not null && first.Dimensions[0] is not (2 or -1)))
+            Fail(stacked is null
+                ? $"'{DecoderNames.Format(pastKey, 0)}' must be [batch, heads, past, head_dim] with fixed heads and head_dim"
+                : $"'{DecoderNames.Format(pastKey, 0)}' must be [2, batch, heads, past, head_dim] with fixed heads and head_dim");
         var kvType = first.ElementDataType;
         if (kvType is not (TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16))
             Fail($"'{DecoderNames.Format(pastKey, 0)}' is {kvType}; the KV cache must be float32, float16 or bfloat16 (a quantized " +
@@ -168,7 +176,7 @@ internal sealed class TransformerSignature
             {
                 if (!inputs.TryGetValue(past[i], out var m)) Fail($"input '{past[i]}' is missing");
                 else if (m.ElementDataType != kvType) Fail($"'{past[i]}' is {m.ElementDataType} but '{past[0]}' is {kvType}");
-                else if (m.Dimensions.Length != 4 || m.Dimensions[1] != first.Dimensions[1] || m.Dimensions[3] != first.Dimensions[3])
+                else if (m.Dimensions.Length != rank || m.Dimensions[1 + skip] != first.Dimensions[1 + skip] || m.Dimensions[3 + skip] != first.Dimensions[3 + skip])
                     Fail($"'{past[i]}' has a different shape from '{past[0]}'");
                 if (!outputs.TryGetValue(present[i], out var o)) Fail($"output '{present[i]}' is missing (the past is '{past[i]}')");
                 else if (o.ElementDataType != kvType) Fail($"output '{present[i]}' is {o.ElementDataType} but the past is {kvType}");
@@ -213,8 +221,9 @@ internal sealed class TransformerSignature
             Logits = names.Logits,
             LogitsType = outputs[names.Logits].ElementDataType,
             KvType = kvType,
-            KvHeads = first.Dimensions[1],
-            HeadDim = first.Dimensions[3],
+            KvHeads = first.Dimensions[1 + skip],
+            HeadDim = first.Dimensions[3 + skip],
+            Stacked = stacked is not null,
             LogitsWidth = outputs[names.Logits].Dimensions[2],
             Layout = layout,
         };

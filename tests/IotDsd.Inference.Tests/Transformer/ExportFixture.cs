@@ -61,6 +61,9 @@ public sealed record ExportSpec
     public string PresentKey { get; init; } = "present.%d.key";
     public string PresentValue { get; init; } = "present.%d.value";
 
+    /// <summary>Key and value stacked in one tensor per layer, <c>past_%d</c> → <c>present_%d</c> [2, batch, heads, seq, head_dim] (ORT's GPT-2 converter).</summary>
+    public bool Stacked { get; init; }
+
     /// <summary>An extra MatMul of the logits by a large weight on padded ids, so that an unmasked runner would pick them.</summary>
     public float PaddingBoost { get; init; } = 8f;
 
@@ -101,11 +104,20 @@ public static class ExportFixture
         Directory.CreateDirectory(dir);
         Write(spec, Path.Combine(dir, "model.onnx"), externalData);
         HfBpeTokenizer.WriteByteVocabulary(Path.Combine(dir, "tokenizer.json"));
-        var inputs = new Dictionary<string, string>
+        var inputs = new Dictionary<string, string> { ["input_ids"] = "input_ids", ["attention_mask"] = "attention_mask" };
+        var outputs = new Dictionary<string, string> { ["logits"] = "logits" };
+        if (spec.Stacked)
         {
-            ["input_ids"] = "input_ids", ["attention_mask"] = "attention_mask",
-            ["past_key_names"] = spec.PastKey, ["past_value_names"] = spec.PastValue,
-        };
+            inputs["past_names"] = "past_%d";
+            outputs["present_names"] = "present_%d";
+        }
+        else
+        {
+            inputs["past_key_names"] = spec.PastKey;
+            inputs["past_value_names"] = spec.PastValue;
+            outputs["present_key_names"] = spec.PresentKey;
+            outputs["present_value_names"] = spec.PresentValue;
+        }
         if (spec.PositionIds) inputs["position_ids"] = "position_ids";
         var config = new
         {
@@ -116,33 +128,13 @@ public static class ExportFixture
                 decoder = new
                 {
                     filename = "model.onnx", head_size = spec.HeadDim, hidden_size = spec.Hidden, num_attention_heads = spec.Heads,
-                    num_hidden_layers = spec.Layers, num_key_value_heads = spec.KvHeads, inputs,
-                    outputs = new Dictionary<string, string>
-                    {
-                        ["logits"] = "logits", ["present_key_names"] = spec.PresentKey, ["present_value_names"] = spec.PresentValue,
-                    },
+                    num_hidden_layers = spec.Layers, num_key_value_heads = spec.KvHeads, inputs, outputs,
                 },
             },
             search = new { max_length = spec.MaxPositions, do_sample = false },
         };
         File.WriteAllText(Path.Combine(dir, "genai_config.json"), JsonSerializer.Serialize(config));
         return dir;
-    }
-
-    /// <summary>ONNX Runtime's older GPT-2 converter: key and value stacked in past_N / present_N.</summary>
-    public static void WriteStacked(string path)
-    {
-        var g = new OnnxGraphBuilder("stacked", 17);
-        var ids = g.AddInput("input_ids", OnnxDataType.Int64, "batch", "seq");
-        g.AddInput("attention_mask", OnnxDataType.Int64, "batch", "total");
-        g.AddInput("position_ids", OnnxDataType.Int64, "batch", "seq");
-        g.AddInput("past_0", OnnxDataType.Float, 2, "batch", 2, "past", 8);
-        var table = g.Constant("wte", new float[256 * 256], 256, 256);
-        g.AddNode("Gather", [table, ids], ["logits"], "", OnnxAttribute.Int("axis", 0));
-        g.AddNode("Identity", ["past_0"], ["present_0"]);
-        g.AddOutput("logits", OnnxDataType.Float, "batch", "seq", 256);
-        g.AddOutput("present_0", OnnxDataType.Float, 2, "batch", 2, "total", 8);
-        g.Save(path);
     }
 
     private static OnnxGraphBuilder Build(ExportSpec s)
@@ -162,6 +154,13 @@ public static class ExportFixture
         var pastV = new string[s.Layers];
         for (int l = 0; l < s.Layers; l++)
         {
+            if (s.Stacked)
+            {
+                string both = g.AddInput($"past_{l}", io, 2, "batch_size", kv, "past_sequence_length", d);
+                pastK[l] = g.Op("Gather", [both, g.Constant("key_index", [0L])], OnnxAttribute.Int("axis", 0));
+                pastV[l] = g.Op("Gather", [both, g.Constant("value_index", [1L])], OnnxAttribute.Int("axis", 0));
+                continue;
+            }
             pastK[l] = g.AddInput(Format(s.PastKey, l), io, "batch_size", kv, "past_sequence_length", d);
             pastV[l] = g.AddInput(Format(s.PastValue, l), io, "batch_size", kv, "past_sequence_length", d);
         }
@@ -337,6 +336,12 @@ public static class ExportFixture
         };
         for (int l = 0; l < s.Layers; l++)
         {
+            if (s.Stacked)
+            {
+                string both = g.Op("Concat", [g.Op("Unsqueeze", [ToIo(presentK[l]), zero]), g.Op("Unsqueeze", [ToIo(presentV[l]), zero])], OnnxAttribute.Int("axis", 0));
+                results.Add((both, $"present_{l}", [2, "batch_size", kv, "total_sequence_length", d]));
+                continue;
+            }
             results.Add((ToIo(presentK[l]), Format(s.PresentKey, l), ["batch_size", kv, "total_sequence_length", d]));
             results.Add((ToIo(presentV[l]), Format(s.PresentValue, l), ["batch_size", kv, "total_sequence_length", d]));
         }

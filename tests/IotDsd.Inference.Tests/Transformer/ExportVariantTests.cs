@@ -91,6 +91,8 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
         ["int32 input_ids and attention_mask"] = (Reference with { Ids = OnnxDataType.Int32, Mask = OnnxDataType.Int32 }, Reference, 1e-4f),
         ["no position_ids (positions from the past's length)"] = (Reference with { PositionIds = false }, Reference, 1e-4f),
         ["merged decoder with use_cache_branch"] = (Reference with { Merged = true }, Reference, 1e-4f),
+        ["stacked past_%d / present_%d (ORT's GPT-2 converter)"] = (Reference with { Stacked = true }, Reference, 1e-4f),
+        ["stacked past_%d, no position_ids"] = (Reference with { Stacked = true, PositionIds = false }, Reference, 1e-4f),
         ["float16 weights, cache and logits"] = (Reference with { Type = OnnxDataType.Float16 }, Reference, 0.05f),
         ["bfloat16 cache and logits (cast at the boundary)"] = (Reference with { Type = OnnxDataType.BFloat16, CastAtBoundary = true }, Reference, 0.15f),
         ["genai GroupQueryAttention, no position_ids"] = (Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false }, Reference, 1e-4f),
@@ -124,9 +126,10 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
     [InlineData(FixtureAttention.Plain, false, false)]
     [InlineData(FixtureAttention.GroupQuery, false, false)]
     [InlineData(FixtureAttention.GroupQuery, false, true)]
-    public void FeedBatch_RaggedLengths_EqualsOneAtATime(FixtureAttention attention, bool positionIds, bool singleTokens)
+    [InlineData(FixtureAttention.Plain, true, false, true)]
+    public void FeedBatch_RaggedLengths_EqualsOneAtATime(FixtureAttention attention, bool positionIds, bool singleTokens, bool stacked = false)
     {
-        using var model = OpenSpec(Reference with { Attention = attention, PositionIds = positionIds, Type = OnnxDataType.Float16 }, "batch");
+        using var model = OpenSpec(Reference with { Attention = attention, PositionIds = positionIds, Type = OnnxDataType.Float16, Stacked = stacked }, "batch");
         int v = model.VocabSize;
         string[] prefixes = ["Q: Why", "A long prefix, much longer than the others in this batch", "x", ""];
         string[] chunks = singleTokens ? [" ", "!", "m", "A"] : [" did the chicken", "!", " marks the spot", "A fresh sequence"];
@@ -208,15 +211,12 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void StackedPastNaming_IsRefusedWithOneLine()
+    public void GenAiDirectory_StackedPastNames_Loads()
     {
-        var path = Path.Combine(_root, "stacked.onnx");
-        ExportFixture.WriteStacked(path);
-        var e = Assert.Throws<ModelLoadException>(() => TransformerModel.Open(path, "stacked"));
-        output.WriteLine(e.Message);
-        Assert.DoesNotContain('\n', e.Message);
-        Assert.Contains("'past_0' stacks key and value", e.Message);
-        Assert.Contains("re-export", e.Message);
+        var dir = ExportFixture.GenAiDirectory(Reference with { Stacked = true, Type = OnnxDataType.Float16 }, NewDir("genai-stacked"), externalData: null);
+        using var expected = OpenSpec(Reference, "reference");
+        using var model = ModelDirectory.Load(dir);
+        AssertSame(Script(expected), Script(model), 0.05f, "genai past_names past_%d / present_names present_%d");
     }
 
     [Fact]
