@@ -195,7 +195,8 @@ public static class Targets
 
     /// <summary>
     /// An export's configuration files: the input as Hugging Face's config.json beside model.onnx, then as
-    /// onnxruntime-genai's genai_config.json (no config.json), each described into a manifest.
+    /// onnxruntime-genai's genai_config.json (no config.json), each described into a manifest; and as a tokenizer.json
+    /// whose vocabulary is sized and digested.
     /// </summary>
     public static FuzzTarget ModelConfig(string dir) => new("model-config", ModelConfigSeeds(), input =>
     {
@@ -209,6 +210,10 @@ public static class Targets
         File.WriteAllBytes(Path.Combine(hf, OptimumDirectory.ConfigFile), input);
         File.WriteAllBytes(Path.Combine(genai, OptimumDirectory.GenAiConfigFile), input);
         var outcome = new StringBuilder();
+        var vocabulary = Path.Combine(dir, "vocabulary.json");
+        File.WriteAllBytes(vocabulary, input);
+        var (size, digest) = VocabularyIdentity.Read(vocabulary, 1 << 20); // tokenizer.json's vocabulary: size and digest, never an exception
+        outcome.Append(size > 0).Append(digest is not null).Append(';');
         foreach (var d in (string[])[hf, genai])
         {
             try
@@ -285,6 +290,8 @@ public static class Targets
         Encoding.UTF8.GetBytes("""{"model_type":"gpt_bigcode","vocab_size":49152,"n_positions":8192,"n_layer":24,"n_head":16,"multi_query":true}"""),
         Encoding.UTF8.GetBytes("""{"model":{"type":"phi3","vocab_size":32064,"context_length":4096,"decoder":{"filename":"model.onnx","head_size":96,"num_hidden_layers":32,"num_key_value_heads":32,"inputs":{"input_ids":"input_ids","attention_mask":"attention_mask","past_key_names":"past_key_values.%d.key","past_value_names":"past_key_values.%d.value"},"outputs":{"logits":"logits","present_key_names":"present.%d.key","present_value_names":"present.%d.value"}}},"search":{"max_length":4096}}"""),
         Encoding.UTF8.GetBytes("""{"model":{"vocab_size":50257,"decoder":{"filename":"../model.onnx","inputs":{"past_names":"past_%d"}}}}"""),
+        Encoding.UTF8.GetBytes("""{"added_tokens":[{"id":3,"content":"<|end|>","special":true}],"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2}}}"""),
+        Encoding.UTF8.GetBytes("""{"model":{"type":"Unigram","vocab":[["<unk>",0.0],["▁a",-1.5],["b",-2.0]]}}"""),
     ];
 
     private static List<byte[]> OnnxSeeds()

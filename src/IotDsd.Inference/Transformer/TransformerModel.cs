@@ -121,24 +121,14 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
         var name = string.IsNullOrEmpty(manifest.Name) ? $"transformer-{manifest.Role}" : manifest.Name;
         // The tokenizer says which ids are real: an export whose logits row is longer (padded to a multiple of 64 or 128)
         // proposes only the tokenizer's ids. Built models keep their declared, deliberately padded, vocabulary.
-        // The size comes from tokenizer.json itself (highest id of the vocabulary and the added tokens, so special tokens
-        // such as EOS stay proposable). The digest needs the tokenizer; a verifier never decodes text, so a tokenizer
-        // this build cannot read leaves the digest unknown instead of refusing the model.
+        // Both come from tokenizer.json itself: the ids it can produce (its vocabulary and added tokens, so special tokens
+        // such as EOS stay proposable) and a digest of their text, the same whatever this build's tokenizer does with it.
         int vocabulary = 0;
         string? digest = null;
         if (manifest.Tokenizer == Tokenizers.TokenizerFactory.HuggingFace && manifest.Files.ContainsKey(ModelManifest.TokenizerFileKey))
         {
-            var tokenizerPath = ModelDirectory.FilePath(dir, manifest, ModelManifest.TokenizerFileKey);
-            int size = VocabularyIdentity.TokenizerSize(tokenizerPath);
-            try
-            {
-                var tokenizer = Tokenizers.TokenizerFactory.ForManifest(manifest, dir);
-                size = Math.Max(size, tokenizer.VocabSize);
-                digest = VocabularyIdentity.Compute(tokenizer, Math.Min(size, manifest.VocabSize));
-            }
-            catch (ModelLoadException)
-            {
-            }
+            var (size, d) = VocabularyIdentity.Read(ModelDirectory.FilePath(dir, manifest, ModelManifest.TokenizerFileKey), manifest.VocabSize);
+            digest = d;
             if (manifest.Unverified) vocabulary = size;
         }
         var model = Open(path, name, options, manifest.Transformer?.MaxPositions ?? 0, manifest.Decoder, vocabulary, digest);

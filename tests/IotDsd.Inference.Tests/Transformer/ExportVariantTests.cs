@@ -320,7 +320,7 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
             ["normalized"] = false, ["special"] = true,
         });
         File.WriteAllText(path, json.ToJsonString());
-        Assert.Equal(257, VocabularyIdentity.TokenizerSize(path));
+        Assert.Equal(257, VocabularyIdentity.Read(path).Size);
         using var model = (TransformerModel)ModelDirectory.Load(dir);
         Assert.Equal(257, model.VocabSize); // the end-of-text id past the byte vocabulary stays proposable
         Assert.Equal(320, model.LogitsWidth);
