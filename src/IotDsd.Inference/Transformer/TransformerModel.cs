@@ -98,19 +98,35 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
             throw new ModelLoadException(path, LoadFailure(path, e.Message, inputTypes), e);
         }
 
+        TransformerModel? model = null;
+        TransformerSignature? signature = null;
         try
         {
-            var signature = TransformerSignature.Inspect(path, session, operators, expected?.Names);
+            signature = TransformerSignature.Inspect(path, session, operators, expected?.Names);
             if (expected is not null) Check(path, expected, signature);
             int vocab = vocabulary > 0 && vocabulary < signature.LogitsWidth ? vocabulary : signature.LogitsWidth;
-            return new TransformerModel(session, name, signature, vocab, maxPositions > 0 ? maxPositions : int.MaxValue)
+            model = new TransformerModel(session, name, signature, vocab, maxPositions > 0 ? maxPositions : int.MaxValue)
             {
                 VocabularyDigest = vocabularyDigest,
             };
+
+            // One token through a fresh sequence: what only a run can refuse (an operator's limits, the shapes the
+            // graph really produces against the bound outputs) is refused now, at load, not in the middle of a session.
+            using (var probe = model.CreateSequence()) probe.Feed([0], new float[vocab]);
+            return model;
+        }
+        catch (OnnxRuntimeException e)
+        {
+            if (model is not null) model.Dispose();
+            else session.Dispose();
+            var line = string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            throw new ModelLoadException(path, $"'{path}' loads, but a first forward pass fails: {line} " +
+                $"(read as {(signature is null ? "a decoder" : $"a {signature.Layout} decoder")}; re-export it in one of the signatures docs/models.md §2.2 lists).", e);
         }
         catch
         {
-            session.Dispose();
+            if (model is not null) model.Dispose();
+            else session.Dispose();
             throw;
         }
     }

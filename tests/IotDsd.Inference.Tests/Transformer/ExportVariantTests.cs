@@ -220,6 +220,19 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void RunTimeRefusal_IsALoadErrorOfOneLine()
+    {
+        // ONNX Runtime's CPU GroupQueryAttention needs a head size that is a multiple of 16; it says so only when it runs.
+        var path = Path.Combine(_root, "gqa-head8.onnx");
+        ExportFixture.Write(Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false, Hidden = 32 }, path);
+        var e = Assert.Throws<ModelLoadException>(() => TransformerModel.Open(path, "gqa"));
+        output.WriteLine(e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains("a first forward pass fails", e.Message);
+        Assert.Contains("head_size shall be a multiple of 16", e.Message);
+    }
+
+    [Fact]
     public void BFloat16Compute_OnCpu_LoadsOrIsRefusedWithOneLine()
     {
         var path = Path.Combine(_root, "bf16.onnx");
