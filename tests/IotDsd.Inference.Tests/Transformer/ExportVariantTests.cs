@@ -164,6 +164,24 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(FixtureAttention.Plain, OnnxDataType.Float16, false)]
+    [InlineData(FixtureAttention.GroupQuery, OnnxDataType.Float16, false)]
+    [InlineData(FixtureAttention.Plain, OnnxDataType.Float, true)]
+    public void SteadyStateDecode_AllocatesNoManagedMemory(FixtureAttention attention, OnnxDataType type, bool stacked)
+    {
+        using var model = OpenSpec(Reference with { Attention = attention, PositionIds = attention == FixtureAttention.Plain, Type = type, Stacked = stacked }, "alloc");
+        using var seq = model.CreateSequence();
+        var row = new float[model.VocabSize];
+        seq.Feed(Bytes("Warm up"), row);
+        for (int i = 0; i < 3; i++) seq.Feed([Distribution.ArgMax(row)], row);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 15; i++) seq.Feed([Distribution.ArgMax(row)], row); // stays inside the 32-slot capacity
+        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / 15;
+        output.WriteLine($"{attention} {type}{(stacked ? " stacked" : "")}: {perStep} managed bytes per decode step");
+        Assert.Equal(0, perStep);
+    }
+
     [Fact]
     public void OptimumDirectory_MergedDecoderFile_Loads()
     {
