@@ -93,10 +93,10 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
         ["merged decoder with use_cache_branch"] = (Reference with { Merged = true }, Reference, 1e-4f),
         ["stacked past_%d / present_%d (ORT's GPT-2 converter)"] = (Reference with { Stacked = true }, Reference, 1e-4f),
         ["stacked past_%d, no position_ids"] = (Reference with { Stacked = true, PositionIds = false }, Reference, 1e-4f),
-        ["float16 weights, cache and logits"] = (Reference with { Type = OnnxDataType.Float16 }, Reference, 0.05f),
-        ["bfloat16 cache and logits (cast at the boundary)"] = (Reference with { Type = OnnxDataType.BFloat16, CastAtBoundary = true }, Reference, 0.15f),
+        ["float16 weights, cache and logits"] = (Reference with { Type = OnnxDataType.Float16 }, Reference, 0.02f),
+        ["bfloat16 cache and logits (cast at the boundary)"] = (Reference with { Type = OnnxDataType.BFloat16, CastAtBoundary = true }, Reference, 0.05f),
         ["genai GroupQueryAttention, no position_ids"] = (Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false }, Reference, 1e-4f),
-        ["genai GroupQueryAttention, float16"] = (Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false, Type = OnnxDataType.Float16 }, Reference, 0.05f),
+        ["genai GroupQueryAttention, float16"] = (Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false, Type = OnnxDataType.Float16 }, Reference, 0.02f),
         ["RotaryEmbedding + MultiHeadAttention"] = (Reference with { Attention = FixtureAttention.MultiHead, KvHeads = 4 }, Reference with { KvHeads = 4 }, 1e-4f),
         ["int8 weights (DequantizeLinear)"] = (Reference with { Weights = FixtureWeights.Int8 }, Reference with { Weights = FixtureWeights.Int8, Dequantized = true }, 0.1f),
         ["int4 weights (MatMulNBits)"] = (Reference with { Weights = FixtureWeights.Int4 }, Reference with { Weights = FixtureWeights.Int4, Dequantized = true }, 1e-3f),
@@ -234,7 +234,7 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
         var dir = ExportFixture.GenAiDirectory(Reference with { Stacked = true, Type = OnnxDataType.Float16 }, NewDir("genai-stacked"), externalData: null);
         using var expected = OpenSpec(Reference, "reference");
         using var model = ModelDirectory.Load(dir);
-        AssertSame(Script(expected), Script(model), 0.05f, "genai past_names past_%d / present_names present_%d");
+        AssertSame(Script(expected), Script(model), 0.02f, "genai past_names past_%d / present_names present_%d");
     }
 
     [Fact]
