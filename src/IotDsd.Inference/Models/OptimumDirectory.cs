@@ -31,7 +31,8 @@ public static class OptimumDirectory
         if (!File.Exists(Path.Combine(dir, TokenizerFile))) return null;
         var genai = Path.Combine(dir, GenAiConfigFile);
         var config = Path.Combine(dir, ConfigFile);
-        if (File.Exists(genai) && !File.Exists(config)) return DescribeGenAi(dir, genai);
+        // genai_config.json names the decoder file and its tensors (genai folders often carry config.json as well).
+        if (File.Exists(genai)) return DescribeGenAi(dir, genai);
 
         var model = ModelFiles.FirstOrDefault(f => File.Exists(Path.Combine(dir, f)));
         if (model is null) return null;

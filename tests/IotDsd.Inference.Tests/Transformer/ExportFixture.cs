@@ -99,10 +99,10 @@ public static class ExportFixture
     }
 
     /// <summary>A directory as onnxruntime-genai's model builder writes it: model.onnx, genai_config.json, tokenizer.json.</summary>
-    public static string GenAiDirectory(ExportSpec spec, string dir, string? externalData = "model.onnx.data")
+    public static string GenAiDirectory(ExportSpec spec, string dir, string? externalData = "model.onnx.data", string file = "model.onnx")
     {
         Directory.CreateDirectory(dir);
-        Write(spec, Path.Combine(dir, "model.onnx"), externalData);
+        Write(spec, Path.Combine(dir, file), externalData);
         HfBpeTokenizer.WriteByteVocabulary(Path.Combine(dir, "tokenizer.json"));
         var inputs = new Dictionary<string, string> { ["input_ids"] = "input_ids", ["attention_mask"] = "attention_mask" };
         var outputs = new Dictionary<string, string> { ["logits"] = "logits" };
@@ -127,7 +127,7 @@ public static class ExportFixture
                 vocab_size = spec.LogitsWidth,
                 decoder = new
                 {
-                    filename = "model.onnx", head_size = spec.HeadDim, hidden_size = spec.Hidden, num_attention_heads = spec.Heads,
+                    filename = file, head_size = spec.HeadDim, hidden_size = spec.Hidden, num_attention_heads = spec.Heads,
                     num_hidden_layers = spec.Layers, num_key_value_heads = spec.KvHeads, inputs, outputs,
                 },
             },

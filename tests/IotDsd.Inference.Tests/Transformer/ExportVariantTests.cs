@@ -216,6 +216,19 @@ public sealed class ExportVariantTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void GenAiDirectory_NamedDecoderFileBesideConfigJson_FollowsGenAiConfig()
+    {
+        // A genai folder as the Phi-3 ONNX releases lay it out: a long decoder file name, genai_config.json and config.json.
+        var spec = Reference with { Attention = FixtureAttention.GroupQuery, PositionIds = false, Weights = FixtureWeights.Int4 };
+        const string file = "tiny-cpu-int4-rtn-block-16.onnx";
+        var dir = ExportFixture.GenAiDirectory(spec, NewDir("genai-named"), externalData: file + ".data", file: file);
+        File.WriteAllText(Path.Combine(dir, "config.json"), "{\"model_type\":\"llama\",\"vocab_size\":256,\"num_hidden_layers\":2}");
+        using var expected = OpenSpec(Reference with { Weights = FixtureWeights.Int4, Dequantized = true }, "reference");
+        using var model = ModelDirectory.Load(dir);
+        AssertSame(Script(expected), Script(model), 1e-3f, "genai_config.json naming " + file);
+    }
+
+    [Fact]
     public void GenAiDirectory_OtherCacheNames_FollowsTheConfig()
     {
         var spec = Reference with
