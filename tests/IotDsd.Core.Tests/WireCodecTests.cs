@@ -18,7 +18,7 @@ public sealed class WireCodecTests
         {
             SessionId = "sess-1", DeviceId = "dev-1", Epoch = 3, Mode = DecodingMode.Rsr,
             Sampling = new SamplingSettings { Temperature = 0.7f, TopK = 40, TopP = 0.9f }, Seed = ulong.MaxValue - 5, MaxTokens = 128,
-            VocabSize = 32000, MaxGamma = 8,
+            VocabSize = 32000, MaxGamma = 8, VocabularyDigest = "0123456789abcdef",
         },
         "DraftRound" => new DraftRound
         {
@@ -71,6 +71,7 @@ public sealed class WireCodecTests
         var open = (OpenSession)WireCodec.Decode(WireCodec.Encode(Sample("OpenSession"))).Message!;
         Assert.Equal(ulong.MaxValue - 5, open.Seed);
         Assert.Equal(0.9f, open.Sampling.TopP);
+        Assert.Equal("0123456789abcdef", open.VocabularyDigest);
     }
 
     [Fact]

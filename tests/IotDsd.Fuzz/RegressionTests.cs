@@ -21,6 +21,45 @@ public sealed class RegressionTests
         Assert.Equal(ErrorCode.Malformed, decoded.Error);
     }
 
+    /// <summary>Found by the onnx-scan target: a varint running past the end of its message, and a name past the end of the file.</summary>
+    [Theory]
+    [InlineData("3A050AA0A0A0A0A0A003225B01A0")]
+    [InlineData("3A050A0322FF8000000000000322FFFF0000000000000000")]
+    public void OnnxScan_FieldPastItsMessage_InvalidData(string hex)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"iotdsd-scan-{Guid.NewGuid():N}.onnx");
+        File.WriteAllBytes(path, Convert.FromHexString(hex));
+        try
+        {
+            Assert.Throws<InvalidDataException>(() => IotDsd.Inference.Onnx.OnnxOperators.Summarize(path));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>Found by the model-config target: invalid UTF-8 inside a string, and a decoder file name holding a newline.</summary>
+    [Theory]
+    [InlineData("7B226D6F64656C223A7B22766F6361625F73697A65223A382C226465636F646572223A7B2266696C656E616D65223A22C227227D7D7D", "not valid JSON")]
+    [InlineData("7B226D6F64656C223A7B22766F6361625F73697A65223A382C226465636F646572223A7B2266696C656E616D65223A22615C6E62227D7D7D", "'a?b'")]
+    public void GenAiConfig_BadText_OneLineRefusal(string hex, string expected)
+    {
+        var dir = Directory.CreateTempSubdirectory("iotdsd-genai-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, OptimumDirectory.TokenizerFile), "{}");
+            File.WriteAllBytes(Path.Combine(dir, OptimumDirectory.GenAiConfigFile), Convert.FromHexString(hex));
+            var e = Assert.Throws<ModelLoadException>(() => OptimumDirectory.TryDescribe(dir));
+            Assert.DoesNotContain('\n', e.Message);
+            Assert.Contains(expected, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     public static readonly TheoryData<string, object> NilFields = new()
     {
         { "pending", new DraftRound { SessionId = "s", Pending = null!, Draft = [1] } },

@@ -7,6 +7,7 @@ using IotDsd.Contracts.Wire;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Inference.Models;
+using IotDsd.Inference.Onnx;
 using IotDsd.Inference.Tokenizers;
 using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.Presence;
@@ -203,6 +204,53 @@ public static class Targets
         return $"records:{Math.Min(contents.Records, 4)} torn:{contents.IgnoredBytes > 0} state:{loaded is not null}";
     }, ex => ex is InvalidDataException);
 
+    /// <summary>
+    /// An export's configuration files: the input as Hugging Face's config.json beside model.onnx, then as
+    /// onnxruntime-genai's genai_config.json (no config.json), each described into a manifest; and as a tokenizer.json
+    /// whose vocabulary is sized and digested.
+    /// </summary>
+    public static FuzzTarget ModelConfig(string dir) => new("model-config", ModelConfigSeeds(), input =>
+    {
+        var hf = Directory.CreateDirectory(Path.Combine(dir, "hf")).FullName;
+        var genai = Directory.CreateDirectory(Path.Combine(dir, "genai")).FullName;
+        foreach (var d in (string[])[hf, genai])
+        {
+            if (!File.Exists(Path.Combine(d, OptimumDirectory.TokenizerFile))) File.WriteAllText(Path.Combine(d, OptimumDirectory.TokenizerFile), "{}");
+            if (!File.Exists(Path.Combine(d, OptimumDirectory.ModelFile))) File.WriteAllBytes(Path.Combine(d, OptimumDirectory.ModelFile), [8, 8]);
+        }
+        File.WriteAllBytes(Path.Combine(hf, OptimumDirectory.ConfigFile), input);
+        File.WriteAllBytes(Path.Combine(genai, OptimumDirectory.GenAiConfigFile), input);
+        var outcome = new StringBuilder();
+        var vocabulary = Path.Combine(dir, "vocabulary.json");
+        File.WriteAllBytes(vocabulary, input);
+        var (size, digest) = VocabularyIdentity.Read(vocabulary, 1 << 20); // tokenizer.json's vocabulary: size and digest, never an exception
+        outcome.Append(size > 0).Append(digest is not null).Append(';');
+        foreach (var d in (string[])[hf, genai])
+        {
+            try
+            {
+                var m = OptimumDirectory.TryDescribe(d);
+                outcome.Append(m is null ? "none" : $"{m.VocabSize > 0}:{m.Decoder?.Layers is not null}:{m.Decoder?.Names is not null}").Append(';');
+            }
+            catch (ModelLoadException e)
+            {
+                if (e.Message.Contains('\n', StringComparison.Ordinal)) throw new InvalidOperationException("a configuration error spans lines: " + e.Message);
+                var reason = e.Message.Replace(d, "", StringComparison.Ordinal);
+                outcome.Append("refused:").Append(reason.AsSpan(0, Math.Min(reason.Length, 36))).Append(';');
+            }
+        }
+        return outcome.ToString();
+    }, _ => false);
+
+    /// <summary>ONNX files as the loader first reads them: the operator and input-type scan that runs before ONNX Runtime.</summary>
+    public static FuzzTarget OnnxScan(string dir) => new("onnx-scan", OnnxSeeds(), input =>
+    {
+        var path = Path.Combine(dir, "scan.onnx");
+        File.WriteAllBytes(path, input);
+        var (operators, types) = OnnxOperators.Summarize(path);
+        return $"{operators.Count}:{types.Count}";
+    }, ex => ex is InvalidDataException);
+
     public static OpenSession Open(DecodingMode mode) => new()
     {
         SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64,
@@ -269,6 +317,31 @@ public static class Targets
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    private static List<byte[]> ModelConfigSeeds() =>
+    [
+        Encoding.UTF8.GetBytes("""{"model_type":"llama","vocab_size":32000,"max_position_embeddings":2048,"num_hidden_layers":22,"num_attention_heads":32,"num_key_value_heads":4,"head_dim":64,"_name_or_path":"x"}"""),
+        Encoding.UTF8.GetBytes("""{"model_type":"gpt_bigcode","vocab_size":49152,"n_positions":8192,"n_layer":24,"n_head":16,"multi_query":true}"""),
+        Encoding.UTF8.GetBytes("""{"model":{"type":"phi3","vocab_size":32064,"context_length":4096,"decoder":{"filename":"model.onnx","head_size":96,"num_hidden_layers":32,"num_key_value_heads":32,"inputs":{"input_ids":"input_ids","attention_mask":"attention_mask","past_key_names":"past_key_values.%d.key","past_value_names":"past_key_values.%d.value"},"outputs":{"logits":"logits","present_key_names":"present.%d.key","present_value_names":"present.%d.value"}}},"search":{"max_length":4096}}"""),
+        Encoding.UTF8.GetBytes("""{"model":{"vocab_size":50257,"decoder":{"filename":"../model.onnx","inputs":{"past_names":"past_%d"}}}}"""),
+        Encoding.UTF8.GetBytes("""{"added_tokens":[{"id":3,"content":"<|end|>","special":true}],"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2}}}"""),
+        Encoding.UTF8.GetBytes("""{"model":{"type":"Unigram","vocab":[["<unk>",0.0],["▁a",-1.5],["b",-2.0]]}}"""),
+    ];
+
+    private static List<byte[]> OnnxSeeds()
+    {
+        var g = new OnnxGraphBuilder("seed");
+        g.UseOpset(OnnxOperators.MicrosoftDomain, 1);
+        var x = g.AddInput("x", OnnxDataType.Float16, "n");
+        var branch = new OnnxGraphBuilder("branch");
+        branch.AddNode("Identity", [x], ["y_then"]);
+        branch.AddOutput("y_then", OnnxDataType.Float16, "n");
+        g.AddInput("c", OnnxDataType.Bool, 1);
+        g.AddNode("If", ["c"], ["y"], "", OnnxAttribute.Graph("then_branch", branch), OnnxAttribute.Graph("else_branch", branch));
+        g.OpInDomain(OnnxOperators.MicrosoftDomain, "GroupQueryAttention", ["y"], OnnxAttribute.Int("num_heads", 2));
+        g.AddOutput("y", OnnxDataType.Float16, "n");
+        return [g.ToBytes(), [0x3A, 0x05, 0x0A, 0x03, 0x22, 0x01, 0x41]];
     }
 
     private static List<byte[]> ManifestSeeds()

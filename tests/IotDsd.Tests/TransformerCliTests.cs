@@ -95,3 +95,45 @@ public sealed class TransformerCliTests : IDisposable
         Assert.Contains("libonnxruntime_providers_cuda.so", stderr, StringComparison.Ordinal);
     }
 }
+
+/// <summary>Exported models whose logits rows are padded differently pair up; another tokenizer of the same size does not.</summary>
+public sealed class PaddedVocabularyCliTests : IDisposable
+{
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "iotdsd-padded-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_root, recursive: true); } catch (IOException) { }
+    }
+
+    [Fact]
+    public async Task Demo_DraftAndTargetPaddedDifferently_GreedyEqualsTarget_OtherTokenizerRefused()
+    {
+        var spec = new IotDsd.Inference.Tests.Transformer.ExportSpec();
+        var draft = IotDsd.Inference.Tests.Transformer.ExportFixture.OptimumDirectory(spec with { LogitsWidth = 320, Layers = 1 }, Path.Combine(_root, "draft"));
+        var target = IotDsd.Inference.Tests.Transformer.ExportFixture.OptimumDirectory(spec with { LogitsWidth = 384 }, Path.Combine(_root, "target"));
+        var environment = new Dictionary<string, string> { ["IOTDSD_MODEL_CACHE"] = Path.Combine(_root, "cache") };
+
+        var demo = await CliProcess.RunAsync(environment, "demo", "--prompt", "Once upon a time", "--max-tokens", "40", "--temperature", "0", "--json", "--draft", draft, "--target", target);
+        var generate = await CliProcess.RunAsync(environment, "generate", "--prompt", "Once upon a time", "--max-tokens", "40", "--temperature", "0", "--json", "--target", target);
+        Assert.True(demo.Code == 0, demo.Err);
+        Assert.True(generate.Code == 0, generate.Err);
+        using (var d = JsonDocument.Parse(demo.Out))
+        using (var g = JsonDocument.Parse(generate.Out))
+        {
+            Assert.Equal(g.RootElement.GetProperty("text").GetString(), d.RootElement.GetProperty("text").GetString());
+        }
+
+        // The same size, another tokenizer (two byte tokens swapped): refused before anything runs, naming both.
+        var other = IotDsd.Inference.Tests.Transformer.ExportFixture.OptimumDirectory(spec with { LogitsWidth = 320, Layers = 1 }, Path.Combine(_root, "other"));
+        var tokenizer = Path.Combine(other, "tokenizer.json");
+        var json = File.ReadAllText(tokenizer);
+        File.WriteAllText(tokenizer, json.Replace("\"a\": 97", "\"a\": TMP", StringComparison.Ordinal).Replace("\"b\": 98", "\"b\": 97", StringComparison.Ordinal).Replace("\"a\": TMP", "\"a\": 98", StringComparison.Ordinal));
+        var refused = await CliProcess.RunAsync(environment, "demo", "--prompt", "Once upon a time", "--max-tokens", "10", "--temperature", "0", "--draft", other, "--target", target);
+        Assert.Equal(2, refused.Code);
+        var line = Assert.Single(refused.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains("different tokenizers", line);
+        Assert.Contains(other, line);
+        Assert.Contains(target, line);
+    }
+}

@@ -154,3 +154,48 @@ public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutp
         });
     }
 }
+
+/// <summary>A verifier refuses, when the session opens, a draft whose vocabulary has the target's size but another tokenizer.</summary>
+public sealed class VocabularyIdentityTests(TinyTransformerPair pair) : IClassFixture<TinyTransformerPair>
+{
+    [Fact]
+    public async Task Open_OtherTokenizerSameSize_RefusedNamingBoth_SameTokenizerOpens()
+    {
+        var targetDigest = VocabularyCheck.DigestOf(pair.Target);
+        Assert.NotNull(targetDigest);
+        Assert.Equal(targetDigest, VocabularyCheck.DigestOf(pair.Draft)); // built from the same tokenizer.json
+        using var session = new DraftSession(pair.Draft, Pipeline.Settings("ok", DecodingMode.Greedy, 0f, 8, 1), [65]);
+        var draftOpen = session.OpenRequest("digest-device");
+        Assert.Equal(targetDigest, draftOpen.VocabularyDigest);
+
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        using var verifier = new VerifierService(new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), VerifierId = "digest-verifier" },
+            pair.Target, log.CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            await using var device = await RawClient.ConnectAsync(broker.Port, "digest-client", Contracts.Topics.TopicScheme.DeviceReplies("digest-device"));
+            var rounds = Contracts.Topics.TopicScheme.VerifierRounds("digest-verifier", "digest-device");
+            var replies = Contracts.Topics.TopicScheme.DeviceReplies("digest-device");
+
+            var foreign = draftOpen with { SessionId = "foreign", VocabularyDigest = "0123456789abcdef" };
+            await device.PublishAsync(rounds, Contracts.Wire.WireCodec.Encode(foreign), replies, [1]);
+            var refusal = Contracts.Wire.WireCodec.Decode((await device.WaitForAsync(m => m.Correlation is [1])).Payload).Message;
+            var error = Assert.IsType<ErrorReply>(refusal);
+            Assert.Equal(ErrorCode.InvalidRequest, error.Code);
+            Assert.Contains("0123456789abcdef", error.Message);
+            Assert.Contains(targetDigest, error.Message);
+            Assert.Contains("different tokenizers", error.Message);
+
+            await device.PublishAsync(rounds, Contracts.Wire.WireCodec.Encode(draftOpen), replies, [2]);
+            var opened = Contracts.Wire.WireCodec.Decode((await device.WaitForAsync(m => m.Correlation is [2])).Payload).Message;
+            Assert.IsType<SessionOpened>(opened);
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+        }
+    }
+}

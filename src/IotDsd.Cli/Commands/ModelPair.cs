@@ -56,6 +56,13 @@ internal sealed class ModelPair : IDisposable
                 throw new CliError($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
             }
 
+            if (draft is not null && target is not null
+                && VocabularyCheck.Compare(draft.VocabSize, VocabularyCheck.DigestOf(draft), target.VocabSize, VocabularyCheck.DigestOf(target)) is not null)
+            {
+                throw new CliError($"draft ({draftDir}) has vocabulary {VocabularyCheck.DigestOf(draft)} and target ({targetDir}) {VocabularyCheck.DigestOf(target)}: " +
+                    "different tokenizers; the pair must share a vocabulary (the same tokenizer.json)");
+            }
+
             var tokenizer = TokenizerFactory.ForModelDirectory(needDraft ? draftDir! : targetDir!);
             return new ModelPair(draft, (target ?? draft)!, tokenizer);
         }

@@ -27,6 +27,9 @@ public sealed record OpenSession
     [Key(6)] public int MaxTokens { get; init; }
     [Key(7)] public int VocabSize { get; init; }
     [Key(8)] public int MaxGamma { get; init; }
+
+    /// <summary>Digest of the draft's vocabulary (its tokenizer's content); null when the draft does not know it.</summary>
+    [Key(9)] public string? VocabularyDigest { get; init; }
 }
 
 /// <summary>Device → verifier: one speculative round.</summary>

@@ -111,6 +111,7 @@ public sealed partial class DraftSession : IDisposable
         MaxTokens = Settings.MaxTokens,
         VocabSize = _vocab,
         MaxGamma = Settings.Gamma,
+        VocabularyDigest = VocabularyCheck.DigestOf(_model),
     };
 
     /// <summary>Drafts up to <paramref name="gamma"/> tokens and builds the round request.</summary>

@@ -30,6 +30,9 @@ public sealed record ModelManifest
     /// <summary>Made in memory for a directory without a manifest (an Optimum export): files are not checksummed.</summary>
     [JsonIgnore] public bool Unverified { get; init; }
 
+    /// <summary>An export's configuration (config.json or genai_config.json): names and shapes the graph must have.</summary>
+    [JsonIgnore] public Transformer.DecoderExpectations? Decoder { get; init; }
+
     [JsonPropertyName("transformer")] public Transformer.TransformerConfig? Transformer { get; init; }
 
     internal static readonly JsonSerializerOptions JsonOptions = new()

@@ -113,6 +113,41 @@ public sealed class OnnxGraphBuilder
     /// <summary>Writes the ModelProto to a file.</summary>
     public void Save(string path) => File.WriteAllBytes(path, ToBytes());
 
+    /// <summary>
+    /// Writes the ModelProto to <paramref name="path"/> with the data of every initializer of at least
+    /// <paramref name="threshold"/> bytes in <paramref name="dataFile"/> beside it (ONNX external data, as exporters do for
+    /// models over 2 GB: <c>model.onnx</c> + <c>model.onnx.data</c>; small constants stay inline, as with onnx.save_model).
+    /// </summary>
+    public void SaveWithExternalData(string path, string dataFile, int threshold = 1024)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(dataFile);
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        _externalOffsets = [];
+        using (var data = File.Create(Path.Combine(dir, dataFile)))
+        {
+            foreach (var t in _initializers)
+            {
+                if (t.ByteLength < threshold) continue;
+                _externalOffsets[t.Name] = data.Position;
+                data.Write(t.Raw);
+                while (data.Position % 64 != 0) data.WriteByte(0); // aligned, as onnx.save_model does for large tensors
+            }
+        }
+        _externalFile = dataFile;
+        try
+        {
+            File.WriteAllBytes(path, ToBytes());
+        }
+        finally
+        {
+            _externalFile = null;
+            _externalOffsets = null;
+        }
+    }
+
+    private string? _externalFile;
+    private Dictionary<string, long>? _externalOffsets;
+
     private void Reserve(string name)
     {
         if (string.IsNullOrEmpty(name)) throw new ArgumentException("Value names must be non-empty.", nameof(name));
@@ -134,11 +169,16 @@ public sealed class OnnxGraphBuilder
         }
     }
 
-    private void WriteGraph(CodedOutputStream o)
+    internal void WriteGraph(CodedOutputStream o)
     {
         foreach (var n in _nodes) OnnxProtoWriter.WriteMessage(o, 1, n.WriteTo);
         o.WriteTag(2, WireFormat.WireType.LengthDelimited); o.WriteString(GraphName);
-        foreach (var t in _initializers) OnnxProtoWriter.WriteMessage(o, 5, t.WriteTo);
+        foreach (var t in _initializers)
+        {
+            if (_externalFile is not null && _externalOffsets!.TryGetValue(t.Name, out var offset))
+                OnnxProtoWriter.WriteMessage(o, 5, m => t.WriteTo(m, _externalFile, offset));
+            else OnnxProtoWriter.WriteMessage(o, 5, t.WriteTo);
+        }
         foreach (var i in _inputs) OnnxProtoWriter.WriteMessage(o, 11, i.WriteTo);
         foreach (var i in _outputs) OnnxProtoWriter.WriteMessage(o, 12, i.WriteTo);
     }

@@ -6,9 +6,14 @@ namespace IotDsd.Inference.Onnx;
 public enum OnnxDataType
 {
     Float = 1,
+    UInt8 = 2,
+    Int8 = 3,
     Int32 = 6,
     Int64 = 7,
+    Bool = 9,
+    Float16 = 10,
     Double = 11,
+    BFloat16 = 16,
 }
 
 /// <summary>An ONNX attribute value; build one with the static factories.</summary>
@@ -36,6 +41,11 @@ public sealed class OnnxAttribute
     public static OnnxAttribute IntList(string name, long[] values) => new(name, 7) { Ints = values };
     public static OnnxAttribute StringList(string name, string[] values) => new(name, 8) { Strings = values };
 
+    /// <summary>A subgraph (the branches of <c>If</c>, the body of <c>Loop</c>); it may read values of the enclosing graph.</summary>
+    public static OnnxAttribute Graph(string name, OnnxGraphBuilder body) => new(name, 5) { Body = body };
+
+    internal OnnxGraphBuilder? Body { get; private init; }
+
     internal void WriteTo(CodedOutputStream o)
     {
         o.WriteTag(1, WireFormat.WireType.LengthDelimited); o.WriteString(Name);
@@ -45,6 +55,7 @@ public sealed class OnnxAttribute
             case 2: o.WriteTag(3, WireFormat.WireType.Varint); o.WriteInt64(I); break;
             case 3: o.WriteTag(4, WireFormat.WireType.LengthDelimited); o.WriteBytes(ByteString.CopyFromUtf8(S!)); break;
             case 4: OnnxProtoWriter.WriteMessage(o, 5, T!.WriteTo); break;
+            case 5: OnnxProtoWriter.WriteMessage(o, 6, Body!.WriteGraph); break;
             case 6:
                 o.WriteTag(7, WireFormat.WireType.LengthDelimited);
                 o.WriteLength(Floats!.Length * 4);
@@ -93,6 +104,13 @@ public sealed class OnnxTensor
     public static OnnxTensor FromDoubles(string name, ReadOnlySpan<double> data, params long[] dims) =>
         Create(name, OnnxDataType.Double, data, dims);
 
+    /// <summary>A tensor of any element type from its little-endian bytes (float16, bfloat16, int8, packed int4...).</summary>
+    public static OnnxTensor FromBytes(string name, OnnxDataType type, ReadOnlySpan<byte> raw, params long[] dims) =>
+        new(name, type, (long[])dims.Clone(), raw.ToArray());
+
+    /// <summary>Size of the stored data in bytes.</summary>
+    public int ByteLength => _raw.Length;
+
     private static OnnxTensor Create<T>(string name, OnnxDataType type, ReadOnlySpan<T> data, long[] dims) where T : unmanaged
     {
         long count = 1;
@@ -104,13 +122,33 @@ public sealed class OnnxTensor
         return new OnnxTensor(name, type, (long[])dims.Clone(), raw);
     }
 
-    internal void WriteTo(CodedOutputStream o)
+    internal void WriteTo(CodedOutputStream o) => WriteTo(o, null, 0);
+
+    /// <summary>Writes the TensorProto; with <paramref name="location"/>, the data lives in that file at <paramref name="offset"/>.</summary>
+    internal void WriteTo(CodedOutputStream o, string? location, long offset)
     {
         foreach (var d in Dims) { o.WriteTag(1, WireFormat.WireType.Varint); o.WriteInt64(d); }
         o.WriteTag(2, WireFormat.WireType.Varint); o.WriteInt32((int)DataType);
         if (Name.Length > 0) { o.WriteTag(8, WireFormat.WireType.LengthDelimited); o.WriteString(Name); }
-        o.WriteTag(9, WireFormat.WireType.LengthDelimited); o.WriteBytes(UnsafeByteOperations.UnsafeWrap(_raw));
+        if (location is null)
+        {
+            o.WriteTag(9, WireFormat.WireType.LengthDelimited); o.WriteBytes(UnsafeByteOperations.UnsafeWrap(_raw));
+            return;
+        }
+        // external_data = 13 (StringStringEntryProto: key = 1, value = 2), data_location = 14 (1 = EXTERNAL)
+        foreach (var (key, value) in ((string, string)[])[("location", location), ("offset", offset.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                     ("length", _raw.Length.ToString(System.Globalization.CultureInfo.InvariantCulture))])
+        {
+            OnnxProtoWriter.WriteMessage(o, 13, e =>
+            {
+                e.WriteTag(1, WireFormat.WireType.LengthDelimited); e.WriteString(key);
+                e.WriteTag(2, WireFormat.WireType.LengthDelimited); e.WriteString(value);
+            });
+        }
+        o.WriteTag(14, WireFormat.WireType.Varint); o.WriteInt32(1);
     }
+
+    internal ReadOnlySpan<byte> Raw => _raw;
 }
 
 /// <summary>Helpers for writing nested protobuf messages without generated code.</summary>

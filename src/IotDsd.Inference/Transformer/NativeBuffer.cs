@@ -40,14 +40,31 @@ internal sealed unsafe class NativeBuffer<T> : IDisposable
     /// <summary>A tensor of <paramref name="shape"/> over the start of this buffer.</summary>
     public OrtValue Tensor(long[] shape)
     {
-        long count = 1;
-        foreach (var d in shape) count *= d;
-        if (count > Length) throw new ArgumentException($"Shape needs {count} elements; the buffer holds {Length}.", nameof(shape));
         var type = typeof(T) == typeof(float) ? TensorElementType.Float
             : typeof(T) == typeof(long) ? TensorElementType.Int64
             : throw new NotSupportedException($"No ONNX element type for {typeof(T)}.");
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, (IntPtr)Pointer, count * sizeof(T));
+        return Tensor(shape, type);
     }
+
+    /// <summary>A tensor of <paramref name="shape"/> and element <paramref name="type"/> over the start of this buffer's bytes.</summary>
+    public OrtValue Tensor(long[] shape, TensorElementType type)
+    {
+        long count = 1;
+        foreach (var d in shape) count *= d;
+        long bytes = count * ElementSize(type);
+        if (bytes > Length * sizeof(T)) throw new ArgumentException($"Shape needs {bytes} bytes; the buffer holds {Length * sizeof(T)}.", nameof(shape));
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, type, shape, (IntPtr)Pointer, bytes);
+    }
+
+    /// <summary>Bytes per element of the ONNX types the runner binds.</summary>
+    public static int ElementSize(TensorElementType type) => type switch
+    {
+        TensorElementType.Float or TensorElementType.Int32 => 4,
+        TensorElementType.Int64 => 8,
+        TensorElementType.Float16 or TensorElementType.BFloat16 => 2,
+        TensorElementType.Bool or TensorElementType.Int8 or TensorElementType.UInt8 => 1,
+        _ => throw new NotSupportedException($"No binding for ONNX element type {type}."),
+    };
 
     public void Dispose()
     {

@@ -27,7 +27,9 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 p = Math.Max(p, batch[i].Sequence.Length);
             }
 
-            int rows = live.Count, t = p + s, d = model.HeadDim, heads = model.KvHeads, v = model.VocabSize;
+            int rows = live.Count, t = p + s, d = model.HeadDim * model.KvElementSize, heads = model.KvHeads;
+            bool seqlens = model.Layout == KvLayout.Seqlens, stacked = model.Signature.Stacked;
+            long pastHalf = (long)rows * model.SlotBytes * p, presentHalf = (long)rows * model.SlotBytes * t;
             _buffers.EnsurePast(rows, p);
             _buffers.EnsureChunk(rows, p, s);
             var ids = _buffers.Ids!.Span;
@@ -48,31 +50,35 @@ internal sealed class TransformerBatch(TransformerModel model) : IDisposable
                 var row = mask.Slice(r * t, t);
                 row[..length].Fill(1);
                 row[length..p].Clear();
-                row.Slice(p, tokens.Length).Fill(1);
-                row[(p + tokens.Length)..].Clear();
+                // Seqlens graphs read the mask as a length: the whole chunk counts, the padding after a short chunk is
+                // written past its real tokens and never copied back (and causality keeps real queries off it).
+                int open = seqlens ? s : tokens.Length;
+                row.Slice(p, open).Fill(1);
+                row[(p + open)..].Clear();
                 for (int i = 0; i < _buffers.Past.Length; i++)
                 {
-                    var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        cache.Slice((long)h * seq.Capacity * d, length * d).CopyTo(_buffers.Past[i].Slice(((long)r * heads + h) * p * d, length * d));
+                        seq.Past(i, (long)h * seq.Capacity * d, length * d)
+                            .CopyTo(ForwardBuffers.Slice(_buffers.Past, i, pastHalf, stacked, ((long)r * heads + h) * p * d, length * d));
                 }
             }
 
+            _buffers.Narrow(rows * s, rows * t);
             using (var binding = _buffers.Bind(rows, p, s)) model.Session.RunWithBinding(model.RunOptions, binding.Io);
 
             for (int r = 0; r < rows; r++)
             {
                 var request = batch[live[r]];
                 var seq = (TransformerSequence)request.Sequence;
-                int n = request.Tokens.Length, length = seq.Length;
+                int n = request.Tokens.Length, length = seq.Length, from = seqlens ? length : p;
                 for (int i = 0; i < _buffers.Present.Length; i++)
                 {
-                    var cache = seq.Past(i);
                     for (int h = 0; h < heads; h++)
-                        _buffers.Present[i].Slice((((long)r * heads + h) * t + p) * d, n * d).CopyTo(cache.Slice(((long)h * seq.Capacity + length) * d, n * d));
+                        ForwardBuffers.Slice(_buffers.Present, i, presentHalf, stacked, (((long)r * heads + h) * t + from) * d, n * d)
+                            .CopyTo(seq.Past(i, ((long)h * seq.Capacity + length) * d, n * d));
                 }
-                int wanted = request.Logits.Length / v;
-                _buffers.Logits!.Slice(((long)r * s + n - wanted) * v, wanted * v).CopyTo(request.Logits.Span);
+                int wanted = request.Logits.Length / model.VocabSize;
+                model.CopyLogits(_buffers.Logits!, (long)r * s + n - wanted, wanted, request.Logits.Span);
                 seq.Advance(n);
             }
         }

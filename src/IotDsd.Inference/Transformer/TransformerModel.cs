@@ -6,39 +6,48 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace IotDsd.Inference.Transformer;
 
 /// <summary>
-/// A decoder-only transformer in the Hugging Face Optimum signature (see <see cref="TransformerGraph"/>), run by ONNX
-/// Runtime with a KV cache per sequence (<see cref="TransformerSequence"/>) and batched forward passes over sequences
-/// of different lengths (<see cref="TransformerBatch"/>). Works with models built by <see cref="TransformerModelBuilder"/>
-/// and with exported ones that take <c>position_ids</c>.
+/// A decoder-only transformer with a KV cache, run by ONNX Runtime with a cache per sequence
+/// (<see cref="TransformerSequence"/>) and batched forward passes over sequences of different lengths
+/// (<see cref="TransformerBatch"/>). Works with models built by <see cref="TransformerModelBuilder"/> and with the
+/// exports users bring (<see cref="TransformerSignature"/>): Optimum's (with or without <c>position_ids</c>, merged
+/// with <c>use_cache_branch</c>), onnxruntime-genai's (GroupQueryAttention), int32 or int64 ids, float32, float16 or
+/// bfloat16 caches and logits (the cache stays in the model's type; logits are widened to float32 at the boundary).
 /// </summary>
-public sealed class TransformerModel : ILanguageModel
+public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
 {
     private readonly TransformerBatch _batch;
     private int _disposed;
 
-    private TransformerModel(InferenceSession session, string name, int vocab, int layers, int kvHeads, int headDim, int maxPositions)
+    private TransformerModel(InferenceSession session, string name, TransformerSignature signature, int vocab, int maxPositions)
     {
         Session = session;
         Name = name;
+        Signature = signature;
         VocabSize = vocab;
-        Layers = layers;
-        KvHeads = kvHeads;
-        HeadDim = headDim;
         MaxPositions = maxPositions;
-        InputNames = [TransformerGraph.InputIds, TransformerGraph.AttentionMask, TransformerGraph.PositionIds,
-            .. Enumerable.Range(0, layers).SelectMany(l => (string[])[TransformerGraph.PastKey(l), TransformerGraph.PastValue(l)])];
-        OutputNames = [TransformerGraph.Logits,
-            .. Enumerable.Range(0, layers).SelectMany(l => (string[])[TransformerGraph.PresentKey(l), TransformerGraph.PresentValue(l)])];
+        KvElementSize = NativeBuffer<byte>.ElementSize(signature.KvType);
+        LogitsElementSize = NativeBuffer<byte>.ElementSize(signature.LogitsType);
         _batch = new TransformerBatch(this);
     }
 
     public string Name { get; }
+
+    /// <summary>Tokens the model proposes: the logits row, or the tokenizer's vocabulary when the row is padded past it.</summary>
     public int VocabSize { get; }
-    public int Layers { get; }
+
+    /// <summary>Width of the graph's logits row (≥ <see cref="VocabSize"/>; the ids past the vocabulary are padding).</summary>
+    public int LogitsWidth => Signature.LogitsWidth;
+    public int Layers => Signature.Layers;
 
     /// <summary>Key/value heads per layer (fewer than query heads in grouped-query attention).</summary>
-    public int KvHeads { get; }
-    public int HeadDim { get; }
+    public int KvHeads => Signature.KvHeads;
+    public int HeadDim => Signature.HeadDim;
+
+    /// <summary>How the graph's caches and positions work (see <see cref="Transformer.KvLayout"/>).</summary>
+    public KvLayout Layout => Signature.Layout;
+
+    /// <summary>Element type of the KV cache, kept as the model has it.</summary>
+    public TensorElementType CacheType => Signature.KvType;
 
     /// <summary>KV cache bytes per token: layers × 2 × kv heads × head dim × 4 (the cache is fp32).</summary>
     public long CacheBytesPerToken => CacheShape.BytesPerToken(Layers, KvHeads, HeadDim, sizeof(float));
@@ -46,23 +55,41 @@ public sealed class TransformerModel : ILanguageModel
     /// <summary>Longest sequence the position embedding covers.</summary>
     public int MaxPositions { get; }
 
+    /// <summary>Digest of the tokenizer's vocabulary (see <see cref="Models.VocabularyIdentity"/>); null when unknown.</summary>
+    public string? VocabularyDigest { get; init; }
+
     internal InferenceSession Session { get; }
     internal RunOptions RunOptions { get; } = new();
+    internal TransformerSignature Signature { get; }
+    internal int KvElementSize { get; }
+    internal int LogitsElementSize { get; }
 
-    /// <summary>Inputs in binding order: ids, mask, positions, then past key and value per layer.</summary>
-    internal string[] InputNames { get; }
+    /// <summary>Bytes in one layer's key (or value) cache per slot: heads × head_dim × element size.</summary>
+    internal int SlotBytes => KvHeads * HeadDim * KvElementSize;
 
-    /// <summary>Outputs in binding order: logits, then present key and value per layer.</summary>
-    internal string[] OutputNames { get; }
-
-    /// <summary>Floats in one layer's key (or value) cache per slot: heads × head_dim.</summary>
-    internal int SlotFloats => KvHeads * HeadDim;
-
-    /// <summary>Loads an ONNX file in the Optimum decoder signature.</summary>
+    /// <summary>Loads an ONNX decoder (Optimum, onnxruntime-genai or this project's signature).</summary>
     /// <param name="maxPositions">Context length; 0 when unknown (then only ONNX Runtime checks positions).</param>
-    public static TransformerModel Open(string path, string name, InferenceOptions? options = null, int maxPositions = 0)
+    public static TransformerModel Open(string path, string name, InferenceOptions? options = null, int maxPositions = 0) =>
+        Open(path, name, options, maxPositions, null, 0);
+
+    /// <summary>
+    /// Loads an ONNX decoder, checks it against what its configuration says (<paramref name="expected"/>) and, when
+    /// <paramref name="vocabulary"/> is positive and smaller than the logits row, proposes only those ids.
+    /// </summary>
+    public static TransformerModel Open(string path, string name, InferenceOptions? options, int maxPositions, DecoderExpectations? expected, int vocabulary, string? vocabularyDigest = null)
     {
         options ??= InferenceOptions.Default;
+        IReadOnlySet<string> operators;
+        IReadOnlySet<int> inputTypes;
+        try
+        {
+            (operators, inputTypes) = Onnx.OnnxOperators.Summarize(path);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            throw new ModelLoadException(path, $"'{path}' is not a readable ONNX model: {e.Message}.", e);
+        }
+
         InferenceSession session;
         try
         {
@@ -71,17 +98,38 @@ public sealed class TransformerModel : ILanguageModel
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ModelLoadException(path, $"ONNX Runtime could not load '{path}': {e.Message}", e);
+            throw new ModelLoadException(path, LoadFailure(path, e.Message, inputTypes), e);
         }
 
+        TransformerModel? model = null;
+        TransformerSignature? signature = null;
         try
         {
-            var (vocab, layers, kvHeads, headDim) = Inspect(path, session);
-            return new TransformerModel(session, name, vocab, layers, kvHeads, headDim, maxPositions > 0 ? maxPositions : int.MaxValue);
+            signature = TransformerSignature.Inspect(path, session, operators, expected?.Names);
+            if (expected is not null) Check(path, expected, signature);
+            int vocab = vocabulary > 0 && vocabulary < signature.LogitsWidth ? vocabulary : signature.LogitsWidth;
+            model = new TransformerModel(session, name, signature, vocab, maxPositions > 0 ? maxPositions : int.MaxValue)
+            {
+                VocabularyDigest = vocabularyDigest,
+            };
+
+            // One token through a fresh sequence: what only a run can refuse (an operator's limits, the shapes the
+            // graph really produces against the bound outputs) is refused now, at load, not in the middle of a session.
+            using (var probe = model.CreateSequence()) probe.Feed([0], new float[vocab]);
+            return model;
+        }
+        catch (OnnxRuntimeException e)
+        {
+            if (model is not null) model.Dispose();
+            else session.Dispose();
+            var line = string.Join(' ', e.Message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+            throw new ModelLoadException(path, $"'{path}' loads, but a first forward pass fails: {line} " +
+                $"(read as {(signature is null ? "a decoder" : $"a {signature.Layout} decoder")}; re-export it in one of the signatures docs/models.md §2.2 lists).", e);
         }
         catch
         {
-            session.Dispose();
+            if (model is not null) model.Dispose();
+            else session.Dispose();
             throw;
         }
     }
@@ -90,12 +138,24 @@ public sealed class TransformerModel : ILanguageModel
     {
         var path = ModelDirectory.FilePath(dir, manifest);
         var name = string.IsNullOrEmpty(manifest.Name) ? $"transformer-{manifest.Role}" : manifest.Name;
-        var model = Open(path, name, options, manifest.Transformer?.MaxPositions ?? 0);
-        if (model.VocabSize != manifest.VocabSize)
+        // The tokenizer says which ids are real: an export whose logits row is longer (padded to a multiple of 64 or 128)
+        // proposes only the tokenizer's ids. Built models keep their declared, deliberately padded, vocabulary.
+        // Both come from tokenizer.json itself: the ids it can produce (its vocabulary and added tokens, so special tokens
+        // such as EOS stay proposable) and a digest of their text, the same whatever this build's tokenizer does with it.
+        int vocabulary = 0;
+        string? digest = null;
+        if (manifest.Tokenizer == Tokenizers.TokenizerFactory.HuggingFace && manifest.Files.ContainsKey(ModelManifest.TokenizerFileKey))
+        {
+            var (size, d) = VocabularyIdentity.Read(ModelDirectory.FilePath(dir, manifest, ModelManifest.TokenizerFileKey), manifest.VocabSize);
+            digest = d;
+            if (manifest.Unverified) vocabulary = size;
+        }
+        var model = Open(path, name, options, manifest.Transformer?.MaxPositions ?? 0, manifest.Decoder, vocabulary, digest);
+        if (model.LogitsWidth != manifest.VocabSize)
         {
             model.Dispose();
-            var manifestPath = Path.Combine(dir, ModelManifest.FileName);
-            throw new ModelLoadException(manifestPath, $"'{manifestPath}' says vocab_size {manifest.VocabSize}, but '{path}' has {model.VocabSize} logits.");
+            var manifestPath = manifest.Decoder?.Source ?? Path.Combine(dir, ModelManifest.FileName);
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}' says vocab_size {manifest.VocabSize}, but '{path}' has {model.LogitsWidth} logits.");
         }
         return model;
     }
@@ -117,7 +177,8 @@ public sealed class TransformerModel : ILanguageModel
             if (r.Tokens.Length > 0) live++;
         }
 
-        if (live <= 1)
+        // Exact-length pasts cannot be padded to a common length; GroupQueryAttention takes a batch only of single tokens.
+        if (live <= 1 || Layout == KvLayout.Exact || (Layout == KvLayout.Seqlens && batch.Any(r => r.Tokens.Length > 1)))
         {
             foreach (var r in batch) ((TransformerSequence)r.Sequence).Feed(r.Tokens.Span, r.Logits.Span);
             return;
@@ -136,6 +197,45 @@ public sealed class TransformerModel : ILanguageModel
 
     internal void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed != 0, this);
 
+    /// <summary>Writes <paramref name="rows"/> logits rows of the graph's type and width as float32 rows of <see cref="VocabSize"/>.</summary>
+    internal void CopyLogits(NativeBuffer<byte> logits, long firstRow, int rows, Span<float> destination)
+    {
+        int w = LogitsWidth, v = VocabSize;
+        var source = logits.Slice(firstRow * w * LogitsElementSize, rows * w * LogitsElementSize);
+        switch (Signature.LogitsType)
+        {
+            case TensorElementType.Float:
+                {
+                    var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(source);
+                    if (w == v) f.CopyTo(destination);
+                    else for (int r = 0; r < rows; r++) f.Slice(r * w, v).CopyTo(destination.Slice(r * v, v));
+                    break;
+                }
+            case TensorElementType.Float16:
+                {
+                    var h = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(source);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        var row = h.Slice(r * w, v);
+                        var to = destination.Slice(r * v, v);
+                        for (int i = 0; i < v; i++) to[i] = (float)row[i];
+                    }
+                    break;
+                }
+            default: // bfloat16: the high half of a float32
+                {
+                    var b = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(source);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        var row = b.Slice(r * w, v);
+                        var to = destination.Slice(r * v, v);
+                        for (int i = 0; i < v; i++) to[i] = BitConverter.Int32BitsToSingle(row[i] << 16);
+                    }
+                    break;
+                }
+        }
+    }
+
     private TransformerSequence Own(IModelSequence sequence)
     {
         if (sequence is not TransformerSequence s || !ReferenceEquals(s.Model, this))
@@ -143,45 +243,27 @@ public sealed class TransformerModel : ILanguageModel
         return s;
     }
 
-    private static (int Vocab, int Layers, int KvHeads, int HeadDim) Inspect(string path, InferenceSession session)
+    private static string LoadFailure(string path, string message, IReadOnlySet<int> inputTypes)
     {
-        var inputs = session.InputMetadata;
-        var outputs = session.OutputMetadata;
-        string Fail(string what) => throw new ModelLoadException(path, $"'{path}' is not a decoder in the Optimum " +
-            $"text-generation-with-past signature: {what}. Export with `optimum-cli export onnx --task text-generation-with-past` " +
-            "(inputs input_ids, attention_mask, position_ids, past_key_values.N.key/value; outputs logits, present.N.key/value).");
+        var line = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        if (!line.Contains("Could not find an implementation", StringComparison.Ordinal)) return $"ONNX Runtime could not load '{path}': {line}";
+        const int BFloat16 = 16;
+        var hint = inputTypes.Contains(BFloat16)
+            ? "the model computes in bfloat16, which ONNX Runtime's CPU provider has no kernels for: convert it to float16 or float32 " +
+              "(for example with onnxruntime's float16 converter), or run it with --provider cuda"
+            : "this ONNX Runtime build has no kernel for one of its operators on this provider: export the model for the CPU " +
+              "(float32 or float16; int8 or int4 MatMulNBits weights), or run it with --provider cuda";
+        return $"'{path}' cannot run here: {hint} (ONNX Runtime: {line})";
+    }
 
-        foreach (var required in (string[])[TransformerGraph.InputIds, TransformerGraph.AttentionMask, TransformerGraph.PositionIds])
-        {
-            if (!inputs.TryGetValue(required, out var meta)) Fail($"it has no input '{required}'");
-            else if (meta.ElementDataType != TensorElementType.Int64) Fail($"input '{required}' is {meta.ElementDataType}, not int64");
-        }
-
-        int layers = 0;
-        while (inputs.ContainsKey(TransformerGraph.PastKey(layers))) layers++;
-        if (layers == 0) Fail("it has no past_key_values.0.key input (export it with past)");
-        var known = new HashSet<string>(StringComparer.Ordinal) { TransformerGraph.InputIds, TransformerGraph.AttentionMask, TransformerGraph.PositionIds };
-        var kv = inputs[TransformerGraph.PastKey(0)];
-        if (kv.Dimensions.Length != 4 || kv.Dimensions[1] <= 0 || kv.Dimensions[3] <= 0)
-            Fail("past_key_values.0.key must be [batch, heads, past, head_dim] with fixed heads and head_dim");
-        for (int l = 0; l < layers; l++)
-        {
-            foreach (var (input, output) in ((string, string)[])[(TransformerGraph.PastKey(l), TransformerGraph.PresentKey(l)), (TransformerGraph.PastValue(l), TransformerGraph.PresentValue(l))])
-            {
-                if (!inputs.TryGetValue(input, out var m)) Fail($"input '{input}' is missing");
-                else if (m.ElementDataType != TensorElementType.Float) Fail($"'{input}' is {m.ElementDataType}; only float32 models are supported");
-                else if (m.Dimensions.Length != 4 || m.Dimensions[1] != kv.Dimensions[1] || m.Dimensions[3] != kv.Dimensions[3]) Fail($"'{input}' has a different shape from past_key_values.0.key");
-                if (!outputs.ContainsKey(output)) Fail($"output '{output}' is missing");
-                known.Add(input);
-            }
-        }
-
-        var extra = inputs.Keys.Where(k => !known.Contains(k)).ToList();
-        if (extra.Count > 0) Fail($"it has inputs this runner does not feed: {string.Join(", ", extra)} (merged decoders with use_cache_branch are not supported; export without --no-post-process merging, or use model.onnx with past)");
-        if (!outputs.TryGetValue(TransformerGraph.Logits, out var logits) || logits.ElementDataType != TensorElementType.Float)
-            Fail("it has no float32 output 'logits'");
-        else if (logits.Dimensions.Length != 3 || logits.Dimensions[2] <= 0)
-            Fail("logits must be [batch, sequence, vocab] with a fixed vocab");
-        return (outputs[TransformerGraph.Logits].Dimensions[2], layers, kv.Dimensions[1], kv.Dimensions[3]);
+    private static void Check(string path, DecoderExpectations expected, TransformerSignature signature)
+    {
+        void Mismatch(string key, int said, string has) => throw new ModelLoadException(expected.Source,
+            $"'{expected.Source}' says {key} {said.ToString(System.Globalization.CultureInfo.InvariantCulture)}, but '{path}' has {has}; " +
+            "the configuration does not belong to this model (use the config from the same export).");
+        if (expected.VocabSize is { } v && v != signature.LogitsWidth) Mismatch("vocab_size", v, $"{signature.LogitsWidth} logits");
+        if (expected.Layers is { } l && l != signature.Layers) Mismatch("num_hidden_layers", l, $"{signature.Layers} layers of past keys/values");
+        if (expected.KvHeads is { } h && h != signature.KvHeads) Mismatch("num_key_value_heads", h, $"{signature.KvHeads} key/value heads in '{signature.Past[0]}'");
+        if (expected.HeadDim is { } d && d != signature.HeadDim) Mismatch("head_size", d, $"head_dim {signature.HeadDim} in '{signature.Past[0]}'");
     }
 }

@@ -24,6 +24,7 @@ internal sealed class TransformerSequence : IModelSequence
 
     private readonly Binding?[] _bindings = new Binding?[CachedChunkSizes];
     private readonly ForwardBuffers _buffers;
+    private NativeBuffer<byte>[] _exact = [];
     private int _chunkCapacity;
     private bool _disposed;
 
@@ -47,6 +48,11 @@ internal sealed class TransformerSequence : IModelSequence
         if (s == 0) return;
         EnsureCapacity(Length + s);
         EnsureChunk(s);
+        if (Model.Layout == KvLayout.Exact)
+        {
+            FeedExact(tokens, logits, rows);
+            return;
+        }
         int c = Capacity;
 
         var ids = _buffers.Ids!.Span;
@@ -60,6 +66,7 @@ internal sealed class TransformerSequence : IModelSequence
         mask[..Length].Fill(1);
         mask[Length..c].Clear();
         mask[c..].Fill(1);
+        _buffers.Narrow(s, c + s);
 
         var binding = s < CachedChunkSizes ? _bindings[s] ??= _buffers.Bind(1, c, s) : _buffers.Bind(1, c, s);
         try
@@ -71,19 +78,62 @@ internal sealed class TransformerSequence : IModelSequence
             if (s >= CachedChunkSizes) binding.Dispose();
         }
 
-        int d = Model.HeadDim;
+        // Concat: present = past slots, then the new ones; Seqlens: the new ones right after the valid past.
+        CopyNew(_buffers.Present, c + s, Model.Layout == KvLayout.Seqlens ? Length : c, s);
+        Model.CopyLogits(_buffers.Logits!, s - rows, rows, logits);
+        Length += s;
+    }
+
+    /// <summary>A pass with the past bound at exactly <see cref="Length"/> slots (graphs that count positions from its shape).</summary>
+    private void FeedExact(ReadOnlySpan<int> tokens, Span<float> logits, int rows)
+    {
+        int s = tokens.Length, n = Length;
+        int head = Model.HeadDim * Model.KvElementSize;
+        long needed = (long)Model.SlotBytes * Math.Max(n, 1);
+        bool stacked = Model.Signature.Stacked;
+        if (_exact.Length == 0 || _exact[0].Length < (stacked ? 2 * needed : needed))
+        {
+            foreach (var b in _exact) b.Dispose();
+            _exact = ForwardBuffers.Allocate(Model.Layers, Math.Max(needed, 2 * (long)Model.SlotBytes * n), stacked);
+        }
         var past = _buffers.Past;
-        var present = _buffers.Present;
+        long storeHalf = (long)Model.SlotBytes * Capacity, exactHalf = (long)Model.SlotBytes * n;
         for (int i = 0; i < past.Length; i++)
         {
             for (int h = 0; h < Model.KvHeads; h++)
-            {
-                present[i].Slice(((long)h * (c + s) + c) * d, s * d).CopyTo(past[i].Slice(((long)h * c + Length) * d, s * d));
-            }
+                ForwardBuffers.Slice(past, i, storeHalf, stacked, (long)h * Capacity * head, n * head)
+                    .CopyTo(ForwardBuffers.Slice(_exact, i, exactHalf, stacked, (long)h * n * head, n * head));
         }
-        int v = Model.VocabSize;
-        _buffers.Logits!.Slice((long)(s - rows) * v, rows * v).CopyTo(logits);
+
+        var ids = _buffers.Ids!.Span;
+        var positions = _buffers.Positions!.Span;
+        for (int i = 0; i < s; i++)
+        {
+            ids[i] = tokens[i];
+            positions[i] = n + i;
+        }
+        _buffers.Mask!.Slice(0, n + s).Fill(1);
+        _buffers.Narrow(s, n + s);
+        using (var binding = _buffers.Bind(1, n, s, _exact)) Model.Session.RunWithBinding(Model.RunOptions, binding.Io);
+
+        CopyNew(_buffers.Present, n + s, n, s);
+        Model.CopyLogits(_buffers.Logits!, s - rows, rows, logits);
         Length += s;
+    }
+
+    /// <summary>Copies <paramref name="count"/> new slots per head from <paramref name="present"/> (<paramref name="stride"/> slots per head, starting at <paramref name="from"/>) into the cache at <see cref="Length"/>.</summary>
+    private void CopyNew(NativeBuffer<byte>[] present, int stride, int from, int count)
+    {
+        int head = Model.HeadDim * Model.KvElementSize;
+        bool stacked = Model.Signature.Stacked;
+        var past = _buffers.Past;
+        long presentHalf = (long)Model.SlotBytes * stride, pastHalf = (long)Model.SlotBytes * Capacity;
+        for (int i = 0; i < past.Length; i++)
+        {
+            for (int h = 0; h < Model.KvHeads; h++)
+                ForwardBuffers.Slice(present, i, presentHalf, stacked, ((long)h * stride + from) * head, count * head)
+                    .CopyTo(ForwardBuffers.Slice(past, i, pastHalf, stacked, ((long)h * Capacity + Length) * head, count * head));
+        }
     }
 
     public void Truncate(int length)
@@ -114,8 +164,9 @@ internal sealed class TransformerSequence : IModelSequence
     /// <summary>Counts <paramref name="count"/> slots written by a batched run as part of the sequence.</summary>
     internal void Advance(int count) => Length += count;
 
-    /// <summary>Key or value cache <paramref name="index"/> (2·layer, 2·layer+1) as [heads, Capacity, head_dim].</summary>
-    internal NativeBuffer<float> Past(int index) => _buffers.Past[index];
+    /// <summary>Bytes of key or value cache <paramref name="index"/> (2·layer, 2·layer+1), laid out [heads, Capacity, head_dim] in the model's element type.</summary>
+    internal Span<byte> Past(int index, long offset, int length) =>
+        ForwardBuffers.Slice(_buffers.Past, index, (long)Model.SlotBytes * Capacity, Model.Signature.Stacked, offset, length);
 
     /// <summary>Makes room for <paramref name="needed"/> slots, keeping the first <see cref="Length"/>.</summary>
     internal void EnsureCapacity(int needed)
@@ -123,15 +174,16 @@ internal sealed class TransformerSequence : IModelSequence
         ThrowIfDisposed();
         if (needed <= Capacity) return;
         int capacity = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(needed, MinCapacity)), int.MaxValue);
-        int d = Model.HeadDim;
+        int d = Model.HeadDim * Model.KvElementSize;
+        bool stacked = Model.Signature.Stacked;
         var old = _buffers.Past;
-        var fresh = new NativeBuffer<float>[2 * Model.Layers];
-        for (int i = 0; i < fresh.Length; i++)
+        var fresh = ForwardBuffers.Allocate(Model.Layers, (long)Model.SlotBytes * capacity, stacked);
+        long oldHalf = (long)Model.SlotBytes * Capacity, freshHalf = (long)Model.SlotBytes * capacity;
+        for (int i = 0; i < fresh.Length && old.Length > 0; i++)
         {
-            fresh[i] = new NativeBuffer<float>((long)Model.SlotFloats * capacity);
-            if (old.Length == 0) continue;
             for (int h = 0; h < Model.KvHeads; h++)
-                old[i].Slice((long)h * Capacity * d, Length * d).CopyTo(fresh[i].Slice((long)h * capacity * d, Length * d));
+                ForwardBuffers.Slice(old, i, oldHalf, stacked, (long)h * Capacity * d, Length * d)
+                    .CopyTo(ForwardBuffers.Slice(fresh, i, freshHalf, stacked, (long)h * capacity * d, Length * d));
         }
         DisposeBindings();
         foreach (var b in old) b.Dispose();
@@ -153,6 +205,8 @@ internal sealed class TransformerSequence : IModelSequence
         _disposed = true;
         DisposeBindings();
         _buffers.Dispose();
+        foreach (var b in _exact) b.Dispose();
+        _exact = [];
     }
 
     private void DisposeBindings()

@@ -182,9 +182,9 @@ internal sealed partial class RoundProcessor(
         {
             problem = "session id must be 1-64 characters of A-Z a-z 0-9 _ . -";
         }
-        else if (open.VocabSize != target.VocabSize)
+        else if (VocabularyCheck.Compare(open.VocabSize, open.VocabularyDigest, target.VocabSize, VocabularyCheck.DigestOf(target)) is { } vocabulary)
         {
-            problem = $"draft vocabulary has {open.VocabSize} tokens, the target {target.VocabSize}: the models do not share a vocabulary";
+            problem = vocabulary;
         }
         else if (!Enum.IsDefined(open.Mode))
         {
