@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 namespace IotDsd.Fuzz;
 
 /// <summary>
-/// Runs every target with a fixed seed: over 1.18 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
+/// Runs every target with a fixed seed: over 1.25 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
 /// multiplies the counts for longer runs, IOTDSD_FUZZ_SEED changes the seed). Fails on any crash, hang or runaway
 /// allocation and prints the input; such inputs become cases in <see cref="RegressionTests"/>.
 /// </summary>
@@ -21,6 +21,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "configuration", 150_000 },
         { "tokenizer", 100_000 },
         { "manifest", 15_000 },
+        { "tokenizer-json", 50_000 },
+        { "tokenizer-bin", 20_000 },
     };
 
     [Theory]
@@ -39,6 +41,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "presence" => Targets.Presence(),
                 "configuration" => Targets.Configuration(),
                 "tokenizer" => Targets.Tokenizer(),
+                "tokenizer-json" => TokenizerTargets.TokenizerJson(),
+                "tokenizer-bin" => TokenizerTargets.SentencePieceBin(),
                 _ => Targets.Manifest(dir),
             };
             var count = (long)(inputs * Scale);

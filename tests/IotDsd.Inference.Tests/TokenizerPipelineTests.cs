@@ -273,6 +273,15 @@ public sealed class TokenizerPipelineTests
     }
 
     [Fact]
+    public void Parse_InvalidUtf8InsideAString_FormatErrorNotACrash()
+    {
+        // Found by the tokenizer-json fuzz target: JSON strings are only transcoded when read.
+        byte[] json = [.. "{\"model\":{\"type\":\"BPE\",\"vocab\":{\""u8, 0xC3, 0x28, .. "\":0}}}"u8];
+        var e = Assert.Throws<TokenizerFormatException>(() => HfBpeTokenizer.Parse(json, "bad.json"));
+        Assert.Equal("bad.json: is not valid UTF-8", e.Message);
+    }
+
+    [Fact]
     public void SentencePieceBin_TruncatedOrCorrupt_OneLineError()
     {
         var bin = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Golden", "stories260K", "tok512.bin"));

@@ -200,6 +200,7 @@ public sealed class HfBpeTokenizer : ITokenizer
     public static HfBpeTokenizer Parse(ReadOnlySpan<byte> json, string name, ReadOnlySpan<byte> config = default, string configName = "tokenizer_config.json")
     {
         var read = new JsonRead(name);
+        if (!System.Text.Unicode.Utf8.IsValid(json)) throw read.Error("is not valid UTF-8");
         JsonDocument doc;
         try
         {
@@ -363,6 +364,7 @@ internal sealed record TokenizerConfig(bool AddBos, int? Bos, bool AddEos, int? 
     public static TokenizerConfig Parse(ReadOnlySpan<byte> json, string name, IReadOnlyDictionary<string, int> lookup)
     {
         var read = new JsonRead(name);
+        if (!System.Text.Unicode.Utf8.IsValid(json)) throw read.Error("is not valid UTF-8");
         try
         {
             using var doc = JsonDocument.Parse(json.ToArray());
