@@ -97,5 +97,14 @@ public static class TokenizerTargets
          "decoder":{"type":"Metaspace","replacement":"▁","prepend_scheme":"always"},
          "model":{"type":"BPE","continuing_subword_prefix":"##","vocab":{"▁":0,"o":1,"##n":2,"on":3,"4":4,"2":5},"merges":["o ##n"]}}
         """),
+        // BERT-style components around a BPE model, and a tokenizer_config-free RoBERTa template.
+        Encoding.UTF8.GetBytes("""
+        {"added_tokens":[{"id":5,"content":"<cls>","special":true},{"id":6,"content":"<sep>","special":true,"single_word":true}],
+         "normalizer":{"type":"BertNormalizer","clean_text":true,"handle_chinese_chars":true,"strip_accents":true,"lowercase":true},
+         "pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"BertPreTokenizer"},{"type":"Punctuation","behavior":"Contiguous"},{"type":"Whitespace"},{"type":"WhitespaceSplit"}]},
+         "post_processor":{"type":"Sequence","processors":[{"type":"ByteLevel"},{"type":"RobertaProcessing","cls":["<cls>",5],"sep":["<sep>",6]}]},
+         "decoder":{"type":"Sequence","decoders":[{"type":"Strip","content":"x","start":1,"stop":1},{"type":"Fuse"}]},
+         "model":{"type":"BPE","end_of_word_suffix":"</w>","dropout":null,"vocab":{"o":0,"n":1,"n</w>":2,"on</w>":3,"x":4},"merges":["o n</w>"]}}
+        """),
     ];
 }

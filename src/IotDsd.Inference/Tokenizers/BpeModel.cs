@@ -105,7 +105,7 @@ internal sealed class BpeModel
             unk = u;
         }
         var dropout = read.Get(model, "dropout", where);
-        if (dropout.ValueKind == JsonValueKind.Number && dropout.GetDouble() != 0)
+        if (dropout.ValueKind == JsonValueKind.Number && !(dropout.TryGetDouble(out var rate) && rate == 0))
             throw read.Error("model.dropout is set: BPE dropout is for training and makes encoding random; set it to null");
         return new BpeModel(vocab, merges, unk, read.Bool(model, "fuse_unk", where, false), read.Bool(model, "byte_fallback", where, false),
             read.Bool(model, "ignore_merges", where, false), prefix, suffix);

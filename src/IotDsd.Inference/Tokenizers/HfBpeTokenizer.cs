@@ -352,7 +352,7 @@ internal static class PostProcessor
     private static int Pair(JsonElement e, string name, JsonRead read, string where, IReadOnlyDictionary<string, int> lookup)
     {
         var v = read.Get(e, name, where);
-        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 2 && v[1].TryGetInt32(out var id) && id >= 0) return id;
+        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 2 && v[1].ValueKind == JsonValueKind.Number && v[1].TryGetInt32(out var id) && id >= 0) return id;
         if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() >= 1 && v[0].ValueKind == JsonValueKind.String && lookup.TryGetValue(v[0].GetString()!, out var byName)) return byName;
         throw read.Error($"{where}.{name} must be [token, id]");
     }
