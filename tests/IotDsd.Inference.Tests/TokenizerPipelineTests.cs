@@ -237,6 +237,26 @@ public sealed class TokenizerPipelineTests
         Assert.Equal(" a b", string.Concat(ids.Select(stream.Append)) + stream.Flush());
     }
 
+    [Theory]
+    [InlineData(@"[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*", @"[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*")]
+    [InlineData(@"(?i:'s|'t)|a+?b|[+*?]+|x{2}|\++|\s+(?!\S)", @"(?i:'s|'t)|a+?b|[+*?]+|x{2}|\++|\s+(?!\S)")]
+    [InlineData(@"[]+]++", @"[]+]+")]
+    public void Regex_PossessiveQuantifiers_BecomeGreedy(string oniguruma, string dotnet)
+    {
+        Assert.Equal(dotnet, OnigRegex.Translate(oniguruma));
+        var tok = Make(Letters + "'", preTokenizer: new { type = "Split", pattern = new { Regex = oniguruma }, behavior = "Isolated", invert = false });
+        Assert.NotEmpty(tok.Encode("it's 123 ok"));
+    }
+
+    [Fact]
+    public void Regex_CharactersBeyondTheBmp_ClassifiedAsOnigurumaDoes()
+    {
+        // 𝔘 (U+1D518) is a letter: with the stand-in, "a𝔘b" is one \p{L}+ piece, as Oniguruma finds it.
+        var tok = Make("ab𝔘 ", ["a𝔘", "a𝔘b"], merges: new[] { "a 𝔘", "a𝔘 b" },
+            preTokenizer: new { type = "Split", pattern = new { Regex = @"\p{L}+|\s+" }, behavior = "Isolated", invert = false });
+        Assert.Equal(["a𝔘b", " ", "a𝔘b"], Pieces(tok, "a𝔘b a𝔘b"));
+    }
+
     public static readonly TheoryData<string, string> Unknown = new()
     {
         { """{"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"normalizer":{"type":"Precompiled","precompiled_charsmap":""}}""", "unknown normalizer type 'Precompiled'" },

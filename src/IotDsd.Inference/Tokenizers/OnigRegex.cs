@@ -20,7 +20,83 @@ internal sealed class OnigRegex
     private OnigRegex(Regex regex) => _regex = regex;
 
     public static OnigRegex Create(string pattern) =>
-        new(new Regex(pattern, RegexOptions.CultureInvariant, MatchTimeout));
+        new(new Regex(Translate(pattern), RegexOptions.CultureInvariant, MatchTimeout));
+
+    /// <summary>
+    /// Oniguruma syntax .NET lacks: possessive quantifiers (<c>?+</c>, <c>*+</c>, <c>++</c>, <c>{n,m}+</c>, as in
+    /// tiktoken-style patterns) become greedy ones, as Hugging Face's JavaScript implementation reads them; the
+    /// patterns that use them are written so that both give the same pieces.
+    /// </summary>
+    internal static string Translate(string pattern)
+    {
+        var sb = new StringBuilder(pattern.Length);
+        int classDepth = 0;
+        bool afterQuantifier = false;
+        for (int i = 0; i < pattern.Length; i++)
+        {
+            char c = pattern[i];
+            if (c == '\\' && i + 1 < pattern.Length)
+            {
+                sb.Append(c).Append(pattern[++i]);
+                afterQuantifier = false;
+                continue;
+            }
+            if (classDepth > 0)
+            {
+                if (c == '[') classDepth++;
+                else if (c == ']') classDepth--;
+                sb.Append(c);
+                afterQuantifier = false;
+                continue;
+            }
+            switch (c)
+            {
+                case '[':
+                    classDepth = 1;
+                    sb.Append(c);
+                    // A ']' right after '[' or '[^' is a literal.
+                    if (i + 1 < pattern.Length && pattern[i + 1] == '^') sb.Append(pattern[++i]);
+                    if (i + 1 < pattern.Length && pattern[i + 1] == ']') sb.Append(pattern[++i]);
+                    afterQuantifier = false;
+                    continue;
+                case '(' when i + 1 < pattern.Length && pattern[i + 1] == '?':
+                    sb.Append("(?");
+                    i++;
+                    afterQuantifier = false;
+                    continue;
+                case '+' when afterQuantifier:
+                    afterQuantifier = false; // possessive: dropped
+                    continue;
+                case '*' or '+' or '?':
+                    sb.Append(c);
+                    afterQuantifier = true;
+                    continue;
+                case '{':
+                    int close = pattern.IndexOf('}', i);
+                    if (close > i && IsCount(pattern.AsSpan(i + 1, close - i - 1)))
+                    {
+                        sb.Append(pattern, i, close - i + 1);
+                        i = close;
+                        afterQuantifier = true;
+                        continue;
+                    }
+                    break;
+            }
+            sb.Append(c);
+            afterQuantifier = false;
+        }
+        return sb.ToString();
+    }
+
+    private static bool IsCount(ReadOnlySpan<char> inside)
+    {
+        if (inside.IsEmpty) return false;
+        foreach (var ch in inside)
+        {
+            if (!(char.IsAsciiDigit(ch) || ch == ',')) return false;
+        }
+        return true;
+    }
 
     public static OnigRegex Literal(string text) => Create(Regex.Escape(text));
 
