@@ -149,6 +149,17 @@ public sealed class TokenizerPipelineTests
     }
 
     [Fact]
+    public void Punctuation_EachMarkIsolated_BertSplitsOnWhitespaceToo()
+    {
+        string[] extra = ["ab", ",.", "«»"];
+        object[] merges = [new[] { "a", "b" }, new[] { ",", "." }];
+        var punctuation = Make(Letters + "«»", extra, merges, preTokenizer: new { type = "Punctuation" });
+        Assert.Equal(["ab", ",", ".", "«", "ab"], Pieces(punctuation, "ab,.«ab"));
+        var bert = Make(Letters, extra, merges, preTokenizer: new { type = "BertPreTokenizer" });
+        Assert.Equal(["ab", ",", ".", "ab"], Pieces(bert, "ab ,.  ab"));
+    }
+
+    [Fact]
     public void Metaspace_PrependSchemes_AndSplit()
     {
         object Meta(string scheme, bool split) => new { type = "Metaspace", replacement = "▁", prepend_scheme = scheme, split };

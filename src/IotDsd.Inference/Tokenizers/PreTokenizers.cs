@@ -58,10 +58,12 @@ internal abstract class PreTokenizer
         }
     }
 
-    private static bool IsPunctuation(char c) => char.IsAsciiLetterOrDigit(c) is false && c < 128 && !char.IsWhiteSpace(c) && !char.IsControl(c)
-        || (c >= 128 && CharUnicodeInfo.GetUnicodeCategory(c) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
+    /// <summary>ASCII punctuation (every printable non-alphanumeric character) or a Unicode punctuation character.</summary>
+    private static bool IsPunctuation(char c) => c < 128
+        ? c is > ' ' and < '\x7F' && !char.IsAsciiLetterOrDigit(c)
+        : CharUnicodeInfo.GetUnicodeCategory(c) is UnicodeCategory.ConnectorPunctuation or UnicodeCategory.DashPunctuation
             or UnicodeCategory.OpenPunctuation or UnicodeCategory.ClosePunctuation or UnicodeCategory.InitialQuotePunctuation
-            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation);
+            or UnicodeCategory.FinalQuotePunctuation or UnicodeCategory.OtherPunctuation;
 
     private static SplitBehavior Behavior(JsonElement e, JsonRead read, string where, SplitBehavior fallback)
     {
