@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 namespace IotDsd.Fuzz;
 
 /// <summary>
-/// Runs every target with a fixed seed: over 1.26 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
+/// Runs every target with a fixed seed: over 1.33 million mutated inputs in total by default (IOTDSD_FUZZ_SCALE
 /// multiplies the counts for longer runs, IOTDSD_FUZZ_SEED changes the seed). Fails on any crash, hang or runaway
 /// allocation and prints the input; such inputs become cases in <see cref="RegressionTests"/>.
 /// </summary>
@@ -24,6 +24,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "journal", 30_000 },
         { "model-config", 15_000 },
         { "onnx-scan", 30_000 },
+        { "tokenizer-json", 50_000 },
+        { "tokenizer-bin", 20_000 },
     };
 
     [Theory]
@@ -45,6 +47,8 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "journal" => Targets.Journal(dir),
                 "model-config" => Targets.ModelConfig(dir),
                 "onnx-scan" => Targets.OnnxScan(dir),
+                "tokenizer-json" => TokenizerTargets.TokenizerJson(),
+                "tokenizer-bin" => TokenizerTargets.SentencePieceBin(),
                 _ => Targets.Manifest(dir),
             };
             var count = (long)(inputs * Scale);

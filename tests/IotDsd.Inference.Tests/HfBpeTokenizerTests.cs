@@ -100,7 +100,8 @@ public sealed class HfBpeTokenizerTests : IDisposable
     {
         var path = Path.Combine(_dir, "wordpiece.json");
         File.WriteAllText(path, """{"model":{"type":"WordPiece","vocab":{}}}""");
-        var e = Assert.Throws<InvalidDataException>(() => HfBpeTokenizer.Load(path));
+        var e = Assert.Throws<TokenizerFormatException>(() => HfBpeTokenizer.Load(path));
         Assert.Contains("BPE", e.Message);
+        Assert.StartsWith(path, e.Message);
     }
 }

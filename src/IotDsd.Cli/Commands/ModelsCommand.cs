@@ -96,7 +96,7 @@ internal static class ModelsCommand
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {manifest.Name}, held-out {manifest.HeldoutBitsPerByte:0.000} bits/byte"));
             return 0;
         });
-        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed) };
+        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed), ModelsTokenizeCommand.Create() };
     }
 
     private static Command CreateDistill(Option<string?> corpus, Option<ulong> seed)

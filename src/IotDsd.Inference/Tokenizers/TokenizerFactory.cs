@@ -24,9 +24,9 @@ public static class TokenizerFactory
                 {
                     return HfBpeTokenizer.Load(path);
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or ArgumentException)
+                catch (TokenizerFormatException e)
                 {
-                    throw new ModelLoadException(path, $"Cannot load tokenizer '{path}': {e.Message} A Hugging Face tokenizer.json with a BPE model is needed.", e);
+                    throw new ModelLoadException(path, $"Cannot load tokenizer {e.Message}", e);
                 }
             case HuggingFace:
                 throw new ModelLoadException(dir ?? manifest.Name, $"Model '{manifest.Name}' asks for a tokenizer.json but its manifest names no \"{ModelManifest.TokenizerFileKey}\" file.");
