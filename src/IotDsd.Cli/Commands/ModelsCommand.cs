@@ -91,7 +91,37 @@ internal static class ModelsCommand
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {manifest.Name}, held-out {manifest.HeldoutBitsPerByte:0.000} bits/byte"));
             return 0;
         });
-        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed) };
+        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed), CreateImport() };
+    }
+
+    private static Command CreateImport()
+    {
+        var format = new Option<string>("--format") { Description = "Format of the files to import: llama2c (a llama2.c checkpoint and tokenizer).", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "llama2.c checkpoint (.bin: seven int32 header, then float32 weights).", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "llama2.c tokenizer (tokenizer.bin, tok512.bin, ...) of that checkpoint.", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory to write.", Required = true };
+        var name = new Option<string?>("--name") { Description = "Model name (default: the checkpoint's file name)." };
+        var import = new Command("import", "Import a model from another project's files: writes model.onnx, tokenizer.json, config.json, generation_config.json, tokenizer_config.json and manifest.json.")
+        {
+            format, checkpoint, tokenizer, output, name,
+        };
+        import.SetAction(result =>
+        {
+            var f = result.GetValue(format);
+            if (f != Inference.Llama.Llama2cImporter.Format)
+            {
+                throw new CliError($"--format must be {Inference.Llama.Llama2cImporter.Format}, got '{f}'");
+            }
+
+            var dir = result.GetValue(output)!;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var m = Inference.Llama.Llama2cImporter.Import(result.GetValue(checkpoint)!, result.GetValue(tokenizer)!, dir, result.GetValue(name));
+            var c = m.Transformer!;
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {dir}: {m.Name} ({c.Layers} layers, {c.Hidden} wide, {c.Heads} heads, vocabulary {c.VocabSize}, context {c.MaxPositions}) in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:0.00} s"));
+            return 0;
+        });
+        return import;
     }
 
     private static Command CreateDistill(Option<string?> corpus, Option<ulong> seed)

@@ -27,6 +27,9 @@ public sealed record OpenSession
     [Key(6)] public int MaxTokens { get; init; }
     [Key(7)] public int VocabSize { get; init; }
     [Key(8)] public int MaxGamma { get; init; }
+
+    /// <summary>End-of-sequence ids: a generated one ends the session (null or empty: only max tokens does).</summary>
+    [Key(9)] public int[]? StopTokens { get; init; }
 }
 
 /// <summary>Device → verifier: one speculative round.</summary>
