@@ -21,6 +21,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "configuration", 150_000 },
         { "tokenizer", 100_000 },
         { "manifest", 15_000 },
+        { "llama2c-checkpoint", 30_000 },
+        { "llama2c-tokenizer", 30_000 },
+        { "special-tokens", 15_000 },
     };
 
     [Theory]
@@ -39,6 +42,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "presence" => Targets.Presence(),
                 "configuration" => Targets.Configuration(),
                 "tokenizer" => Targets.Tokenizer(),
+                "llama2c-checkpoint" => Targets.Llama2cCheckpoint(),
+                "llama2c-tokenizer" => Targets.Llama2cTokenizer(),
+                "special-tokens" => Targets.SpecialTokenFiles(dir),
                 _ => Targets.Manifest(dir),
             };
             var count = (long)(inputs * Scale);

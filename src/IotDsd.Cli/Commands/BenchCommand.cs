@@ -51,7 +51,7 @@ internal static class BenchCommand
             try
             {
                 var ping = await PingPongAsync(address, n, result.GetValue(payload), ct).ConfigureAwait(false);
-                using var models = ModelPair.Load(null, null, needDraft: true);
+                using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
                 var report = await GreedyRoundsAsync(address, models, n, ct).ConfigureAwait(false);
                 var overhead = report.RoundMillis.Select((r, i) => r - report.DraftMillis[i] - report.VerifyMillis[i]).ToList();
                 double P(IReadOnlyList<double> v, double q) => CompletionJson.Percentile(v, q);

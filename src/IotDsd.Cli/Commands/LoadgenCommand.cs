@@ -50,12 +50,8 @@ internal static class LoadgenCommand
             var useBaseline = result.GetValue(baseline);
             var watched = (result.GetValue(watch) ?? []).Select(ProcessWatch.Parse).ToList();
             using var logging = Runtime.Logging(result.GetValue(common.Verbose));
-            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: !useBaseline);
-            var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
-            if (prompt.Length == 0)
-            {
-                throw new CliError("--prompt must not be empty");
-            }
+            using var models = common.LoadModels(result, needDraft: !useBaseline);
+            var prompt = models.EncodePrompt(result.GetValue(common.Prompt)!);
 
             var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
             var references = result.GetValue(check) ? References(models, prompt, settings, useBaseline) : null;

@@ -126,8 +126,8 @@ internal static class ModelsCommand
 
     private static Command CreateDistill(Option<string?> corpus, Option<ulong> seed)
     {
-        var target = new Option<string>("--target") { Description = "Target model directory to distil from (byte-level vocabulary, possibly padded).", Required = true };
-        var order = new Option<int>("--order") { Description = "Order of the distilled n-gram draft, 2-7.", DefaultValueFactory = _ => 3 };
+        var target = new Option<string>("--target") { Description = "Target model directory to distil from: a byte-level vocabulary (possibly padded) gives a byte n-gram draft, any other a token n-gram over the target's vocabulary, started from BOS (or from the corpus records, encoded, where the model has no BOS).", Required = true };
+        var order = new Option<int>("--order") { Description = "Order of the distilled n-gram draft, 2-7 (fewer for large vocabularies: the keys must fit 64 bits).", DefaultValueFactory = _ => 3 };
         var sequences = new Option<int>("--sequences") { Description = "Completions sampled from the target.", DefaultValueFactory = _ => 256 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens per completion.", DefaultValueFactory = _ => 256 };
         var batch = new Option<int>("--batch") { Description = "Completions decoded together in one forward pass.", DefaultValueFactory = _ => 32 };
@@ -154,12 +154,29 @@ internal static class ModelsCommand
             var text = ReadCorpus(corpusPath);
 
             var dir = result.GetValue(output)!;
-            using var pair = ModelPair.Load(null, result.GetValue(target)!, needDraft: false);
+            var targetDir = result.GetValue(target)!;
+            using var pair = ModelPair.Load(null, targetDir, needDraft: false);
             var model = pair.Target;
+            var live = Math.Min(pair.Tokenizer.VocabSize, model.VocabSize);
+            var tokenLevel = live > KneserNeyModel.VocabSize;
+            if (tokenLevel && n > KneserNeyModel.MaxOrder(live))
+            {
+                throw new CliError($"--order must be at most {KneserNeyModel.MaxOrder(live)} for a vocabulary of {live} tokens, got {n}");
+            }
+
+            var prompts = tokenLevel ? TokenPrompts(pair, text) : null;
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             if (result.GetValue(evaluateOnly))
             {
                 held = Math.Max(held, 1);
+            }
+            else if (tokenLevel)
+            {
+                var (manifest, sampled) = DraftDistiller.DistilTokens(model, prompts!, pair.Target.Name, n, dir, settings, Companions(targetDir),
+                    done => Console.Error.WriteLine($"distill: {done}/{settings.Sequences} completions"));
+                var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"wrote {dir}: {manifest.Name} over {live} tokens, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
             }
             else
             {
@@ -174,7 +191,9 @@ internal static class ModelsCommand
                     throw new CliError($"the draft in {dir} has {draft.VocabSize} tokens and the target {model.VocabSize}");
                 }
 
-                var alpha = DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held });
+                var alpha = tokenLevel
+                    ? DraftDistiller.Agreement(model, draft, prompts!, live, settings with { Sequences = held })
+                    : DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held });
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"expected acceptance rate α = {alpha:0.000} at temperature {t} ({held} held-out completions of {settings.TokensPerSequence} tokens)"));
             }
 
@@ -190,6 +209,37 @@ internal static class ModelsCommand
         var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {dir}: {manifest.Name}, vocabulary {manifest.VocabSize}, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
+    }
+
+    /// <summary>Token-level prompts: BOS alone where the model has one, else the first bytes of each corpus record, encoded.</summary>
+    private static List<int[]> TokenPrompts(ModelPair pair, byte[] corpus)
+    {
+        if (pair.Specials.Bos is { } bos)
+        {
+            return [[bos]];
+        }
+
+        var prompts = NgramCorpus.SplitRecords(corpus).Where(r => r.Length > 0)
+            .Select(r => pair.Tokenizer.Encode(System.Text.Encoding.UTF8.GetString(r, 0, Math.Min(16, r.Length)))).Where(p => p.Length > 0).ToList();
+        return prompts.Count > 0 ? prompts : throw new CliError("the target has no BOS token and the corpus gives no prompt to start from");
+    }
+
+    /// <summary>The target's tokenizer and configuration files, to copy beside a token-level draft.</summary>
+    private static Dictionary<string, string> Companions(string targetDir)
+    {
+        var manifest = ModelDirectory.ReadManifest(targetDir);
+        var files = manifest.Files.Where(f => f.Key != ModelManifest.ModelFileKey)
+            .ToDictionary(f => f.Key, f => ModelDirectory.FilePath(targetDir, manifest, f.Key));
+        foreach (var (key, file) in new[] { ("config", "config.json"), ("generation_config", "generation_config.json"), ("tokenizer_config", "tokenizer_config.json") })
+        {
+            var path = Path.Combine(targetDir, file);
+            if (!files.ContainsKey(key) && File.Exists(path))
+            {
+                files[key] = path;
+            }
+        }
+
+        return files;
     }
 
     /// <summary>The corpus file's bytes, or the shipped corpus when no path is given.</summary>

@@ -86,10 +86,10 @@ public sealed class Llama2cTokenizer
         }
 
         if (pieces.Count == 0) throw new InvalidDataException($"'{name}' holds no tokens.");
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int i = 0; i < pieces.Count; i++)
         {
-            if (!seen.Add(pieces[i])) throw new InvalidDataException($"'{name}': token {i} repeats the piece '{pieces[i]}'.");
+            if (!seen.TryAdd(pieces[i], i)) throw new InvalidDataException($"'{name}': token {i} repeats the piece of token {seen[pieces[i]]}.");
         }
 
         return new Llama2cTokenizer([.. pieces], [.. scores], max);

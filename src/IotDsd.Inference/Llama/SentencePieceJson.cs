@@ -121,9 +121,11 @@ public static class SentencePieceJson
     }
 
     /// <summary>The merges in rank order: pairs of pieces whose concatenation is a piece, by that piece's score, highest first.</summary>
-    public static List<(string Left, string Right)> Merges(Llama2cTokenizer tokenizer, IReadOnlyDictionary<string, int> ids)
+    public static List<(string Left, string Right)> Merges(Llama2cTokenizer tokenizer, Dictionary<string, int> ids)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(ids);
+        var lookup = ids.GetAlternateLookup<ReadOnlySpan<char>>();
         var merges = new List<(string Left, string Right, float Score, int Order)>();
         for (int id = 0; id < tokenizer.Count; id++)
         {
@@ -132,8 +134,8 @@ public static class SentencePieceJson
             for (int split = 1; split < piece.Length; split++)
             {
                 if (char.IsLowSurrogate(piece[split])) continue;
-                string left = piece[..split], right = piece[split..];
-                if (ids.TryGetValue(left, out var l) && ids.TryGetValue(right, out var r)) local.Add((left, right, l, r));
+                if (lookup.TryGetValue(piece.AsSpan(0, split), out var l) && lookup.TryGetValue(piece.AsSpan(split), out var r))
+                    local.Add((piece[..split], piece[split..], l, r));
             }
 
             local.Sort((a, b) => a.Item3 != b.Item3 ? a.Item3.CompareTo(b.Item3) : a.Item4.CompareTo(b.Item4));

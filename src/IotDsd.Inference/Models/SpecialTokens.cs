@@ -110,3 +110,22 @@ public sealed record SpecialTokens(int? Bos, bool AddBos, IReadOnlyList<int> Eos
         return false;
     }
 }
+
+/// <summary>A tokenizer whose decoded text leaves out a model's special tokens (BOS, EOS, padding ...).</summary>
+public sealed class SpecialTokenFilter(Tokenizers.ITokenizer inner, IReadOnlySet<int> special) : Tokenizers.ITokenizer
+{
+    public Tokenizers.ITokenizer Inner { get; } = inner ?? throw new ArgumentNullException(nameof(inner));
+
+    public int VocabSize => Inner.VocabSize;
+
+    public int[] Encode(string text) => Inner.Encode(text);
+
+    public Tokenizers.IStreamDecoder CreateStreamDecoder() => special.Count == 0 ? Inner.CreateStreamDecoder() : new Decoder(Inner.CreateStreamDecoder(), special);
+
+    private sealed class Decoder(Tokenizers.IStreamDecoder inner, IReadOnlySet<int> special) : Tokenizers.IStreamDecoder
+    {
+        public string Append(int token) => special.Contains(token) ? "" : inner.Append(token);
+
+        public string Flush() => inner.Flush();
+    }
+}
