@@ -256,7 +256,7 @@ public static class Targets
 
     public static OpenSession Open(DecodingMode mode) => new()
     {
-        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64,
+        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64, StopTokens = [3],
         Sampling = new SamplingSettings { Temperature = mode == DecodingMode.Greedy ? 0f : 0.9f, TopK = 0, TopP = 1f },
     };
 
