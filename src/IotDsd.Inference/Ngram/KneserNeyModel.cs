@@ -1,15 +1,16 @@
 namespace IotDsd.Inference.Ngram;
 
 /// <summary>
-/// Interpolated Kneser–Ney byte n-gram model (the C# reference for the compiled ONNX graph).
-/// Vocabulary: the 256 byte values; contexts are padded on the left with <see cref="Pad"/> (a record start).
+/// Interpolated Kneser–Ney n-gram model (the C# reference for the compiled ONNX graph).
+/// Vocabulary: the 256 byte values (<see cref="Train"/>), or any <see cref="Live"/> tokens (<see cref="FromCounts"/>:
+/// a token model); contexts are padded on the left with <see cref="PadToken"/> (a record start), 256 for bytes.
 /// One discount per order, <c>D = n1 / (n1 + 2 n2)</c>; lower orders use continuation counts (raw counts for
 /// n-grams that begin with padding, which cannot be extended to the left); the unigram is interpolated with the
 /// uniform distribution, so every probability is strictly positive and each distribution sums to one.
 /// </summary>
 /// <remarks>
-/// Keys: a context <c>h_1..h_m</c> (oldest first) has key <c>Σ h_{m-j} · 257^j</c> (the newest token has weight 1);
-/// an n-gram's key is <c>contextKey · 257 + w</c>. The ONNX graph computes the same keys.
+/// Keys: a context <c>h_1..h_m</c> (oldest first) has key <c>Σ h_{m-j} · B^j</c> with B = <see cref="Base"/> (257 for
+/// bytes; the newest token has weight 1); an n-gram's key is <c>contextKey · B + w</c>. The ONNX graph computes the same keys.
 /// </remarks>
 public sealed class KneserNeyModel
 {
@@ -201,9 +202,9 @@ public sealed class KneserNeyModel
     }
 
     /// <summary>
-    /// Writes P(w | context) for all 256 bytes into <paramref name="probs"/>. <paramref name="context"/> holds the
-    /// history, newest last; only its last Order-1 tokens matter, and it is left-padded with <see cref="Pad"/>.
-    /// Tokens are 0..255 or <see cref="Pad"/>.
+    /// Writes P(w | context) for all <see cref="Live"/> tokens into <paramref name="probs"/>. <paramref name="context"/> holds the
+    /// history, newest last; only its last Order-1 tokens matter, and it is left-padded with <see cref="PadToken"/>.
+    /// Tokens are 0..Live-1 or <see cref="PadToken"/>.
     /// </summary>
     public void Probabilities(ReadOnlySpan<int> context, Span<double> probs)
     {
