@@ -8,11 +8,13 @@
 #                                                against `iotdsd generate`
 #
 # Needs mosquitto and a Release build (dotnet build IotDsd.sln -c Release); IOTDSD overrides the command, PORT the
-# broker's port. Logs go to a temporary directory, named at the end.
+# broker's port, IOTDSD_PAIR the shipped model pair (ngram, as the figures were measured). Logs go to a temporary
+# directory, named at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IOTDSD=${IOTDSD:-"dotnet src/IotDsd.Cli/bin/Release/net10.0/iotdsd.dll"}
 PORT=${PORT:-18991}
+export IOTDSD_PAIR=${IOTDSD_PAIR:-ngram}
 case "${1:-}" in
   placement | failover) ;;
   *) awk 'NR > 1 && /^#/ { print } /^set / { exit }' "$0" >&2; exit 2 ;;

@@ -26,6 +26,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "onnx-scan", 30_000 },
         { "tokenizer-json", 50_000 },
         { "tokenizer-bin", 20_000 },
+        { "llama2c-checkpoint", 30_000 },
+        { "llama2c-tokenizer", 30_000 },
+        { "special-tokens", 15_000 },
     };
 
     [Theory]
@@ -49,6 +52,9 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "onnx-scan" => Targets.OnnxScan(dir),
                 "tokenizer-json" => TokenizerTargets.TokenizerJson(),
                 "tokenizer-bin" => TokenizerTargets.SentencePieceBin(),
+                "llama2c-checkpoint" => Targets.Llama2cCheckpoint(),
+                "llama2c-tokenizer" => Targets.Llama2cTokenizer(),
+                "special-tokens" => Targets.SpecialTokenFiles(dir),
                 _ => Targets.Manifest(dir),
             };
             var count = (long)(inputs * Scale);

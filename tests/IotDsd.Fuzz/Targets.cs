@@ -183,6 +183,68 @@ public static class Targets
         }
     }, _ => false);
 
+    /// <summary>llama2.c checkpoints: parsed, or refused with a one-line <see cref="InvalidDataException"/> naming the file.</summary>
+    public static FuzzTarget Llama2cCheckpoint() => new("llama2c-checkpoint", [TinyCheckpoint(shared: true), TinyCheckpoint(shared: false), TinyCheckpoint(true)[..40]], input =>
+    {
+        var checkpoint = Inference.Llama.Llama2cCheckpoint.Parse(input, "fuzz.bin");
+        return $"ok:{checkpoint.Shape.Layers}:{checkpoint.Shape.SharedClassifier}";
+    }, e => e is InvalidDataException && e.Message.Contains("fuzz.bin", StringComparison.Ordinal) && !e.Message.Contains('\n', StringComparison.Ordinal));
+
+    /// <summary>llama2.c tokenizer files: parsed (then written as tokenizer.json), or refused naming the file.</summary>
+    public static FuzzTarget Llama2cTokenizer() => new("llama2c-tokenizer", [Inference.Llama.StoriesModels.TokenizerBytes()[..400], TinyTokenizer()], input =>
+    {
+        var tokenizer = Inference.Llama.Llama2cTokenizer.Parse(input, "fuzz-tok.bin");
+        using var json = new MemoryStream();
+        Inference.Llama.SentencePieceJson.Write(json, tokenizer);
+        return $"ok:{Math.Min(tokenizer.Count, 8)}";
+    }, e => e is InvalidDataException && e.Message.Contains("fuzz-tok.bin", StringComparison.Ordinal) && !e.Message.Contains('\n', StringComparison.Ordinal));
+
+    /// <summary>generation_config.json (and so config.json, tokenizer_config.json): BOS and EOS read, or refused naming the file.</summary>
+    public static FuzzTarget SpecialTokenFiles(string dir) => new("special-tokens",
+        [Encoding.UTF8.GetBytes("{\"bos_token_id\": 1, \"eos_token_id\": [2, 1]}"), Encoding.UTF8.GetBytes("{\"eos_token_id\": 7}"), Encoding.UTF8.GetBytes("[]")], input =>
+    {
+        File.WriteAllBytes(Path.Combine(dir, "generation_config.json"), input);
+        var specials = SpecialTokens.Read(dir);
+        return $"ok:{specials.Bos}:{specials.Eos.Count}:{specials.AddBos}";
+    }, e => e is ModelLoadException m && m.Message.Contains("generation_config.json", StringComparison.Ordinal));
+
+    /// <summary>A valid checkpoint of the smallest shape: dim 4, hidden 4, 1 layer, 2 heads sharing 1, 3 tokens, context 2.</summary>
+    private static byte[] TinyCheckpoint(bool shared)
+    {
+        int[] header = [4, 4, 1, 2, 1, shared ? 3 : -3, 2];
+        const int dim = 4, hidden = 4, layers = 1, kvDim = 2, vocab = 3, seq = 2, headDim = 2;
+        var floats = (vocab * dim) + (layers * ((2 * dim) + (2 * dim * dim) + (2 * kvDim * dim) + (3 * hidden * dim))) + dim + (seq * headDim) + (shared ? 0 : vocab * dim);
+        var bytes = new byte[(header.Length + floats) * 4];
+        for (var i = 0; i < header.Length; i++)
+        {
+            BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(i * 4), header[i]);
+        }
+
+        for (var i = 0; i < floats; i++)
+        {
+            BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan((header.Length + i) * 4), (i % 7) * 0.1f);
+        }
+
+        return bytes;
+    }
+
+    private static byte[] TinyTokenizer()
+    {
+        using var ms = new MemoryStream();
+        using var w = new BinaryWriter(ms);
+        w.Write(8);
+        foreach (var (piece, score) in new[] { ("<unk>", 0f), ("\n<s>\n", 0f), ("\n</s>\n", 0f), ("<0x0A>", 0f), (" a", -1f), ("b", -2f), (" ab", -3f) })
+        {
+            var b = Encoding.UTF8.GetBytes(piece);
+            w.Write(score);
+            w.Write(b.Length);
+            w.Write(b);
+        }
+
+        w.Flush();
+        return ms.ToArray();
+    }
+
     /// <summary>Model manifests as files: read, checked, their tokenizer chosen and their files resolved and hashed.</summary>
     public static FuzzTarget Manifest(string dir) => new("manifest", ManifestSeeds(), input =>
     {
@@ -253,7 +315,7 @@ public static class Targets
 
     public static OpenSession Open(DecodingMode mode) => new()
     {
-        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64,
+        SessionId = "fuzz", DeviceId = "fuzz", Epoch = 1, Mode = mode, VocabSize = 16, MaxGamma = 8, Seed = 11, MaxTokens = 64, StopTokens = [3],
         Sampling = new SamplingSettings { Temperature = mode == DecodingMode.Greedy ? 0f : 0.9f, TopK = 0, TopP = 1f },
     };
 

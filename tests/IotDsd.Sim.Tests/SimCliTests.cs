@@ -69,7 +69,7 @@ public sealed class SimCliTests
         var path = Path.Combine(Path.GetTempPath(), $"iotdsd-demo-cal-{Environment.ProcessId}.json");
         try
         {
-            var (code, _, stderr) = await RunAsync("demo", "--prompt", "Once upon a time", "--max-tokens", "120", "--mode", "dssd", "--json", "--calibration-out", path);
+            var (code, _, stderr) = await RunAsync("demo", "--pair", "ngram", "--prompt", "Once upon a time", "--max-tokens", "120", "--mode", "dssd", "--json", "--calibration-out", path);
             Assert.True(code == 0, stderr);
             var (simCode, stdout, simErr) = await RunAsync("sim", "--calibration", path, "--rtt-ms", "40", "--json");
             Assert.True(simCode == 0, simErr);

@@ -33,7 +33,7 @@ public sealed class DeviceRestartTests(ITestOutputHelper output)
         {
             string[] Args(string dir) =>
             [
-                "edge", "--broker", $"127.0.0.1:{link.Port}", "--device-id", $"restart-{mode}", "--verifier", "rv",
+                "edge", "--pair", "ngram", "--broker", $"127.0.0.1:{link.Port}", "--device-id", $"restart-{mode}", "--verifier", "rv",
                 "--prompt", "Never", "--max-tokens", "600", "--mode", mode, "--temperature", temperature, "--seed", "5",
                 "--json", "--state-dir", dir,
             ];

@@ -103,7 +103,7 @@ public sealed class NetnsLinkTests(ITestOutputHelper output)
         {
             string[] Args(string broker, string verifierId, string dir) =>
             [
-                "edge", "--broker", broker, "--device-id", $"netns-{mode}", "--verifier", verifierId, "--prompt", "Once upon a time",
+                "edge", "--pair", "ngram", "--broker", broker, "--device-id", $"netns-{mode}", "--verifier", verifierId, "--prompt", "Once upon a time",
                 "--max-tokens", $"{tokens}", "--mode", mode, "--temperature", temperature, "--seed", "11", "--json",
                 "--state-dir", dir, "--request-timeout-ms", "1000", "--insecure-plaintext",
             ];

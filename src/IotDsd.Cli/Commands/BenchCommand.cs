@@ -58,7 +58,7 @@ internal static class BenchCommand
                 progress.Start($"bare QoS 1 ping-pongs on {address}", n + PingWarmUp, "ping-pongs");
                 var ping = await PingPongAsync(address, n, result.GetValue(payload), progress, ct).ConfigureAwait(false);
                 progress.Done();
-                using var models = ModelPair.Load(null, null, needDraft: true);
+                using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
                 progress.Start("greedy speculative rounds through a verifier and a device", GreedyWarmUp + n, "tokens");
                 var report = await GreedyRoundsAsync(address, models, n, progress, ct).ConfigureAwait(false);
                 progress.Done();

@@ -47,12 +47,8 @@ internal static class CapacityBenchCommand
             }
 
             using var logging = Runtime.Logging(result.GetValue(common.Verbose));
-            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: which != "baseline");
-            var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
-            if (prompt.Length == 0)
-            {
-                throw new CliError("--prompt must not be empty");
-            }
+            using var models = common.LoadModels(result, needDraft: which != "baseline");
+            var prompt = models.EncodePrompt(result.GetValue(common.Prompt)!);
 
             var samples = common.SampleCount(result);
             var json = result.GetValue(common.Json);

@@ -25,8 +25,9 @@ internal sealed class CommonOptions
     public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Choose γ each round for goodput, at most --gamma (greedy; sampling keeps --gamma so a seed names one text)." };
     public Option<bool> AdaptInSampling { get; } = new("--adapt-in-sampling") { Description = "With --adaptive-gamma, adapt γ in sampling modes too: the output keeps the target's distribution exactly, but a seed no longer names one text." };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
-    public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped order-4 n-gram)." };
-    public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped order-5 n-gram)." };
+    public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped pair's draft, see --pair)." };
+    public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped pair's target)." };
+    public Option<string?> Pair { get; } = new("--pair") { Description = "Shipped pair used where --draft or --target is not given: stories (the default; a trained Llama model, stories260K, with a distilled n-gram draft) or ngram (byte n-grams of order 4 and 5). Default: $IOTDSD_PAIR, else stories." };
     public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true };
     public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };
     public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD)." };
@@ -63,8 +64,13 @@ internal sealed class CommonOptions
         command.Add(Json);
         command.Add(Draft);
         command.Add(Target);
+        command.Add(Pair);
         command.Add(Verbose);
     }
+
+    /// <summary>Loads the models the command's --draft, --target and --pair name.</summary>
+    public ModelPair LoadModels(ParseResult result, bool needDraft, bool needTarget = true) =>
+        ModelPair.Load(result.GetValue(Draft), result.GetValue(Target), needDraft, needTarget, pair: result.GetValue(Pair));
 
     public void AddBroker(Command command)
     {

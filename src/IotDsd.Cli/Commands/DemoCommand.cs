@@ -53,7 +53,7 @@ internal static class DemoCommand
         var samples = common.SampleCount(result);
         var first = common.Settings(result, 0, "demo");
         using var logging = Runtime.Logging(result.GetValue(common.Verbose));
-        using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: true);
+        using var models = common.LoadModels(result, needDraft: true);
         await using var broker = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
         var address = new BrokerAddress("127.0.0.1", broker.Port);
         using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "demo-verifier" }, models.Target, logging.CreateLogger<VerifierService>());
@@ -80,16 +80,12 @@ internal static class GenerationLoop
     public static async Task RunAsync(DraftWorker worker, ModelPair models, CommonOptions common, ParseResult result, int samples, string prefix, CancellationToken ct)
     {
         var json = result.GetValue(common.Json);
-        var prompt = models.Tokenizer.Encode(result.GetValue(common.Prompt)!);
-        if (prompt.Length == 0)
-        {
-            throw new CliError("--prompt must not be empty");
-        }
+        var prompt = models.EncodePrompt(result.GetValue(common.Prompt)!);
 
         var reports = new List<GenerationReport>(samples);
         for (var i = 0; i < samples; i++)
         {
-            var settings = common.Settings(result, i, prefix);
+            var settings = models.WithStops(common.Settings(result, i, prefix));
             var stream = models.Tokenizer.CreateStreamDecoder();
             var text = new System.Text.StringBuilder();
             if (!json)

@@ -43,6 +43,11 @@ internal static class DeviceCommand
             }
 
             using var models = ModelPair.Load(draftDir, null, needDraft: true, needTarget: false);
+            service = service with
+            {
+                Generation = models.WithStops(service.Generation),
+                Bos = models.Specials.AddBos ? models.Specials.Bos : null,
+            };
             var builder = ServiceHost.CreateBuilder(common.LogLevel);
             var metrics = new EdgeMetrics();
             builder.Services.AddSingleton(sp => new DraftWorker(edge, models.Draft!, sp.GetRequiredService<ILogger<DraftWorker>>(), sp.GetRequiredService<TimeProvider>(), metrics));

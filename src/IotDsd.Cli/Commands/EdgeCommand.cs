@@ -51,7 +51,7 @@ internal static class EdgeCommand
             var samples = common.SampleCount(result);
             common.Settings(result, 0, options.DeviceId);
             using var logging = Runtime.Logging(result.GetValue(common.Verbose));
-            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: true, needTarget: false);
+            using var models = common.LoadModels(result, needDraft: true, needTarget: false);
             await using var worker = new DraftWorker(options, models.Draft!, logging.CreateLogger<DraftWorker>());
             await worker.StartAsync(ct).ConfigureAwait(false);
             await GenerationLoop.RunAsync(worker, models, common, result, samples, options.DeviceId, ct).ConfigureAwait(false);

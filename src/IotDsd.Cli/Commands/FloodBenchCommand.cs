@@ -39,7 +39,7 @@ internal static class FloodBenchCommand
 
             await using var broker = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
             var address = new BrokerAddress("127.0.0.1", broker.Port);
-            using var models = ModelPair.Load(null, null, needDraft: true);
+            using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
             using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "flood-verifier" }, models.Target, NullLogger<VerifierService>.Instance);
             await verifier.StartAsync(ct).ConfigureAwait(false);
             await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);

@@ -18,18 +18,14 @@ internal static class GenerateCommand
             var samples = common.SampleCount(result);
             common.Settings(result, 0, "demo", speculative: false);
             var json = result.GetValue(common.Json);
-            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: false);
+            using var models = common.LoadModels(result, needDraft: false);
             var promptText = result.GetValue(common.Prompt)!;
-            var prompt = models.Tokenizer.Encode(promptText);
-            if (prompt.Length == 0)
-            {
-                throw new CliError("--prompt must not be empty");
-            }
+            var prompt = models.EncodePrompt(promptText);
 
             for (var i = 0; i < samples; i++)
             {
                 // Same session ids as `demo`, so a seed names the same randomness in both.
-                var settings = common.Settings(result, i, "demo", speculative: false);
+                var settings = models.WithStops(common.Settings(result, i, "demo", speculative: false));
                 var stream = models.Tokenizer.CreateStreamDecoder();
                 var text = new System.Text.StringBuilder();
                 if (!json)
@@ -39,7 +35,7 @@ internal static class GenerateCommand
 
                 var started = Stopwatch.GetTimestamp();
                 TimeSpan? first = null;
-                var tokens = Autoregressive.Generate(models.Target, prompt, settings.Sampling, settings.Seed, settings.SessionId, settings.MaxTokens, token =>
+                var tokens = Autoregressive.Generate(models.Target, prompt, settings.Sampling, settings.Seed, settings.SessionId, settings.MaxTokens, [.. settings.StopTokens], token =>
                 {
                     first ??= Stopwatch.GetElapsedTime(started);
                     var piece = stream.Append(token);
@@ -53,6 +49,7 @@ internal static class GenerateCommand
                 var tail = stream.Flush();
                 text.Append(tail);
                 var rate = tokens.Length / Math.Max(elapsed.TotalSeconds, 1e-9);
+                var stopReason = tokens.Length > 0 && settings.IsStop(tokens[^1]) ? "eos" : "max_tokens";
                 if (json)
                 {
                     Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
@@ -61,6 +58,7 @@ internal static class GenerateCommand
                         ["tokens"] = tokens.Length,
                         ["tokens_per_s"] = Math.Round(rate, 1),
                         ["time_to_first_token_ms"] = Math.Round((first ?? elapsed).TotalMilliseconds, 3),
+                        ["stop_reason"] = stopReason,
                         ["mode"] = "target-only",
                         ["seed"] = settings.Seed,
                         ["session"] = settings.SessionId,
@@ -70,7 +68,7 @@ internal static class GenerateCommand
                 {
                     Console.Out.WriteLine(tail);
                     Console.Out.WriteLine();
-                    Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[target-only seed={settings.Seed}] {tokens.Length} tokens, {rate:0} tokens/s"));
+                    Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"[target-only seed={settings.Seed}] {tokens.Length} tokens, {rate:0} tokens/s{(stopReason == "eos" ? ", stopped at end of sequence" : "")}"));
                 }
             }
 

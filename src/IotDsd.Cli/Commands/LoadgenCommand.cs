@@ -51,8 +51,8 @@ internal static class LoadgenCommand
             var useBaseline = result.GetValue(baseline);
             var watched = (result.GetValue(watch) ?? []).Select(ProcessWatch.Parse).ToList();
             using var logging = Runtime.Logging(result.GetValue(common.Verbose));
-            using var models = ModelPair.Load(result.GetValue(common.Draft), result.GetValue(common.Target), needDraft: !useBaseline);
-            var prompts = (result.GetValue(common.PromptOrDefaultSet) is { } text ? [text] : DefaultPrompts()).Select(p => models.Tokenizer.Encode(p)).ToArray();
+            using var models = common.LoadModels(result, needDraft: !useBaseline);
+            var prompts = (result.GetValue(common.PromptOrDefaultSet) is { } text ? [text] : DefaultPrompts()).Select(models.EncodePrompt).ToArray();
             if (prompts.Any(p => p.Length == 0))
             {
                 throw new CliError("--prompt must not be empty");

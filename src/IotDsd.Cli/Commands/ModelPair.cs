@@ -1,5 +1,7 @@
 using IotDsd.Core.Models;
+using IotDsd.Core.Sessions;
 using IotDsd.Inference.Execution;
+using IotDsd.Inference.Llama;
 using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Tokenizers;
@@ -9,26 +11,63 @@ namespace IotDsd.Cli.Commands;
 /// <summary>The draft and target models a command runs, loaded by path (or the shipped pair, built on first use).</summary>
 internal sealed class ModelPair : IDisposable
 {
-    private ModelPair(ILanguageModel? draft, ILanguageModel target, ITokenizer tokenizer)
+    private ModelPair(ILanguageModel? draft, ILanguageModel target, ITokenizer tokenizer, SpecialTokens specials)
     {
         Draft = draft;
         Target = target;
-        Tokenizer = tokenizer;
+        Specials = specials;
+        Tokenizer = new SpecialTokenFilter(tokenizer, specials.Special);
     }
+
+    /// <summary>The shipped pairs by name: the default, and the byte n-gram pair.</summary>
+    public static IReadOnlyList<string> PairNames { get; } = [StoriesPair, NgramPair];
+
+    public const string StoriesPair = "stories";
+    public const string NgramPair = "ngram";
+
+    /// <summary>Names the shipped pair used when no model directory is given (default: <see cref="StoriesPair"/>).</summary>
+    public const string PairEnvironmentVariable = "IOTDSD_PAIR";
 
     public ILanguageModel? Draft { get; }
     public ILanguageModel Target { get; }
+
+    /// <summary>The tokenizer; its decoded text leaves out special tokens.</summary>
     public ITokenizer Tokenizer { get; }
+
+    /// <summary>BOS, EOS and the special tokens, from the model directory's configuration files.</summary>
+    public SpecialTokens Specials { get; }
+
+    /// <summary>The prompt's ids, BOS in front where the model expects it; an empty prompt is BOS alone (or an error).</summary>
+    public int[] EncodePrompt(string text)
+    {
+        var prompt = Specials.Prompt(Tokenizer.Encode(text));
+        return prompt.Length > 0 ? prompt : throw new CliError("--prompt must not be empty (this model has no BOS token to start from)");
+    }
+
+    /// <summary><paramref name="settings"/> with the model's end-of-sequence ids as stop tokens.</summary>
+    public SessionSettings WithStops(SessionSettings settings) => settings with { StopTokens = Specials.Eos };
+
+    /// <summary>The shipped pair's directories by name (null: <c>$IOTDSD_PAIR</c>, else <see cref="StoriesPair"/>), built on first use.</summary>
+    public static (string DraftDir, string TargetDir) Shipped(string? pair, InferenceOptions? options = null)
+    {
+        pair ??= Environment.GetEnvironmentVariable(PairEnvironmentVariable) is { Length: > 0 } fromEnvironment ? fromEnvironment : StoriesPair;
+        return pair switch
+        {
+            StoriesPair => StoriesModels.Ensure(options: options),
+            NgramPair => DefaultModels.Ensure(),
+            _ => throw new CliError($"--pair (or ${PairEnvironmentVariable}) must be {string.Join(" or ", PairNames)}, got '{pair}'"),
+        };
+    }
 
     /// <summary>
     /// Loads the pair; directories left null fall back to the shipped n-gram pair. The execution provider comes from
     /// <paramref name="options"/>, else from <c>$IOTDSD_EXECUTION_PROVIDER</c> and <c>$IOTDSD_PROVIDER_LIBRARY</c> (CPU by default).
     /// </summary>
-    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true, InferenceOptions? options = null)
+    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true, InferenceOptions? options = null, string? pair = null)
     {
         try
         {
-            return LoadCore(draftDir, targetDir, needDraft, needTarget, options ?? InferenceOptions.FromEnvironment());
+            return LoadCore(draftDir, targetDir, needDraft, needTarget, options ?? InferenceOptions.FromEnvironment(), pair);
         }
         catch (ExecutionProviderException ex)
         {
@@ -36,11 +75,11 @@ internal sealed class ModelPair : IDisposable
         }
     }
 
-    private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, InferenceOptions options)
+    private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, InferenceOptions options, string? pair)
     {
         if ((needDraft && draftDir is null) || (needTarget && targetDir is null))
         {
-            var (defaultDraft, defaultTarget) = DefaultModels.Ensure();
+            var (defaultDraft, defaultTarget) = Shipped(pair, options);
             draftDir ??= defaultDraft;
             targetDir ??= defaultTarget;
         }
@@ -64,7 +103,8 @@ internal sealed class ModelPair : IDisposable
             }
 
             var tokenizer = TokenizerFactory.ForModelDirectory(needDraft ? draftDir! : targetDir!);
-            return new ModelPair(draft, (target ?? draft)!, tokenizer);
+            var specials = SpecialTokens.Read(target is not null ? targetDir! : draftDir!);
+            return new ModelPair(draft, (target ?? draft)!, tokenizer, specials);
         }
         catch
         {

@@ -96,13 +96,43 @@ internal static class ModelsCommand
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {dir}: {manifest.Name}, held-out {manifest.HeldoutBitsPerByte:0.000} bits/byte"));
             return 0;
         });
-        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed), ModelsTokenizeCommand.Create() };
+        return new Command("models", "Model directories.") { build, CreateDistill(corpus, seed), ModelsTokenizeCommand.Create(), CreateImport() };
+    }
+
+    private static Command CreateImport()
+    {
+        var format = new Option<string>("--format") { Description = "Format of the files to import: llama2c (a llama2.c checkpoint and tokenizer).", Required = true };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "llama2.c checkpoint (.bin: seven int32 header, then float32 weights).", Required = true };
+        var tokenizer = new Option<string>("--tokenizer") { Description = "llama2.c tokenizer (tokenizer.bin, tok512.bin, ...) of that checkpoint.", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory to write.", Required = true };
+        var name = new Option<string?>("--name") { Description = "Model name (default: the checkpoint's file name)." };
+        var import = new Command("import", "Import a model from another project's files: writes model.onnx, tokenizer.json, config.json, generation_config.json, tokenizer_config.json and manifest.json.")
+        {
+            format, checkpoint, tokenizer, output, name,
+        };
+        import.SetAction(result =>
+        {
+            var f = result.GetValue(format);
+            if (f != Inference.Llama.Llama2cImporter.Format)
+            {
+                throw new CliError($"--format must be {Inference.Llama.Llama2cImporter.Format}, got '{f}'");
+            }
+
+            var dir = result.GetValue(output)!;
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var m = Inference.Llama.Llama2cImporter.Import(result.GetValue(checkpoint)!, result.GetValue(tokenizer)!, dir, result.GetValue(name));
+            var c = m.Transformer!;
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {dir}: {m.Name} ({c.Layers} layers, {c.Hidden} wide, {c.Heads} heads, vocabulary {c.VocabSize}, context {c.MaxPositions}) in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:0.00} s"));
+            return 0;
+        });
+        return import;
     }
 
     private static Command CreateDistill(Option<string?> corpus, Option<ulong> seed)
     {
-        var target = new Option<string>("--target") { Description = "Target model directory to distil from (byte-level vocabulary, possibly padded).", Required = true };
-        var order = new Option<int>("--order") { Description = "Order of the distilled n-gram draft, 2-7.", DefaultValueFactory = _ => 3 };
+        var target = new Option<string>("--target") { Description = "Target model directory to distil from: a byte-level vocabulary (possibly padded) gives a byte n-gram draft, any other a token n-gram over the target's vocabulary, started from BOS (or from the corpus records, encoded, where the model has no BOS).", Required = true };
+        var order = new Option<int>("--order") { Description = "Order of the distilled n-gram draft, 2-7 (fewer for large vocabularies: the keys must fit 64 bits).", DefaultValueFactory = _ => 3 };
         var sequences = new Option<int>("--sequences") { Description = "Completions sampled from the target.", DefaultValueFactory = _ => 256 };
         var tokens = new Option<int>("--tokens") { Description = "Tokens per completion.", DefaultValueFactory = _ => 256 };
         var batch = new Option<int>("--batch") { Description = "Completions decoded together in one forward pass.", DefaultValueFactory = _ => 32 };
@@ -129,14 +159,35 @@ internal static class ModelsCommand
             var text = ReadCorpus(corpusPath);
 
             var dir = result.GetValue(output)!;
+            var targetDir = result.GetValue(target)!;
             var progress = new ProgressReporter("distill");
-            progress.Step($"loading the target {result.GetValue(target)}");
-            using var pair = ModelPair.Load(null, result.GetValue(target)!, needDraft: false);
+            progress.Step($"loading the target {targetDir}");
+            using var pair = ModelPair.Load(null, targetDir, needDraft: false);
             var model = pair.Target;
+            var live = Math.Min(pair.Tokenizer.VocabSize, model.VocabSize);
+            var tokenLevel = live > KneserNeyModel.VocabSize;
+            if (tokenLevel && n > KneserNeyModel.MaxOrder(live))
+            {
+                throw new CliError($"--order must be at most {KneserNeyModel.MaxOrder(live)} for a vocabulary of {live} tokens, got {n}");
+            }
+
+            var prompts = tokenLevel ? TokenPrompts(pair, text) : null;
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             if (result.GetValue(evaluateOnly))
             {
                 held = Math.Max(held, 1);
+            }
+            else if (tokenLevel)
+            {
+                progress.Start(
+                    string.Create(CultureInfo.InvariantCulture, $"sampling {settings.Sequences} completions of {settings.TokensPerSequence} tokens from the target, {settings.Batch} at a time, and counting {n}-grams of tokens"),
+                    (long)settings.Sequences * settings.TokensPerSequence,
+                    "positions");
+                var (manifest, sampled) = DraftDistiller.DistilTokens(model, prompts!, pair.Target.Name, n, dir, settings, Companions(targetDir), progress.Report);
+                progress.Done();
+                var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"wrote {dir}: {manifest.Name} over {live} tokens, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
             }
             else
             {
@@ -152,7 +203,9 @@ internal static class ModelsCommand
                 }
 
                 progress.Start($"measuring the acceptance rate on {held} held-out completions", (long)held * settings.TokensPerSequence, "positions");
-                var alpha = DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held }, progress.Report);
+                var alpha = tokenLevel
+                    ? DraftDistiller.Agreement(model, draft, prompts!, live, settings with { Sequences = held }, progress.Report)
+                    : DraftDistiller.Agreement(model, draft, NgramCorpus.SplitRecords(text), settings with { Sequences = held }, progress.Report);
                 progress.Done();
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"expected acceptance rate α = {alpha:0.000} at temperature {t} ({held} held-out completions of {settings.TokensPerSequence} tokens)"));
             }
@@ -173,6 +226,37 @@ internal static class ModelsCommand
         var seconds = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds;
         Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"wrote {dir}: {manifest.Name}, vocabulary {manifest.VocabSize}, from {sampled} target tokens in {seconds:0.0} s ({sampled / seconds:0} tokens/s)"));
+    }
+
+    /// <summary>Token-level prompts: BOS alone where the model has one, else the first bytes of each corpus record, encoded.</summary>
+    private static List<int[]> TokenPrompts(ModelPair pair, byte[] corpus)
+    {
+        if (pair.Specials.Bos is { } bos)
+        {
+            return [[bos]];
+        }
+
+        var prompts = NgramCorpus.SplitRecords(corpus).Where(r => r.Length > 0)
+            .Select(r => pair.Tokenizer.Encode(System.Text.Encoding.UTF8.GetString(r, 0, Math.Min(16, r.Length)))).Where(p => p.Length > 0).ToList();
+        return prompts.Count > 0 ? prompts : throw new CliError("the target has no BOS token and the corpus gives no prompt to start from");
+    }
+
+    /// <summary>The target's tokenizer and configuration files, to copy beside a token-level draft.</summary>
+    private static Dictionary<string, string> Companions(string targetDir)
+    {
+        var manifest = ModelDirectory.ReadManifest(targetDir);
+        var files = manifest.Files.Where(f => f.Key != ModelManifest.ModelFileKey)
+            .ToDictionary(f => f.Key, f => ModelDirectory.FilePath(targetDir, manifest, f.Key));
+        foreach (var (key, file) in new[] { ("config", "config.json"), ("generation_config", "generation_config.json"), ("tokenizer_config", "tokenizer_config.json") })
+        {
+            var path = Path.Combine(targetDir, file);
+            if (!files.ContainsKey(key) && File.Exists(path))
+            {
+                files[key] = path;
+            }
+        }
+
+        return files;
     }
 
     /// <summary>The corpus file's bytes, or the shipped corpus when no path is given.</summary>

@@ -38,7 +38,7 @@ internal static class SimValidation
 
     public static async Task<int> RunAsync(bool json, CancellationToken ct)
     {
-        using var models = ModelPair.Load(null, null, needDraft: true);
+        using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
         await using var broker = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
         var address = new BrokerAddress("127.0.0.1", broker.Port);
         using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "validate-verifier" }, models.Target, NullLogger<VerifierService>.Instance);

@@ -34,7 +34,7 @@ internal static class Settings
     public static readonly Setting RequestTimeout = new("Edge:RequestTimeoutMs", "5000", "Wait for a reply before resending the same round.", "--request-timeout-ms");
     public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Sends of one request before the generation fails closed.");
     public static readonly Setting DiscoveryTimeout = new("Edge:DiscoveryTimeoutMs", "15000", "Wait for a verifier to be online.");
-    public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped order-4 n-gram (built into $IOTDSD_MODEL_CACHE).", "--draft");
+    public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped pair's draft ($IOTDSD_PAIR: stories by default, or ngram; built into $IOTDSD_MODEL_CACHE).", "--draft");
     public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state (completions.jsonl, sessions).", "--state-dir");
     public static readonly Setting PromptFile = new("Edge:PromptFile", "", "Prompts, one per line, generated in turn; empty: stay connected and idle.", "--prompt-file");
     public static readonly Setting JobInterval = new("Edge:JobIntervalMs", "5000", "Pause between two generations.");
@@ -48,7 +48,7 @@ internal static class Settings
     public static readonly Setting Seed = new("Edge:Seed", "42", "Seed; randomness is derived from (seed, session, round, position).", "--seed");
 
     public static readonly Setting VerifierId = new("Verifier:Id", "verifier-1", "Verifier id (a topic level).", "--id");
-    public static readonly Setting TargetModel = new("Verifier:TargetModel", "", "Target model directory; empty: the shipped order-5 n-gram.", "--target");
+    public static readonly Setting TargetModel = new("Verifier:TargetModel", "", "Target model directory; empty: the shipped pair's target ($IOTDSD_PAIR: stories by default, or ngram).", "--target");
     public static readonly Setting MaxBatch = new("Verifier:MaxBatch", "32", "Most rounds verified in one forward pass.", "--max-batch");
     public static readonly Setting BatchWait = new("Verifier:BatchWaitMs", "1", "Longest a round waits for others to join its batch.", "--batch-wait-ms");
     public static readonly Setting SessionIdle = new("Verifier:SessionIdleTimeoutS", "600", "Sessions unused this long are dropped (the device re-opens).");

@@ -10,6 +10,7 @@ internal sealed record CompletionJson
 {
     [JsonPropertyName("text")] public required string Text { get; init; }
     [JsonPropertyName("tokens")] public int Tokens { get; init; }
+    [JsonPropertyName("stop_reason")] public string StopReason { get; init; } = "max_tokens";
     [JsonPropertyName("rounds")] public long Rounds { get; init; }
     [JsonPropertyName("acceptance_rate")] public double AcceptanceRate { get; init; }
     [JsonPropertyName("mean_accepted")] public double MeanAccepted { get; init; }
@@ -46,6 +47,7 @@ internal sealed record CompletionJson
     {
         Text = text,
         Tokens = r.Tokens.Count,
+        StopReason = r.StopReason == Core.Sessions.StopReason.Eos ? "eos" : "max_tokens",
         Rounds = r.Rounds,
         AcceptanceRate = Math.Round(r.AcceptanceRate, 4),
         MeanAccepted = Math.Round(r.MeanAccepted, 4),
@@ -98,7 +100,7 @@ internal sealed record CompletionJson
 /// <summary>The human summary printed after the streamed text.</summary>
 internal static class Summary
 {
-    public static string Of(GenerationReport r) => Core(r) + Faults(r);
+    public static string Of(GenerationReport r) => Core(r) + (r.StopReason == IotDsd.Core.Sessions.StopReason.Eos ? "; stopped at end of sequence" : "") + Faults(r);
 
     private static string Core(GenerationReport r) => string.Create(
         CultureInfo.InvariantCulture,

@@ -30,6 +30,8 @@ public sealed record OpenSession
 
     /// <summary>Digest of the draft's vocabulary (its tokenizer's content); null when the draft does not know it.</summary>
     [Key(9)] public string? VocabularyDigest { get; init; }
+    /// <summary>End-of-sequence ids: a generated one ends the session (null or empty: only max tokens does).</summary>
+    [Key(10)] public int[]? StopTokens { get; init; }
 }
 
 /// <summary>Device → verifier: one speculative round.</summary>

@@ -93,12 +93,13 @@ public sealed partial class DraftSession
             _sequence.Truncate(before); // whatever the draft cache held past the committed text (draft-only text) is not it
         }
 
-        if (_committed.Count < s.End)
+        if (_committed.Count < s.End && StopIndex() < 0)
         {
             return RoundStep.Streaming(before, _committed.Count - before);
         }
 
-        VerifierKnown = s.End - 1; // the verifier fed all but the last streamed token: that one is the next pending
+        // The whole range, or an end-of-sequence token that ends the generation before it.
+        VerifierKnown = Math.Min(s.End, _committed.Count) - 1; // the verifier fed all but the last streamed token: that one is the next pending
         Rounds++;
         Round++;
         _outstanding = null;

@@ -53,8 +53,42 @@ public sealed partial class DraftSession : IDisposable
     /// <summary>Generated tokens committed so far (may exceed MaxTokens by the last round's overshoot).</summary>
     public int Generated => _committed.Count - PromptLength;
 
-    /// <summary>True once <see cref="SessionSettings.MaxTokens"/> tokens are committed.</summary>
-    public bool IsComplete => Generated >= Settings.MaxTokens;
+    /// <summary>True once <see cref="SessionSettings.MaxTokens"/> tokens, or an end-of-sequence token, are committed.</summary>
+    public bool IsComplete => Generated >= Settings.MaxTokens || StopIndex() >= 0;
+
+    /// <summary>Why the generation ended (meaningful once <see cref="IsComplete"/>).</summary>
+    public StopReason StopReason => StopIndex() >= 0 ? StopReason.Eos : StopReason.MaxTokens;
+
+    /// <summary>
+    /// Tokens of the output: those generated up to and including the first end-of-sequence token, and never more than
+    /// <see cref="SessionSettings.MaxTokens"/> (a round may commit past either; the excess is not output).
+    /// </summary>
+    public int OutputLength => StopIndex() is var stop and >= 0 ? stop + 1 - PromptLength : Math.Min(Generated, Settings.MaxTokens);
+
+    private int _stopScanned;
+    private int _stopIndex = -1;
+
+    /// <summary>Index in <see cref="Committed"/> of the first generated end-of-sequence token within max tokens, or −1.</summary>
+    private int StopIndex()
+    {
+        if (_stopIndex >= 0 || Settings.StopTokens.Count == 0)
+        {
+            return _stopIndex;
+        }
+
+        var end = Math.Min(_committed.Count, PromptLength + Settings.MaxTokens);
+        for (var i = Math.Max(_stopScanned, PromptLength); i < end; i++)
+        {
+            if (Settings.IsStop(_committed[i]))
+            {
+                _stopIndex = i;
+                break;
+            }
+        }
+
+        _stopScanned = end;
+        return _stopIndex;
+    }
 
     /// <summary>The round the next <see cref="PrepareRound"/> builds (or the one outstanding).</summary>
     public long Round { get; private set; } = 1;
@@ -112,6 +146,7 @@ public sealed partial class DraftSession : IDisposable
         VocabSize = _vocab,
         MaxGamma = Settings.Gamma,
         VocabularyDigest = VocabularyCheck.DigestOf(_model),
+        StopTokens = Settings.StopTokens.Count == 0 ? null : [.. Settings.StopTokens],
     };
 
     /// <summary>Drafts up to <paramref name="gamma"/> tokens and builds the round request.</summary>

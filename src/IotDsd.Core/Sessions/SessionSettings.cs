@@ -3,6 +3,16 @@ using IotDsd.Core.Sampling;
 
 namespace IotDsd.Core.Sessions;
 
+/// <summary>Why a generation ended.</summary>
+public enum StopReason
+{
+    /// <summary>It produced its maximum number of tokens.</summary>
+    MaxTokens,
+
+    /// <summary>It generated an end-of-sequence token.</summary>
+    Eos,
+}
+
 /// <summary>What a generation is asked to do; fixed for the session's life.</summary>
 public sealed record SessionSettings
 {
@@ -14,6 +24,26 @@ public sealed record SessionSettings
 
     /// <summary>Draft length per round (the upper bound when γ adapts).</summary>
     public int Gamma { get; init; } = 4;
+
+    /// <summary>End-of-sequence ids: generation stops at the first one generated (it is committed, then nothing more).</summary>
+    public IReadOnlyList<int> StopTokens { get; init; } = [];
+
+    /// <summary>Most end-of-sequence ids a session may name.</summary>
+    public const int MaxStopTokens = 16;
+
+    /// <summary>True when <paramref name="token"/> is one of <see cref="StopTokens"/>.</summary>
+    public bool IsStop(int token)
+    {
+        foreach (var s in StopTokens)
+        {
+            if (s == token)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Returns null when valid, else a one-line reason naming the setting.</summary>
     public string? Validate()
@@ -36,6 +66,11 @@ public sealed record SessionSettings
         if (Gamma is < 1 or > 64)
         {
             return $"gamma must be between 1 and 64, got {Gamma}";
+        }
+
+        if (StopTokens.Count > MaxStopTokens || StopTokens.Any(t => t < 0))
+        {
+            return $"at most {MaxStopTokens} end-of-sequence ids, none negative";
         }
 
         return null;

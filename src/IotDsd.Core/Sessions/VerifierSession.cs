@@ -44,6 +44,12 @@ public sealed partial class VerifierSession : IDisposable
     /// <summary>Verified committed tokens the cache holds.</summary>
     public int Known { get; private set; }
 
+    /// <summary>
+    /// Position of the end-of-sequence token a verdict committed (an accepted draft or the verifier's own token), or
+    /// null: once set, the generation is over and new rounds are refused (a duplicate still gets its verdict).
+    /// </summary>
+    public int? EndedAt { get; private set; }
+
     /// <summary>Last time (caller's clock) the session was used; for expiry.</summary>
     public long LastUsedTicks { get; set; }
 
@@ -74,6 +80,11 @@ public sealed partial class VerifierSession : IDisposable
         if (round.Round < _lastRound)
         {
             return RoundCheck.Stale;
+        }
+
+        if (EndedAt is { } ended)
+        {
+            return RoundCheck.Fail(ErrorCode.InvalidRequest, $"the session ended at an end-of-sequence token (position {ended}); open a new session to generate more");
         }
 
         if (round.Stream != 0 && CheckStreamRequest(round) is { } badStream)
@@ -197,6 +208,7 @@ public sealed partial class VerifierSession : IDisposable
         _lastRejectedRow = outcome.TargetRow;
         _lastRejectedPosition = firstPosition + outcome.Accepted;
         _followUps.Clear();
+        EndedAt = EndOfSequence(round, outcome.Accepted, outcome.Kind == VerdictKind.Token ? outcome.Token : null);
         _lastVerdict = new Verdict
         {
             SessionId = Open.SessionId,
@@ -214,6 +226,25 @@ public sealed partial class VerifierSession : IDisposable
             VerifyMicros = verifyMicros,
         };
         return _lastVerdict;
+    }
+
+    /// <summary>The position of the first end-of-sequence token a verdict commits, or null.</summary>
+    private int? EndOfSequence(DraftRound round, int accepted, int? token)
+    {
+        if (Open.StopTokens is not { Length: > 0 } stops)
+        {
+            return null;
+        }
+
+        for (var i = 0; i < accepted; i++)
+        {
+            if (Array.IndexOf(stops, round.Draft[i]) >= 0)
+            {
+                return round.CommittedLength + i;
+            }
+        }
+
+        return token is { } t && Array.IndexOf(stops, t) >= 0 ? round.CommittedLength + accepted : null;
     }
 
     /// <summary>rsr follow-up: more proposals for the last rejected position. Idempotent per attempt.</summary>

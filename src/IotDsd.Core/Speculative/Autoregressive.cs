@@ -12,8 +12,17 @@ public static class Autoregressive
 {
     /// <summary>Generates <paramref name="maxTokens"/> tokens after <paramref name="prompt"/>.</summary>
     public static int[] Generate(
-        ILanguageModel model, ReadOnlySpan<int> prompt, SamplingParams sampling, ulong seed, string sessionId, int maxTokens, Action<int>? onToken = null)
+        ILanguageModel model, ReadOnlySpan<int> prompt, SamplingParams sampling, ulong seed, string sessionId, int maxTokens, Action<int>? onToken = null) =>
+        Generate(model, prompt, sampling, seed, sessionId, maxTokens, [], onToken);
+
+    /// <summary>
+    /// Generates up to <paramref name="maxTokens"/> tokens after <paramref name="prompt"/>, stopping after the first
+    /// of <paramref name="stopTokens"/> (which is the last token returned).
+    /// </summary>
+    public static int[] Generate(
+        ILanguageModel model, ReadOnlySpan<int> prompt, SamplingParams sampling, ulong seed, string sessionId, int maxTokens, IReadOnlyCollection<int> stopTokens, Action<int>? onToken = null)
     {
+        ArgumentNullException.ThrowIfNull(stopTokens);
         if (prompt.IsEmpty)
         {
             throw new ArgumentException("the prompt must hold at least one token", nameof(prompt));
@@ -41,6 +50,11 @@ public static class Autoregressive
 
             output[i] = token;
             onToken?.Invoke(token);
+            if (stopTokens.Contains(token))
+            {
+                return output[..(i + 1)];
+            }
+
             if (i + 1 < maxTokens)
             {
                 sequence.Feed([token], logits);

@@ -263,7 +263,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
         await CloseAsync(session, TopicScheme.VerifierRounds(run.Verifier, _options.DeviceId), ct).ConfigureAwait(false);
         store?.Delete(settings.SessionId);
-        var tokens = session.Committed.Skip(session.PromptLength).Take(settings.MaxTokens).ToArray();
+        var tokens = session.Committed.Skip(session.PromptLength).Take(session.OutputLength).ToArray();
         return new GenerationReport
         {
             SessionId = settings.SessionId,
@@ -271,6 +271,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             Gamma = settings.Gamma,
             Seed = settings.Seed,
             Tokens = tokens,
+            StopReason = session.StopReason,
             VerifierId = run.Verifier,
             Rounds = session.Rounds,
             Drafted = session.Drafted,
@@ -321,7 +322,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
     private static void Emit(DraftSession session, int start, int count, Action<int>? onCommitted)
     {
-        for (var i = start; i < start + count && i - session.PromptLength < session.Settings.MaxTokens; i++)
+        var end = session.PromptLength + session.OutputLength; // nothing past max tokens or the end-of-sequence token
+        for (var i = start; i < start + count && i < end; i++)
         {
             onCommitted?.Invoke(session.Committed[i]);
         }
@@ -330,7 +332,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
     /// <summary>What a saved session must match to be resumed: the prompt and every setting that shapes the text.</summary>
     private static string Fingerprint(int[] prompt, SessionSettings s) => string.Create(
         System.Globalization.CultureInfo.InvariantCulture,
-        $"mode={s.Mode.Name()} t={s.Sampling.Temperature} k={s.Sampling.TopK} p={s.Sampling.TopP} seed={s.Seed} max={s.MaxTokens} gamma={s.Gamma} prompt={PrefixDigest.Of(prompt):x16}/{prompt.Length}");
+        $"mode={s.Mode.Name()} t={s.Sampling.Temperature} k={s.Sampling.TopK} p={s.Sampling.TopP} seed={s.Seed} max={s.MaxTokens} gamma={s.Gamma} prompt={PrefixDigest.Of(prompt):x16}/{prompt.Length}")
+        + (s.StopTokens.Count == 0 ? "" : $" stop={string.Join(',', s.StopTokens)}");
 
     private async Task CloseAsync(DraftSession session, string topic, CancellationToken ct)
     {

@@ -10,6 +10,9 @@ public sealed record GenerationReport
     public required int Gamma { get; init; }
     public required ulong Seed { get; init; }
     public required IReadOnlyList<int> Tokens { get; init; }
+
+    /// <summary>Why the generation ended: max tokens, or an end-of-sequence token (the last of <see cref="Tokens"/>).</summary>
+    public Core.Sessions.StopReason StopReason { get; init; }
     public required string VerifierId { get; init; }
     public long Rounds { get; init; }
     public long Drafted { get; init; }

@@ -69,7 +69,13 @@ public sealed partial class EdgeService(
         var stream = tokenizer.CreateStreamDecoder();
         try
         {
-            var report = await worker.GenerateAsync(tokenizer.Encode(prompt), settings, t => text.Append(stream.Append(t)), ct).ConfigureAwait(false);
+            var ids = tokenizer.Encode(prompt);
+            if (options.Bos is { } bos && (ids.Length == 0 || ids[0] != bos))
+            {
+                ids = [bos, .. ids];
+            }
+
+            var report = await worker.GenerateAsync(ids, settings, t => text.Append(stream.Append(t)), ct).ConfigureAwait(false);
             text.Append(stream.Flush());
             metrics.GenerationCompleted();
             var line = JsonSerializer.Serialize(new Dictionary<string, object>
@@ -78,6 +84,7 @@ public sealed partial class EdgeService(
                 ["prompt"] = prompt,
                 ["text"] = text.ToString(),
                 ["tokens"] = report.Tokens.Count,
+                ["stop_reason"] = report.StopReason == Core.Sessions.StopReason.Eos ? "eos" : "max_tokens",
                 ["acceptance_rate"] = Math.Round(report.AcceptanceRate, 4),
                 ["tokens_per_s"] = Math.Round(report.TokensPerSecond, 1),
                 ["verifier"] = report.VerifierId,

@@ -17,8 +17,11 @@ public sealed record EdgeServiceOptions
     /// <summary>Generations before the service idles; 0 for no limit.</summary>
     public int MaxJobs { get; init; }
 
-    /// <summary>Settings of every generation; the session id is made per job.</summary>
+    /// <summary>Settings of every generation (end-of-sequence ids included); the session id is made per job.</summary>
     public required SessionSettings Generation { get; init; }
+
+    /// <summary>The model's BOS, put in front of every prompt where the model expects it; null: none.</summary>
+    public int? Bos { get; init; }
 
     /// <summary>File that receives one JSON line per completed generation.</summary>
     public string CompletionsFile => Path.Combine(StateDirectory, "completions.jsonl");

@@ -86,14 +86,21 @@ public static class DefaultModels
     private static Exception Unwrap(Exception e) =>
         e is AggregateException { InnerExceptions.Count: > 0 } a ? a.InnerExceptions[0] : e;
 
-    private static void EnsureOne(byte[] corpus, int order, string role, string dir)
+    private static void EnsureOne(byte[] corpus, int order, string role, string dir) =>
+        BuildInto(dir, temp => NgramModelBuilder.Build(corpus, order, role, temp, CorpusName));
+
+    /// <summary>
+    /// Builds a model directory at <paramref name="dir"/> unless a valid one is there: <paramref name="build"/> writes
+    /// into a temporary directory beside it, which is renamed into place (a concurrent process never sees half a model).
+    /// </summary>
+    internal static void BuildInto(string dir, Action<string> build)
     {
         if (ModelDirectory.IsValid(dir)) return;
         var parent = Path.GetDirectoryName(dir)!;
         var temp = Path.Combine(parent, $".tmp-{Path.GetFileName(dir)}-{Guid.NewGuid():N}");
         try
         {
-            NgramModelBuilder.Build(corpus, order, role, temp, CorpusName);
+            build(temp);
             for (int attempt = 0; ; attempt++)
             {
                 try

@@ -45,25 +45,45 @@ public static class NgramModelBuilder
     }
 
     /// <summary>Compiles <paramref name="model"/> and writes its directory (model.onnx + manifest.json).</summary>
-    public static ModelManifest Write(KneserNeyModel model, string role, string outDir, int vocabSize, CorpusInfo corpus, double? heldOutBitsPerByte)
+    public static ModelManifest Write(KneserNeyModel model, string role, string outDir, int vocabSize, CorpusInfo corpus, double? heldOutBitsPerByte) =>
+        Write(model, role, outDir, vocabSize, corpus, heldOutBitsPerByte, null);
+
+    /// <summary>
+    /// As above; <paramref name="companions"/> (role → source file) are copied in beside the model and named in the
+    /// manifest — a token model's <c>tokenizer.json</c> and the configuration files that give its BOS and EOS.
+    /// </summary>
+    public static ModelManifest Write(KneserNeyModel model, string role, string outDir, int vocabSize, CorpusInfo corpus, double? heldOutBitsPerByte,
+        IReadOnlyDictionary<string, string>? companions)
     {
         ArgumentNullException.ThrowIfNull(model);
+        if (vocabSize < model.Live)
+            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, $"The vocabulary must hold at least the model's {model.Live} tokens.");
         int order = model.Order;
         string name = $"ngram-{order}-{role}";
         var onnx = NgramOnnxCompiler.Compile(model, name.Replace('-', '_'));
 
         Directory.CreateDirectory(outDir);
         File.WriteAllBytes(Path.Combine(outDir, ModelFileName), onnx);
+        var files = new Dictionary<string, string> { [ModelManifest.ModelFileKey] = ModelFileName };
+        var sha = new Dictionary<string, string> { [ModelManifest.ModelFileKey] = Convert.ToHexStringLower(SHA256.HashData(onnx)) };
+        foreach (var (key, source) in companions ?? new Dictionary<string, string>())
+        {
+            var fileName = Path.GetFileName(source);
+            File.Copy(source, Path.Combine(outDir, fileName), overwrite: true);
+            files[key] = fileName;
+            sha[key] = ModelDirectory.Sha256File(Path.Combine(outDir, fileName));
+        }
+
         var manifest = new ModelManifest
         {
             Kind = "ngram",
             Role = role,
             Name = name,
             VocabSize = vocabSize,
-            Tokenizer = "bytes",
+            Tokenizer = files.ContainsKey(ModelManifest.TokenizerFileKey) ? Tokenizers.TokenizerFactory.HuggingFace : Tokenizers.TokenizerFactory.Bytes,
             Order = order,
-            Files = new() { [ModelManifest.ModelFileKey] = ModelFileName },
-            Sha256 = new() { [ModelManifest.ModelFileKey] = Convert.ToHexStringLower(SHA256.HashData(onnx)) },
+            Files = files,
+            Sha256 = sha,
             Corpus = corpus,
             Discounts = [.. model.Discounts.Select(d => Math.Round(d, 6))],
             HeldoutBitsPerByte = heldOutBitsPerByte,

@@ -5,7 +5,8 @@ namespace IotDsd.Inference.Ngram;
 /// <summary>
 /// Compiles a <see cref="KneserNeyModel"/> into an ONNX graph:
 /// input <c>context</c> int64 [N, order-1] (the last order-1 tokens, newest last, left-padded with 256),
-/// output <c>logits</c> float [N, 256] = natural-log probabilities.
+/// output <c>logits</c> float [N, V] = natural-log probabilities, V = the model's <see cref="KneserNeyModel.Live"/>
+/// tokens (256 for a byte model; padding token V, key base V + 1).
 /// </summary>
 /// <remarks>
 /// Per order k the graph computes the context key (as <see cref="KneserNeyModel"/> does) and interpolates
@@ -37,9 +38,10 @@ public static class NgramOnnxCompiler
 
         var context = g.AddInput(InputName, OnnxDataType.Int64, "N", width);
 
-        var unigram = new float[KneserNeyModel.VocabSize];
+        int live = model.Live;
+        var unigram = new float[live];
         for (int i = 0; i < unigram.Length; i++) unigram[i] = (float)model.Unigram[i];
-        string p = g.Constant("unigram", unigram, 1, KneserNeyModel.VocabSize);
+        string p = g.Constant("unigram", unigram, 1, live);
 
         // Only graphs with a hashed (LabelEncoder) order need these; unused initializers make ONNX Runtime warn.
         string? vocabIds = null;
@@ -64,23 +66,23 @@ public static class NgramOnnxCompiler
                 string w = g.Constant("weight", [weight]);
                 ctxKey = g.Op("Add", [ctxKey, g.Op("Mul", [column, w])]);
             }
-            weight *= KneserNeyModel.KeyBase;
+            weight *= model.Base;
 
             var lambdas = model.Lambdas(k);
             var terms = model.Terms(k);
             if (lambdas.Count <= denseContextLimit)
             {
-                var (term, lambda) = DenseLookup(g, ctxKey, flat, lambdas, terms, k);
+                var (term, lambda) = DenseLookup(g, ctxKey, flat, lambdas, terms, k, live);
                 p = g.Op("Add", [term, g.Op("Mul", [lambda, p])]);
             }
             else
             {
                 if (vocabIds is null)
                 {
-                    var vocab = new long[KneserNeyModel.VocabSize];
+                    var vocab = new long[live];
                     for (int i = 0; i < vocab.Length; i++) vocab[i] = i;
-                    vocabIds = g.Constant("vocab", vocab, 1, KneserNeyModel.VocabSize);
-                    keyBase = g.Constant("key_base", [KneserNeyModel.KeyBase]);
+                    vocabIds = g.Constant("vocab", vocab, 1, live);
+                    keyBase = g.Constant("key_base", [model.Base]);
                 }
 
                 string fullKey = g.Op("Add", [g.Op("Mul", [ctxKey, keyBase!]), vocabIds]); // [N,256]
@@ -92,15 +94,15 @@ public static class NgramOnnxCompiler
 
         if (order == 1 || ctxKey is null) throw new InvalidOperationException("Order must be at least 2.");
         g.AddNode("Log", [p], [OutputName]);
-        g.AddOutput(OutputName, OnnxDataType.Float, "N", KneserNeyModel.VocabSize);
+        g.AddOutput(OutputName, OnnxDataType.Float, "N", live);
         return g.ToBytes();
     }
 
     /// <summary>Context key → row index (0 = unseen) → Gather from dense term and λ tables.</summary>
     private static (string Term, string Lambda) DenseLookup(OnnxGraphBuilder g, string ctxKey, string flatShape,
-        IReadOnlyDictionary<long, double> lambdas, IReadOnlyDictionary<long, double> terms, int k)
+        IReadOnlyDictionary<long, double> lambdas, IReadOnlyDictionary<long, double> terms, int k, int v)
     {
-        const int v = KneserNeyModel.VocabSize;
+        long keyBase = v + 1L;
         var contexts = lambdas.Keys.ToArray();
         Array.Sort(contexts);
         var rowOf = new long[contexts.Length];
@@ -115,7 +117,7 @@ public static class NgramOnnxCompiler
         var index = new Dictionary<long, int>(contexts.Length);
         for (int i = 0; i < contexts.Length; i++) index[contexts[i]] = i + 1;
         foreach (var (key, value) in terms)
-            termTable[index[key / KneserNeyModel.KeyBase] * v + (int)(key % KneserNeyModel.KeyBase)] = (float)value;
+            termTable[index[key / keyBase] * v + (int)(key % keyBase)] = (float)value;
 
         string row = g.UniqueName($"ctx_row_{k}");
         g.AddNode("LabelEncoder", [ctxKey], [row], OnnxGraphBuilder.MlDomain,

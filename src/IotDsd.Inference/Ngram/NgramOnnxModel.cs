@@ -19,6 +19,7 @@ public sealed class NgramOnnxModel : ILanguageModel
     private readonly RunOptions _runOptions = new();
     private readonly int _width;
     private readonly int _vocab;
+    private readonly int _live;
     private int _disposed;
 
     /// <summary>
@@ -28,15 +29,25 @@ public sealed class NgramOnnxModel : ILanguageModel
     public NgramOnnxModel(string modelPath, int order, string name, InferenceOptions? options = null, int vocabSize = KneserNeyModel.VocabSize)
     {
         if (order < 2) throw new ArgumentOutOfRangeException(nameof(order), order, "Order must be at least 2.");
-        if (vocabSize < KneserNeyModel.VocabSize)
-            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, $"The vocabulary must hold at least the {KneserNeyModel.VocabSize} bytes.");
-        _vocab = vocabSize;
         Name = name;
         Order = order;
         _width = order - 1;
         using var sessionOptions = (options ?? InferenceOptions.Default).CreateSessionOptions();
         _session = new InferenceSession(modelPath, sessionOptions);
+        // The graph's output width is the live vocabulary: 256 for a byte model, a tokenizer's size for a token model.
+        _live = _session.OutputMetadata.TryGetValue(NgramOnnxCompiler.OutputName, out var output) && output.Dimensions is [_, > 1 and var width]
+            ? width : KneserNeyModel.VocabSize;
+        if (vocabSize < _live)
+        {
+            _session.Dispose();
+            throw new ArgumentOutOfRangeException(nameof(vocabSize), vocabSize, $"The vocabulary must hold at least the model's {_live} tokens.");
+        }
+
+        _vocab = vocabSize;
     }
+
+    /// <summary>Tokens the model predicts (the rest of <see cref="VocabSize"/> is padding).</summary>
+    public int LiveTokens => _live;
 
     public string Name { get; }
 
@@ -58,14 +69,18 @@ public sealed class NgramOnnxModel : ILanguageModel
     {
         var path = ModelDirectory.FilePath(dir, manifest);
         var manifestPath = Path.Combine(dir, ModelManifest.FileName);
-        if (manifest.VocabSize is < KneserNeyModel.VocabSize or > MaxVocabSize)
-            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model has vocab_size 256 (or a padded size up to {MaxVocabSize}), not {manifest.VocabSize}.");
+        if (manifest.VocabSize is < 2 or > MaxVocabSize)
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model has vocab_size 256 (or a padded size, or a token vocabulary, up to {MaxVocabSize}), not {manifest.VocabSize}.");
         if (manifest.Order is not int order || order < 2)
             throw new ModelLoadException(manifestPath, $"'{manifestPath}': an ngram model needs \"order\" of at least 2.");
         try
         {
             var name = string.IsNullOrEmpty(manifest.Name) ? $"ngram-{order}-{manifest.Role}" : manifest.Name;
             return new NgramOnnxModel(path, order, name, options, manifest.VocabSize);
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            throw new ModelLoadException(manifestPath, $"'{manifestPath}' says vocab_size {manifest.VocabSize}, fewer than the tokens '{path}' predicts: {e.Message}", e);
         }
         catch (OnnxRuntimeException e)
         {
@@ -89,7 +104,7 @@ public sealed class NgramOnnxModel : ILanguageModel
         {
             var r = batch[i];
             OwnSequence(r.Sequence);
-            totalRows += Sequence.Validate(r.Tokens.Span, r.Logits.Length, _vocab);
+            totalRows += Sequence.Validate(r.Tokens.Span, r.Logits.Length, _vocab, _live);
         }
 
         if (totalRows == 0)
@@ -132,7 +147,7 @@ public sealed class NgramOnnxModel : ILanguageModel
                 {
                     var dst = batch[i].Logits.Span;
                     int rows = dst.Length / VocabSize;
-                    CopyRows(output.Slice(row * KneserNeyModel.VocabSize, rows * KneserNeyModel.VocabSize), dst);
+                    CopyRows(output.Slice(row * _live, rows * _live), dst);
                     row += rows;
                 }
             }
@@ -158,10 +173,10 @@ public sealed class NgramOnnxModel : ILanguageModel
         return s;
     }
 
-    /// <summary>Copies 256-wide output rows into <see cref="VocabSize"/>-wide logits rows, padding the rest.</summary>
+    /// <summary>Copies live-wide output rows into <see cref="VocabSize"/>-wide logits rows, padding the rest.</summary>
     private void CopyRows(ReadOnlySpan<float> output, Span<float> logits)
     {
-        const int v = KneserNeyModel.VocabSize;
+        int v = _live;
         if (_vocab == v)
         {
             output[..logits.Length].CopyTo(logits);
@@ -201,7 +216,7 @@ public sealed class NgramOnnxModel : ILanguageModel
         {
             ThrowIfDisposed();
             ObjectDisposedException.ThrowIf(Owner._disposed != 0, Owner);
-            int rows = Validate(tokens, logits.Length, Owner._vocab);
+            int rows = Validate(tokens, logits.Length, Owner._vocab, Owner._live);
             int width = Owner._width;
             int before = Length;
             Append(tokens);
@@ -241,7 +256,7 @@ public sealed class NgramOnnxModel : ILanguageModel
         public void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
         /// <summary>Checks tokens and logits; returns the number of logits rows.</summary>
-        public static int Validate(ReadOnlySpan<int> tokens, int logitsLength, int v)
+        public static int Validate(ReadOnlySpan<int> tokens, int logitsLength, int v, int live)
         {
             if (logitsLength % v != 0)
                 throw new ArgumentException($"Logits length {logitsLength} is not a whole number of {v}-wide rows.", "logits");
@@ -250,7 +265,7 @@ public sealed class NgramOnnxModel : ILanguageModel
                 throw new ArgumentException($"{rows} logits rows requested for {tokens.Length} tokens.", "logits");
             foreach (var t in tokens)
             {
-                if ((uint)t >= KneserNeyModel.VocabSize) throw new ArgumentOutOfRangeException(nameof(tokens), t, "Tokens must be bytes (0..255).");
+                if ((uint)t >= (uint)live) throw new ArgumentOutOfRangeException(nameof(tokens), t, live == KneserNeyModel.VocabSize ? "Tokens must be bytes (0..255)." : $"Tokens must be 0..{live - 1}.");
             }
             return rows;
         }
@@ -274,7 +289,7 @@ public sealed class NgramOnnxModel : ILanguageModel
                 for (int c = 0; c < width; c++)
                 {
                     int pos = last - (width - 1 - c);
-                    row[c] = pos >= 0 ? _tokens[pos] : KneserNeyModel.Pad;
+                    row[c] = pos >= 0 ? _tokens[pos] : Owner._live;
                 }
             }
         }

@@ -194,6 +194,10 @@ internal sealed partial class RoundProcessor(
         {
             problem = $"max gamma must be between 1 and 64, got {open.MaxGamma}";
         }
+        else if (open.StopTokens is { } stops && (stops.Length > SessionSettings.MaxStopTokens || stops.Any(t => (uint)t >= (uint)target.VocabSize)))
+        {
+            problem = $"at most {SessionSettings.MaxStopTokens} end-of-sequence ids, each inside the vocabulary of {target.VocabSize}";
+        }
         else if (SamplingParams.From(open.Sampling).Validate() is { } bad)
         {
             problem = bad;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 
 namespace IotDsd.Tests.Infrastructure;
 
-/// <summary>The <c>iotdsd</c> executable as a real child process, with the test run's model cache.</summary>
+/// <summary>The <c>iotdsd</c> executable as a real child process, with the test run's model cache and the n-gram pair.</summary>
 public static class CliProcess
 {
     private static readonly string Dll = Path.Combine(AppContext.BaseDirectory, "iotdsd.dll");
@@ -17,6 +17,8 @@ public static class CliProcess
         }
 
         psi.Environment["IOTDSD_MODEL_CACHE"] = Path.GetDirectoryName(Path.GetDirectoryName(TestEnvironment.DraftDir));
+        // The processes run the byte n-gram pair the in-process references use, unless a test names another.
+        psi.Environment["IOTDSD_PAIR"] = "ngram";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             psi.Environment[key] = value;
