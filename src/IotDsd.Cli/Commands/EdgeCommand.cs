@@ -1,6 +1,7 @@
 using System.CommandLine;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using Microsoft.Extensions.Logging;
 
 namespace IotDsd.Cli.Commands;
@@ -15,11 +16,13 @@ internal static class EdgeCommand
         var timeout = new Option<double>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 5000 };
         var stateDir = new Option<string?>("--state-dir") { Description = "Save generations in progress here after every round; a restarted process resumes them." };
         var giveUp = new Option<double>("--give-up-s") { Description = "Fail when no verifier has answered for this long (link down, none online).", DefaultValueFactory = _ => 600 };
-        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, giveUp };
+        var level = LevelOption.Create();
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, giveUp, level };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
         {
+            var pinned = LevelOption.Parse(result.GetValue(level), bad => throw new CliError($"--level {bad}"));
             var options = new EdgeOptions
             {
                 DeviceId = result.GetValue(deviceId)!,
@@ -32,7 +35,8 @@ internal static class EdgeCommand
                 StateDirectory = result.GetValue(stateDir),
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
-                AdaptGammaInSampling = result.GetValue(common.AdaptInSampling),
+                AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || pinned is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
+                PinnedLevel = pinned,
             };
             if (options.Validate() is { } bad)
             {

@@ -38,6 +38,7 @@ internal static class Settings
     public static readonly Setting TopK = new("Edge:TopK", "0", "Keep the k most likely tokens; 0 is off.");
     public static readonly Setting TopP = new("Edge:TopP", "1", "Nucleus sampling mass; 1 is off.");
     public static readonly Setting Gamma = new("Edge:Gamma", "4", "Draft tokens per round.", "--gamma");
+    public static readonly Setting Level = new("Edge:Level", "", "Pin the degradation ladder: normal, reduced-gamma, gamma-1 or verifier-decoding; empty lets it move with the link.", "--level");
     public static readonly Setting Seed = new("Edge:Seed", "42", "Seed; randomness is derived from (seed, session, round, position).", "--seed");
 
     public static readonly Setting VerifierId = new("Verifier:Id", "verifier-1", "Verifier id (a topic level).", "--id");
@@ -67,7 +68,7 @@ internal static class Settings
 
     public static readonly Setting[] Device =
         [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
-            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, .. Common];
+            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, Level, .. Common];
 
     public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, LoadRefresh, WillDelay, .. Common];
 }
