@@ -13,11 +13,15 @@ public sealed class RawClient : IAsyncDisposable
 
     public ConcurrentQueue<(string Topic, byte[] Payload, byte[]? Correlation)> Received { get; } = new();
 
+    /// <summary>Raised on the receive loop for every message, as it arrives (before it is queued in <see cref="Received"/>).</summary>
+    public event Action<string, byte[]>? Arrived;
+
     public static async Task<RawClient> ConnectAsync(int port, string clientId, params string[] subscriptions)
     {
         var raw = new RawClient();
         raw._client.ApplicationMessageReceivedAsync += e =>
         {
+            raw.Arrived?.Invoke(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray());
             raw.Received.Enqueue((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray(), e.ApplicationMessage.CorrelationData));
             return Task.CompletedTask;
         };
