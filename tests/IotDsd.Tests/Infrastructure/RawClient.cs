@@ -58,6 +58,10 @@ public sealed class RawClient : IAsyncDisposable
         return _client.PublishAsync(builder.Build());
     }
 
+    /// <summary>Publishes at QoS 1, retained or not.</summary>
+    public Task PublishAsync(string topic, byte[] payload, bool retain) =>
+        _client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).WithRetainFlag(retain).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+
     /// <summary>Waits until <paramref name="predicate"/> holds for some received message, or fails after 10 s.</summary>
     public async Task<(string Topic, byte[] Payload, byte[]? Correlation)> WaitForAsync(Func<(string Topic, byte[] Payload, byte[]? Correlation), bool> predicate)
     {
