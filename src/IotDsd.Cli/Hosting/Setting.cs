@@ -28,7 +28,7 @@ internal static class Settings
     public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Sends of one request before the generation fails closed.");
     public static readonly Setting DiscoveryTimeout = new("Edge:DiscoveryTimeoutMs", "15000", "Wait for a verifier to be online.");
     public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped order-4 n-gram (built into $IOTDSD_MODEL_CACHE).", "--draft");
-    public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state (completions.jsonl, sessions).", "--state-dir");
+    public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state: completions.jsonl, the generation in progress (a restart resumes it), the run's next job (service.json) and the presence counters.", "--state-dir");
     public static readonly Setting PromptFile = new("Edge:PromptFile", "", "Prompts, one per line, generated in turn; empty: stay connected and idle.", "--prompt-file");
     public static readonly Setting JobInterval = new("Edge:JobIntervalMs", "5000", "Pause between two generations.");
     public static readonly Setting MaxJobs = new("Edge:MaxJobs", "0", "Generations before the device idles; 0 for no limit.");
