@@ -241,6 +241,10 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
                         Assert.True(result.Resumed, $"the restarted device did not resume its saved generation: {result.Log}");
                     }
 
+                    // The presence counters live in the state directory too: a restart with it is the second boot.
+                    var boot = Watch.Seen.LastOrDefault(s => s.At >= restarted && s.Message is IotDsd.Messaging.Presence.PresencePayload { Role: "device", State: "online" })?.Message as IotDsd.Messaging.Presence.PresencePayload;
+                    Assert.True(boot is not null, "the restarted device published no online status");
+                    Assert.Equal(keep ? 2L : Edge ? null : 1L, boot.Boot); // the edge keeps no counters without --state-dir
                     return (result.Resumed ? "resumed, same text" : "started over, same text", Watch.MillisToCommitAfter(restarted));
                 }
             }

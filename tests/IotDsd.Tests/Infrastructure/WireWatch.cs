@@ -10,7 +10,7 @@ public sealed record WireSeen(long At, string Topic, object Message, int RoundsB
 
 /// <summary>
 /// Watches one device's traffic on the broker from a client of its own (<see cref="RawClient"/>): the requests it
-/// sends to any verifier, the replies it gets, and the verifiers' statuses. Tests time faults by what is on the wire
+/// sends to any verifier, the replies it gets, its own status and the verifiers' statuses. Tests time faults by what is on the wire
 /// (a round in flight, a follow-up, a streamed round) instead of by hooks in the product, and read from it when the
 /// next token was committed after a restart. After a broker restart, <see cref="ReconnectAsync"/> watches again.
 /// </summary>
@@ -54,7 +54,7 @@ public sealed class WireWatch : IAsyncDisposable
     {
         await DropClientAsync();
         var client = await RawClient.ConnectAsync(
-            port, $"watch-{_device}-{Random.Shared.Next():x}", $"iotdsd/v1/verifiers/+/rounds/{_device}", $"iotdsd/v1/devices/{_device}/replies", "iotdsd/v1/verifiers/+/status");
+            port, $"watch-{_device}-{Random.Shared.Next():x}", $"iotdsd/v1/verifiers/+/rounds/{_device}", $"iotdsd/v1/devices/{_device}/replies", "iotdsd/v1/verifiers/+/status", $"iotdsd/v1/devices/{_device}/status");
         client.Arrived += OnArrived;
         _client = client;
     }
