@@ -23,8 +23,8 @@ namespace IotDsd.Tests;
 /// moment a verdict has left for the device, an rsr follow-up (<c>MoreProposals</c>), a streamed round at the
 /// verifier-decoding rung (pinned with <c>--level verifier-decoding</c>). A 10 ms link each way between device and
 /// broker (the link emulator) keeps each phase open long enough to land in. The time from the restart to the next
-/// committed reply is written to the test output (and appended to <c>$IOTDSD_RESTART_TABLE</c> when set); it is a
-/// figure to read, not asserted.
+/// committed reply, and the part of it until the restarted part was online again, is written to the test output (and
+/// appended to <c>$IOTDSD_RESTART_TABLE</c> when set); it is a figure to read, not asserted.
 /// </para>
 /// </summary>
 public sealed class RestartMatrixTests(ITestOutputHelper output)
@@ -97,12 +97,64 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
         await using (rig)
         {
             await rig.StartAsync();
-            var (outcome, restartToToken) = await rig.RunAsync();
-            var line = $"| {role} | {fault} | {outcome} | {(restartToToken is { } ms ? ms.ToString("0", CultureInfo.InvariantCulture) + " ms" : "-")} |";
+            var (outcome, restartToToken, restartToOnline) = await rig.RunAsync();
+            static string Ms(double? ms) => ms is { } v ? v.ToString("0", CultureInfo.InvariantCulture) + " ms" : "-";
+            var line = $"| {role} | {fault} | {outcome} | {Ms(restartToToken)} | {Ms(restartToOnline)} |";
             output.WriteLine(line);
             if (Environment.GetEnvironmentVariable("IOTDSD_RESTART_TABLE") is { Length: > 0 } table)
             {
                 await File.AppendAllTextAsync(table, line + Environment.NewLine);
+            }
+        }
+    }
+
+    [SkippableFact]
+    public async Task NewProcessUnderAKeptSession_SubscribesOnItsFirstConnect_GetsTheRetainedStatuses()
+    {
+        // A retained message is delivered in answer to a SUBSCRIBE; a connection that finds its session kept by the
+        // broker (an earlier process under the same client id) must still subscribe once, or it never learns them.
+        await using var mosquitto = await MosquittoProcess.TryStart(persistence: true);
+        Skip.If(mosquitto is null, "mosquitto is not installed");
+        var settings = new IotDsd.Messaging.Connections.MqttSettings
+        {
+            Broker = new IotDsd.Messaging.Connections.BrokerAddress("127.0.0.1", mosquitto.Port), ClientId = "kept-session", CleanStart = false, SessionExpirySeconds = 300,
+        };
+        string[] filters = [IotDsd.Contracts.Topics.TopicScheme.AllVerifierStatus];
+        await using (var first = new IotDsd.Messaging.Connections.MqttConnection(settings, _ => false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            await first.ConnectAsync(filters, CancellationToken.None);
+        }
+
+        await using (var publisher = await RawClient.ConnectAsync(mosquitto.Port, "kept-session-publisher"))
+        {
+            await publisher.PublishAsync("iotdsd/v1/verifiers/kept/status", new IotDsd.Messaging.Presence.PresencePayload { Role = "verifier", Id = "kept" }.ToJson(), retain: true);
+        }
+
+        // Let the retained status also reach the kept session's queue and drain that with a second process, so only a
+        // new SUBSCRIBE can bring it to the third.
+        await using (var second = new IotDsd.Messaging.Connections.MqttConnection(settings, _ => false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance))
+        {
+            var present = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            second.Connected += kept => present.TrySetResult(kept);
+            await second.ConnectAsync(filters, CancellationToken.None);
+            Assert.True(await present.Task.WaitAsync(TimeSpan.FromSeconds(10)), "the broker did not keep the session");
+            await ReadStatusAsync(second);
+        }
+
+        await using var third = new IotDsd.Messaging.Connections.MqttConnection(settings, _ => false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        await third.ConnectAsync(filters, CancellationToken.None);
+        await ReadStatusAsync(third);
+
+        static async Task ReadStatusAsync(IotDsd.Messaging.Connections.MqttConnection connection)
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            while (true)
+            {
+                var message = await connection.Inbound.ReadAsync(cts.Token);
+                if (message.Topic == "iotdsd/v1/verifiers/kept/status")
+                {
+                    return;
+                }
             }
         }
     }
@@ -139,6 +191,8 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
 
         private WireWatch Watch => _watch!;
 
+        private string DeviceStatus => $"iotdsd/v1/devices/{_device}/status";
+
         public async Task StartAsync()
         {
             _link = new LinkEmulator(0, "127.0.0.1", mosquitto.Port);
@@ -156,25 +210,28 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
             }
         }
 
-        /// <summary>Runs the case; returns its outcome in words and the time from the restart to the next committed reply.</summary>
-        public async Task<(string Outcome, double? RestartToToken)> RunAsync()
+        /// <summary>
+        /// Runs the case; returns its outcome in words, the time from the restart to the next committed reply, and the
+        /// part of it until the restarted part (the device, the verifier; the device again after a broker restart) was online.
+        /// </summary>
+        public async Task<(string Outcome, double? RestartToToken, double? RestartToOnline)> RunAsync()
         {
             var state = Path.Combine(_root, "state");
             switch (fault)
             {
                 case Fault.Successive:
                 {
-                    double? last = null;
+                    (double?, double?) last = default;
                     for (var run = 1; run <= 3; run++)
                     {
                         // The reported case: the edge without a state directory (the default), the service with its own.
                         var started = Stopwatch.GetTimestamp();
                         var result = await FinishAsync(StartDevice(state, keepState: !Edge), state, run - 1);
                         await AssertUninterruptedAsync(result, $"run {run}");
-                        last = Watch.MillisToCommitAfter(started);
+                        last = (Watch.MillisToCommitAfter(started), Watch.MillisToOnlineAfter(started, DeviceStatus));
                     }
 
-                    return ("3 runs, same text", last);
+                    return ("3 runs, same text", last.Item1, last.Item2);
                 }
 
                 case Fault.VerifierRestarted or Fault.VerifierReplaced:
@@ -190,7 +247,7 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
                     Assert.True(
                         Watch.Seen.Any(s => s.At >= restarted && s.Topic == $"iotdsd/v1/verifiers/{next}/rounds/{_device}" && s.Message is DraftRound),
                         $"the new verifier process {next} never served a round");
-                    return ($"completed on {next}", Watch.MillisToCommitAfter(restarted));
+                    return ($"completed on {next}", Watch.MillisToCommitAfter(restarted), Watch.MillisToOnlineAfter(restarted, $"iotdsd/v1/verifiers/{next}/status"));
                 }
 
                 case Fault.BrokerRestarted or Fault.BrokerLost:
@@ -203,7 +260,7 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
                     await Watch.ReconnectAsync(mosquitto.Port);
                     var result = await FinishAsync(device, state, 0);
                     await AssertUninterruptedAsync(result, "after the broker restart");
-                    return (fault == Fault.BrokerLost ? "completed, sessions lost" : "completed, session kept", Watch.MillisToCommitAfter(restarted));
+                    return (fault == Fault.BrokerLost ? "completed, sessions lost" : "completed, session kept", Watch.MillisToCommitAfter(restarted), Watch.MillisToOnlineAfter(restarted, DeviceStatus));
                 }
 
                 default:
@@ -245,7 +302,7 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
                     var boot = Watch.Seen.LastOrDefault(s => s.At >= restarted && s.Message is IotDsd.Messaging.Presence.PresencePayload { Role: "device", State: "online" })?.Message as IotDsd.Messaging.Presence.PresencePayload;
                     Assert.True(boot is not null, "the restarted device published no online status");
                     Assert.Equal(keep ? 2L : Edge ? null : 1L, boot.Boot); // the edge keeps no counters without --state-dir
-                    return (result.Resumed ? "resumed, same text" : "started over, same text", Watch.MillisToCommitAfter(restarted));
+                    return (result.Resumed ? "resumed, same text" : "started over, same text", Watch.MillisToCommitAfter(restarted), Watch.MillisToOnlineAfter(restarted, DeviceStatus));
                 }
             }
         }

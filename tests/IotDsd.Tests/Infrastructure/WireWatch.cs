@@ -96,6 +96,16 @@ public sealed class WireWatch : IAsyncDisposable
         }
     }
 
+    /// <summary>Milliseconds from <paramref name="since"/> to the first online status on <paramref name="statusTopic"/> after it; null if none.</summary>
+    public double? MillisToOnlineAfter(long since, string statusTopic)
+    {
+        lock (_seen)
+        {
+            var first = _seen.FirstOrDefault(s => s.At >= since && s.Topic == statusTopic && s.Message is PresencePayload { State: "online" });
+            return first is null ? null : Stopwatch.GetElapsedTime(since, first.At).TotalMilliseconds;
+        }
+    }
+
     private void OnArrived(string topic, byte[] payload)
     {
         var at = Stopwatch.GetTimestamp();
