@@ -20,7 +20,7 @@ internal static class DemoCommand
     {
         var command = new Command("demo", "Run broker, verifier and draft worker in one process and generate text (all traffic crosses the broker over TCP).");
         common.AddGeneration(command, speculative: true);
-        var level = new Option<string?>("--level") { Description = "Pin the degradation ladder: normal, reduced-gamma, gamma-1 or verifier-decoding (below normal, sampling modes change γ: exact, but a seed names another text)." };
+        var level = LevelOption.Create();
         var streamTokens = new Option<int>("--stream-tokens") { Description = "At verifier-decoding, tokens the verifier decodes and streams per request; 0 sends γ = 0 rounds instead.", DefaultValueFactory = _ => 16 };
         command.Add(level);
         command.Add(streamTokens);
@@ -28,10 +28,7 @@ internal static class DemoCommand
         return command;
     }
 
-    private static DegradationLevel? ParseLevel(string? text) => text is null
-        ? null
-        : Enum.GetValues<DegradationLevel>().Where(l => l != DegradationLevel.Offline).Cast<DegradationLevel?>().FirstOrDefault(l => DegradationLadder.Name(l!.Value) == text)
-            ?? throw new CliError($"--level must be normal, reduced-gamma, gamma-1 or verifier-decoding, got '{text}'");
+    private static DegradationLevel? ParseLevel(string? text) => LevelOption.Parse(text, bad => throw new CliError($"--level {bad}"));
 
     private static async Task<int> RunAsync(CommonOptions common, ParseResult result, DegradationLevel? level, int streamTokens, CancellationToken ct)
     {

@@ -7,6 +7,7 @@ using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -86,9 +87,16 @@ internal static class DeviceCommand
             c.Problem(Settings.PinVerifier, "must be 1-64 characters of A-Z a-z 0-9 _ . -");
         }
 
+        // The edge keeps its generations in progress and its presence counters in the service's state directory, so a
+        // restarted service resumes the generation it was killed in and its retained status counts boots on.
+        var stateDir = c.String(Settings.StateDirectory, DefaultStateDirectory())!;
+        var level = LevelOption.Parse(c.String(Settings.Level), bad => c.Problem(Settings.Level, bad));
         var edge = new EdgeOptions
         {
             DeviceId = deviceId,
+            StateDirectory = stateDir,
+            PinnedLevel = level,
+            AdaptGammaInSampling = level is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
             VerifierId = verifier,
             Broker = common.Broker,
             Username = common.Username,
@@ -99,7 +107,6 @@ internal static class DeviceCommand
             DiscoveryTimeout = c.Millis(Settings.DiscoveryTimeout, 0, 3_600_000),
         };
         var draftDir = c.String(Settings.DraftModel);
-        var stateDir = c.String(Settings.StateDirectory, DefaultStateDirectory())!;
         var prompts = ReadPrompts(c, c.String(Settings.PromptFile));
         var modeText = c.String(Settings.Mode);
         var sampling = new SamplingParams((float)c.Double(Settings.Temperature, 0, 100), c.Int(Settings.TopK, 0, 1_000_000), (float)c.Double(Settings.TopP, 0, 1));

@@ -89,6 +89,13 @@ internal static class DiagCommand
                 await Task.Delay(waitMs, ct).ConfigureAwait(false);
                 var rows = client.Fleet.Rows();
                 Console.Out.Write(result.GetValue(json) ? FleetTable.Json(rows) + Environment.NewLine : FleetTable.Render(rows, ProcessClock.NowMs(TimeProvider.System)));
+                if (client.Fleet.Rejects.Total > 0)
+                {
+                    // Not part of the table (stdout stays parseable), but never silent.
+                    var reasons = string.Join(", ", client.Fleet.Rejects.Counts.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key} {p.Value}"));
+                    Console.Error.WriteLine($"iotdsd diag: ignored {client.Fleet.Rejects.Total} status messages that are not a valid status of the peer their topic names ({reasons})");
+                }
+
                 return 0;
             }
 

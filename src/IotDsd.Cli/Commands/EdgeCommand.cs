@@ -1,6 +1,7 @@
 using System.CommandLine;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using Microsoft.Extensions.Logging;
 
 namespace IotDsd.Cli.Commands;
@@ -17,11 +18,13 @@ internal static class EdgeCommand
         var giveUp = new Option<double>("--give-up-s") { Description = "Fail when no verifier has answered for this long (link down, none online).", DefaultValueFactory = _ => 600 };
         var syncRounds = new Option<int>("--state-sync-rounds") { Description = "With --state-dir: fsync the session journal after this many rounds (a power cut loses at most the rounds since, which are decoded again).", DefaultValueFactory = _ => 16 };
         var syncMs = new Option<double>("--state-sync-ms") { Description = "With --state-dir: fsync the journal at the first round this long after the last fsync.", DefaultValueFactory = _ => 5000 };
-        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, syncRounds, syncMs, giveUp };
+        var level = LevelOption.Create();
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, stateDir, syncRounds, syncMs, giveUp, level };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
         {
+            var pinned = LevelOption.Parse(result.GetValue(level), bad => throw new CliError($"--level {bad}"));
             var options = new EdgeOptions
             {
                 DeviceId = result.GetValue(deviceId)!,
@@ -41,7 +44,8 @@ internal static class EdgeCommand
                 },
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
-                AdaptGammaInSampling = result.GetValue(common.AdaptInSampling),
+                AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || pinned is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
+                PinnedLevel = pinned,
             };
             if (options.Validate() is { } bad)
             {

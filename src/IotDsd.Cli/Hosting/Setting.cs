@@ -35,7 +35,7 @@ internal static class Settings
     public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Sends of one request before the generation fails closed.");
     public static readonly Setting DiscoveryTimeout = new("Edge:DiscoveryTimeoutMs", "15000", "Wait for a verifier to be online.");
     public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped pair's draft ($IOTDSD_PAIR: stories by default, or ngram; built into $IOTDSD_MODEL_CACHE).", "--draft");
-    public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state (completions.jsonl, sessions).", "--state-dir");
+    public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state: completions.jsonl, the generation in progress (a restart resumes it), the run's next job (service.json) and the presence counters.", "--state-dir");
     public static readonly Setting PromptFile = new("Edge:PromptFile", "", "Prompts, one per line, generated in turn; empty: stay connected and idle.", "--prompt-file");
     public static readonly Setting JobInterval = new("Edge:JobIntervalMs", "5000", "Pause between two generations.");
     public static readonly Setting MaxJobs = new("Edge:MaxJobs", "0", "Generations before the device idles; 0 for no limit.");
@@ -45,6 +45,7 @@ internal static class Settings
     public static readonly Setting TopK = new("Edge:TopK", "0", "Keep the k most likely tokens; 0 is off.");
     public static readonly Setting TopP = new("Edge:TopP", "1", "Nucleus sampling mass; 1 is off.");
     public static readonly Setting Gamma = new("Edge:Gamma", "4", "Draft tokens per round.", "--gamma");
+    public static readonly Setting Level = new("Edge:Level", "", "Pin the degradation ladder: normal, reduced-gamma, gamma-1 or verifier-decoding; empty lets it move with the link.", "--level");
     public static readonly Setting Seed = new("Edge:Seed", "42", "Seed; randomness is derived from (seed, session, round, position).", "--seed");
 
     public static readonly Setting VerifierId = new("Verifier:Id", "verifier-1", "Verifier id (a topic level).", "--id");
@@ -74,7 +75,7 @@ internal static class Settings
 
     public static readonly Setting[] Device =
         [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
-            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, .. Common];
+            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, Level, .. Common];
 
     public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, LoadRefresh, WillDelay, .. Common];
 }

@@ -23,7 +23,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
     private readonly ILanguageModel _draft;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
-    private readonly VerifierDirectory _directory = new();
+    private readonly VerifierDirectory _directory;
     private MqttConnection? _connection;
     private MqttRequester? _requester;
     private Task? _pump;
@@ -44,7 +44,12 @@ public sealed partial class DraftWorker : IAsyncDisposable
         _logger = logger;
         _time = time ?? TimeProvider.System;
         _metrics = metrics;
+        _directory = new VerifierDirectory(logger, _time);
+        _directory.Rejects.Rejected += reason => _metrics?.Error("verifier_status_" + reason);
     }
+
+    /// <summary>The verifiers this device knows to be online, and the statuses it refused.</summary>
+    public VerifierDirectory Verifiers => _directory;
 
     /// <summary>The worker's MQTT connection once started (diagnostics read its state).</summary>
     public MqttConnection? Connection => _connection;
@@ -82,7 +87,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             }
             else
             {
-                _directory.Update(message.Topic, message.Raw);
+                _directory.Update(message.Topic, message.Raw, message.PayloadBytes);
             }
         }
     }

@@ -15,12 +15,20 @@ namespace IotDsd.Edge.Hosting;
 /// "ready" only once the device is on the broker), then runs generations from its prompt list in turn, appending
 /// each completion to a JSON-lines file in its state directory. Without prompts it stays connected and idle.
 /// A failed generation is logged and counted; the next one is tried after the job interval.
+/// <para>
+/// Which job of which run comes next is kept in <c>service.json</c> in the state directory (rewritten atomically
+/// after every job), and the draft worker saves the generation in progress there after every round: a service
+/// killed mid-generation (power loss) and started again resumes that same generation under the same session id, and
+/// goes on with the jobs that were left. A run that did all of <see cref="EdgeServiceOptions.MaxJobs"/> is finished:
+/// the next start begins a new one.
+/// </para>
 /// </summary>
 public sealed partial class EdgeService(
     EdgeServiceOptions options, DraftWorker worker, ITokenizer tokenizer, EdgeMetrics metrics, ILogger<EdgeService> logger, TimeProvider time)
     : BackgroundService
 {
-    private readonly string _runId = ProcessClock.NowMs(time).ToString("x", CultureInfo.InvariantCulture);
+    private string _runId = "";
+    private int _firstJob;
 
     /// <summary>From process start to the first MQTT connect; null before it.</summary>
     public TimeSpan? StartupTime { get; private set; }
@@ -28,6 +36,12 @@ public sealed partial class EdgeService(
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         Directory.CreateDirectory(options.StateDirectory);
+        (_runId, _firstJob) = LoadCursor();
+        if (_firstJob > 0)
+        {
+            Log.Continuing(logger, _runId, _firstJob);
+        }
+
         try
         {
             await worker.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -46,12 +60,13 @@ public sealed partial class EdgeService(
     {
         try
         {
-            for (var job = 0; options.Prompts.Count > 0 && (options.MaxJobs == 0 || job < options.MaxJobs); job++)
+            for (var job = _firstJob; options.Prompts.Count > 0 && (options.MaxJobs == 0 || job < options.MaxJobs); job++)
             {
                 var prompt = options.Prompts[job % options.Prompts.Count];
                 metrics.QueueDepth = 1;
                 await RunOneAsync(job, prompt, stoppingToken).ConfigureAwait(false);
                 metrics.QueueDepth = 0;
+                SaveCursor(job + 1);
                 await Task.Delay(options.JobInterval, time, stoppingToken).ConfigureAwait(false);
             }
 
@@ -99,6 +114,54 @@ public sealed partial class EdgeService(
         }
     }
 
+    private string CursorFile => Path.Combine(options.StateDirectory, "service.json");
+
+    /// <summary>The run and next job to continue, or a new run (saved at once) when there is none to continue.</summary>
+    private (string Run, int Job) LoadCursor()
+    {
+        try
+        {
+            if (File.Exists(CursorFile))
+            {
+                var cursor = JsonSerializer.Deserialize<Cursor>(File.ReadAllBytes(CursorFile));
+                if (cursor is { Run.Length: > 0, Job: >= 0 } && Contracts.Topics.TopicScheme.IsValidId($"{cursor.Run}-{cursor.Job}")
+                    && (options.MaxJobs == 0 || cursor.Job < options.MaxJobs))
+                {
+                    return (cursor.Run, cursor.Job);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or IOException or UnauthorizedAccessException)
+        {
+            Log.CursorUnreadable(logger, CursorFile, ex.Message);
+        }
+
+        _runId = ProcessClock.NowMs(time).ToString("x", CultureInfo.InvariantCulture);
+        SaveCursor(0);
+        return (_runId, 0);
+    }
+
+    private void SaveCursor(int nextJob)
+    {
+        try
+        {
+            var temp = CursorFile + ".tmp";
+            File.WriteAllBytes(temp, JsonSerializer.SerializeToUtf8Bytes(new Cursor { Run = _runId, Job = nextJob }));
+            File.Move(temp, CursorFile, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            metrics.Error("state_write_failed");
+            Log.CursorUnwritable(logger, CursorFile, ex.Message);
+        }
+    }
+
+    private sealed record Cursor
+    {
+        [System.Text.Json.Serialization.JsonPropertyName("run")] public string Run { get; init; } = "";
+        [System.Text.Json.Serialization.JsonPropertyName("job")] public int Job { get; init; } = -1;
+    }
+
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
@@ -112,5 +175,14 @@ public sealed partial class EdgeService(
 
         [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "Generation {SessionId} failed: {Reason}")]
         public static partial void GenerationFailed(ILogger logger, string sessionId, string reason);
+
+        [LoggerMessage(EventId = 312, Level = LogLevel.Information, Message = "Continuing run {Run} at job {Job} (a generation saved in progress resumes)")]
+        public static partial void Continuing(ILogger logger, string run, int job);
+
+        [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "Service progress in {Path} cannot be read ({Reason}): starting a new run")]
+        public static partial void CursorUnreadable(ILogger logger, string path, string reason);
+
+        [LoggerMessage(EventId = 314, Level = LogLevel.Warning, Message = "Service progress cannot be saved to {Path} ({Reason}): a restart will start a new run")]
+        public static partial void CursorUnwritable(ILogger logger, string path, string reason);
     }
 }

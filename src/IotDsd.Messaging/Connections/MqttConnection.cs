@@ -14,6 +14,13 @@ namespace IotDsd.Messaging.Connections;
 /// handler that only decodes and hands off to a bounded queue, publishes bounded by a timeout, a reconnect
 /// supervisor with exponential backoff and jitter that resubscribes when the broker lost the session, and retained
 /// presence (birth on every connect, last will with a delay).
+/// <para>
+/// The first connect of a process always subscribes, even when the broker kept the session of an earlier process
+/// under the same client id: retained messages (the statuses of verifiers already online) are delivered only in answer
+/// to a SUBSCRIBE, and a fresh process knows nothing of what its predecessor had learnt. Subscribing again to filters
+/// the session already holds is idempotent at the broker. Later reconnects of the same process resubscribe only when
+/// the session was lost (everything learnt so far is still in memory, and queued messages arrive with the session).
+/// </para>
 /// </summary>
 public sealed partial class MqttConnection : IAsyncDisposable
 {
@@ -35,6 +42,7 @@ public sealed partial class MqttConnection : IAsyncDisposable
 
     /// <summary>Distinct topics whose refusal is remembered (and so logged once); beyond it refusals are only counted.</summary>
     private const int MaxRefusedTopicsRemembered = 256;
+    private bool _subscribed;
     private TaskCompletionSource _up = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <param name="settings">Broker, identity and limits.</param>
@@ -113,7 +121,8 @@ public sealed partial class MqttConnection : IAsyncDisposable
                 Interlocked.Increment(ref _connections);
             }
 
-            if (!result.IsSessionPresent && _subscriptions.Count > 0)
+            // A new process (nothing subscribed yet by this one) or a lost session: subscribe, which also brings the retained messages.
+            if ((!_subscribed || !result.IsSessionPresent) && _subscriptions.Count > 0)
             {
                 var builder = new MqttClientSubscribeOptionsBuilder();
                 foreach (var filter in _subscriptions)
@@ -129,6 +138,8 @@ public sealed partial class MqttConnection : IAsyncDisposable
                         throw new MqttConnectionException($"broker {_settings.Broker} refused subscription '{item.TopicFilter.Topic}': {item.ResultCode}");
                     }
                 }
+
+                _subscribed = true;
             }
 
             if (_settings.Presence is { } presence)

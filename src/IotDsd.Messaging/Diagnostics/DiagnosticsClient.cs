@@ -15,14 +15,15 @@ public sealed class DiagnosticsClient : IAsyncDisposable
     private readonly MqttRequester _requester;
     private readonly Task _pump;
 
-    private DiagnosticsClient(MqttConnection connection, MqttRequester requester, string replies)
+    private DiagnosticsClient(MqttConnection connection, MqttRequester requester, string replies, ILogger logger)
     {
+        Fleet = new FleetView(logger);
         _connection = connection;
         _requester = requester;
         _pump = Task.Run(() => PumpAsync(replies));
     }
 
-    public FleetView Fleet { get; } = new();
+    public FleetView Fleet { get; }
 
     public static Task<DiagnosticsClient> ConnectAsync(BrokerAddress broker, string? username, string? password, ILogger logger, CancellationToken ct) =>
         ConnectAsync(broker, username, password, null, logger, ct);
@@ -47,7 +48,7 @@ public sealed class DiagnosticsClient : IAsyncDisposable
             throw;
         }
 
-        return new DiagnosticsClient(connection, new MqttRequester(connection, replies), replies);
+        return new DiagnosticsClient(connection, new MqttRequester(connection, replies), replies, logger);
     }
 
     private async Task PumpAsync(string replies)
@@ -60,7 +61,7 @@ public sealed class DiagnosticsClient : IAsyncDisposable
             }
             else
             {
-                Fleet.Apply(message.Topic, message.Raw);
+                Fleet.Apply(message.Topic, message.Raw, message.PayloadBytes);
             }
         }
     }

@@ -1,5 +1,6 @@
 using IotDsd.Contracts.Topics;
 using IotDsd.Messaging.Presence;
+using Microsoft.Extensions.Logging;
 
 namespace IotDsd.Messaging.Diagnostics;
 
@@ -23,16 +24,29 @@ public sealed record FleetRow
 /// <summary>
 /// The fleet as seen through the retained status and metrics topics: feed it every message on
 /// <see cref="TopicScheme.FleetFilters"/> and read the rows. Thread-safe.
+/// <para>
+/// A status counts only when it is a well-formed status of the role and id its topic names (<see cref="PresenceCheck"/>);
+/// only such an <c>offline</c> status marks a row offline, and only an empty retained message (a cleared status)
+/// removes it. Anything else is counted by reason in <see cref="Rejects"/>, logged without its payload, and the row
+/// keeps its last good status.
+/// </para>
 /// </summary>
-public sealed class FleetView
+public sealed class FleetView(ILogger? logger = null)
 {
     private readonly Dictionary<(string Role, string Id), FleetRow> _rows = [];
+
+    /// <summary>Statuses that were not taken, by reason.</summary>
+    public PresenceRejects Rejects { get; } = new(logger);
 
     /// <summary>Messages seen so far (retained ones included).</summary>
     public int Messages { get; private set; }
 
-    /// <summary>Applies one status or metrics message; returns false if the topic or payload is not one.</summary>
-    public bool Apply(string topic, byte[]? payload)
+    /// <summary>Applies one status or metrics message whose payload is all there; returns false if the topic or payload is not one.</summary>
+    public bool Apply(string topic, byte[]? payload) => Apply(topic, payload, payload?.Length ?? 0);
+
+    /// <summary>Applies one status or metrics message of <paramref name="length"/> bytes (<paramref name="payload"/> may be
+    /// null when it was too large to keep); returns false if the topic or payload is not one.</summary>
+    public bool Apply(string topic, byte[]? payload, int length)
     {
         if (Parse(topic) is not { } key)
         {
@@ -45,17 +59,21 @@ public sealed class FleetView
             var row = _rows.TryGetValue((key.Role, key.Id), out var existing) ? existing : new FleetRow { Role = key.Role, Id = key.Id };
             if (key.Leaf == "status")
             {
-                if (payload is null || payload.Length == 0)
+                var reading = PresenceCheck.Read(key.Role, key.Id, payload, length);
+                if (reading.Kind == PresenceKind.Cleared)
                 {
                     // A cleared retained status: the entry was removed on purpose.
                     _rows.Remove((key.Role, key.Id));
                     return true;
                 }
 
-                if (PresencePayload.TryParse(payload) is not { } status)
+                if (reading.Kind == PresenceKind.Rejected)
                 {
+                    Rejects.Add(topic, reading.Reason!, length);
                     return false;
                 }
+
+                var status = reading.Status!;
 
                 row = row with { State = status.State, Connection = status.Connection, Boot = status.Boot, Version = status.Version, Model = status.Model ?? row.Model };
             }

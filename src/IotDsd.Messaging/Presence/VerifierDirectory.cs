@@ -1,4 +1,5 @@
 using IotDsd.Contracts.Topics;
+using Microsoft.Extensions.Logging;
 
 namespace IotDsd.Messaging.Presence;
 
@@ -6,8 +7,14 @@ namespace IotDsd.Messaging.Presence;
 /// The live verifiers and their loads, as their retained status topics list them. A new session goes to the
 /// least-loaded live verifier (<see cref="SessionPlacement"/>: near-equal ones are told apart by weighted rendezvous
 /// hashing); the caller keeps it there, where its cache is, while that verifier is online.
+/// <para>
+/// Only a well-formed <c>offline</c> status of the verifier the topic names, or an empty retained message (a cleared
+/// status), takes a verifier out. Anything else on a status topic (<see cref="PresenceCheck"/>: bytes that are not a
+/// status, another role's or another id's status, an unknown state, an oversized payload) is counted by reason in
+/// <see cref="Rejects"/>, logged without its payload, and the verifier's last good status stands.
+/// </para>
 /// </summary>
-public sealed class VerifierDirectory
+public sealed class VerifierDirectory(ILogger? logger = null, TimeProvider? time = null)
 {
     private readonly Dictionary<string, PresencePayload> _verifiers = [];
     private readonly Lock _lock = new();
@@ -16,8 +23,17 @@ public sealed class VerifierDirectory
     /// <summary>Raised (on the receiving thread, outside the lock) with the id of a verifier that was online and no longer is.</summary>
     public event Action<string>? WentOffline;
 
-    /// <summary>Applies a status message; returns false if the topic is not a verifier status.</summary>
-    public bool Update(string topic, byte[]? payload)
+    /// <summary>Statuses that were not taken, by reason.</summary>
+    public PresenceRejects Rejects { get; } = new(logger, time);
+
+    /// <summary>Applies a status message whose payload is all there (or empty); returns false if the topic is not a verifier status.</summary>
+    public bool Update(string topic, byte[]? payload) => Update(topic, payload, payload?.Length ?? 0);
+
+    /// <summary>
+    /// Applies a status message of <paramref name="length"/> bytes (<paramref name="payload"/> may be null when it was
+    /// too large to keep); returns false if the topic is not a verifier status.
+    /// </summary>
+    public bool Update(string topic, byte[]? payload, int length)
     {
         var id = TopicScheme.VerifierFromStatusTopic(topic);
         if (id is null)
@@ -25,14 +41,20 @@ public sealed class VerifierDirectory
             return false;
         }
 
-        var status = PresencePayload.TryParse(payload);
+        var reading = PresenceCheck.Read("verifier", id, payload, length);
+        if (reading.Kind == PresenceKind.Rejected)
+        {
+            Rejects.Add(topic, reading.Reason!, length);
+            return true;
+        }
+
         TaskCompletionSource changed;
         var left = false;
         lock (_lock)
         {
-            if (status is { State: "online" })
+            if (reading.Kind == PresenceKind.Online)
             {
-                _verifiers[id] = status;
+                _verifiers[id] = reading.Status!;
             }
             else
             {

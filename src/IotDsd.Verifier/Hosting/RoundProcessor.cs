@@ -98,6 +98,18 @@ internal sealed partial class RoundProcessor(
 
                         session.LastUsedTicks = time.GetTimestamp();
                         var check = session.Check(round);
+                        if (check.Kind == RoundCheckKind.Stale && round.Epoch == session.Epoch)
+                        {
+                            // Behind the session within its own epoch: a late duplicate, whose sender has moved on and
+                            // drops any answer to it, or a device that restarted without its state under the same
+                            // session id and is redoing rounds this session already did: it waits for an answer, and
+                            // silence would hold it until it gives up. Telling it to reopen is harmless to the first and
+                            // the way on for the second (it reopens above this epoch and resends its prefix).
+                            stats.Duplicate();
+                            Refuse(device, message, ErrorCode.PrefixMismatch, $"round {round.Round} is behind session '{round.SessionId}' here (epoch {session.Epoch}); reopen it and resend the prefix", replies, ct, round.SessionId, round.Round);
+                            break;
+                        }
+
                         if (check.Kind == RoundCheckKind.Resume)
                         {
                             stats.Duplicate();

@@ -42,6 +42,7 @@ public sealed partial class VerifierService : BackgroundService
         _time = time ?? TimeProvider.System;
         Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time, target.CacheBytesPerToken);
         _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time, Limits.BytesPerCachedToken, () => Limits.AccountedBytes);
+        StatusRejects = new PresenceRejects(logger, _time);
     }
 
     /// <summary>The load this verifier's retained status carries now.</summary>
@@ -77,7 +78,9 @@ public sealed partial class VerifierService : BackgroundService
         _connection = connection;
         try
         {
-            await connection.ConnectAsync([TopicScheme.VerifierRoundsFilter(_options.VerifierId)], stoppingToken).ConfigureAwait(false);
+            // Its own status topic too: whatever else lands there (a stray or hostile publish replacing the retained
+            // status) is answered by publishing the birth again, so devices that start later still find this verifier.
+            await connection.ConnectAsync([TopicScheme.VerifierRoundsFilter(_options.VerifierId), TopicScheme.VerifierStatus(_options.VerifierId)], stoppingToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -111,6 +114,12 @@ public sealed partial class VerifierService : BackgroundService
                     await GatherAsync(connection, batch, stoppingToken).ConfigureAwait(false);
                 }
 
+                batch.RemoveAll(m => OwnStatus(connection, m, stoppingToken));
+                if (batch.Count == 0 && !processor.Streaming)
+                {
+                    continue;
+                }
+
                 var started = _time.GetTimestamp();
                 await processor.ProcessAsync(batch, stoppingToken).ConfigureAwait(false);
                 Limits.Account();
@@ -141,6 +150,69 @@ public sealed partial class VerifierService : BackgroundService
     }
 
     /// <summary>Takes whatever else is queued, waiting at most the batch window for more.</summary>
+    /// <summary>Statuses on this verifier's own topic that were not its own, by reason.</summary>
+    public PresenceRejects StatusRejects { get; }
+
+    private long _reassertedAt;
+    private int _reassertPending;
+
+    /// <summary>
+    /// True (handled) for a message on this verifier's own status topic. Its own online status (the echo of its birth
+    /// or load refresh) is left alone; anything else there (an offline status, a cleared or malformed one, another
+    /// peer's) has replaced the retained status devices discover it by, so the birth is published again, at most
+    /// once a second (a burst gets one republish at once and one after it, so the retained status ends as the birth).
+    /// </summary>
+    private bool OwnStatus(MqttConnection connection, InboundMessage message, CancellationToken ct)
+    {
+        var topic = TopicScheme.VerifierStatus(_options.VerifierId);
+        if (message.Topic != topic)
+        {
+            return false;
+        }
+
+        var reading = PresenceCheck.Read("verifier", _options.VerifierId, message.Raw, message.PayloadBytes);
+        if (reading.Kind == PresenceKind.Online)
+        {
+            return true;
+        }
+
+        if (reading.Kind == PresenceKind.Rejected)
+        {
+            StatusRejects.Add(topic, reading.Reason!, message.PayloadBytes);
+        }
+
+        if (Interlocked.Exchange(ref _reassertPending, 1) == 1)
+        {
+            return true; // a republish is already due: it lands after this message too
+        }
+
+        var last = Interlocked.Read(ref _reassertedAt);
+        var wait = last == 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(1) - _time.GetElapsedTime(last);
+        Log.Reasserting(_logger, _options.VerifierId, reading.Reason ?? reading.Kind.ToString().ToLowerInvariant());
+        _ = ReassertAsync(connection, wait, ct);
+        return true;
+    }
+
+    private async Task ReassertAsync(MqttConnection connection, TimeSpan wait, CancellationToken ct)
+    {
+        try
+        {
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait, _time, ct).ConfigureAwait(false);
+            }
+
+            Interlocked.Exchange(ref _reassertedAt, _time.GetTimestamp());
+            Volatile.Write(ref _reassertPending, 0);
+            await connection.RepublishBirthAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is MqttPublishException or OperationCanceledException or ObjectDisposedException)
+        {
+            // The next stray status, load refresh or reconnect publishes it again.
+            Volatile.Write(ref _reassertPending, 0);
+        }
+    }
+
     private async Task GatherAsync(MqttConnection connection, List<InboundMessage> batch, CancellationToken ct)
     {
         var reader = connection.Inbound;
@@ -192,6 +264,9 @@ public sealed partial class VerifierService : BackgroundService
     {
         [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Verifier {VerifierId} serving on {Broker} with target {Model}")]
         public static partial void Started(ILogger logger, string verifierId, string broker, string model);
+
+        [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Verifier {VerifierId}: its retained status was replaced ({Kind}); publishing its birth again")]
+        public static partial void Reasserting(ILogger logger, string verifierId, string kind);
 
         [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Expired {Count} sessions idle for more than {Seconds} s")]
         public static partial void Expired(ILogger logger, int count, double seconds);

@@ -13,11 +13,15 @@ public sealed class RawClient : IAsyncDisposable
 
     public ConcurrentQueue<(string Topic, byte[] Payload, byte[]? Correlation)> Received { get; } = new();
 
+    /// <summary>Raised on the receive loop for every message, as it arrives (before it is queued in <see cref="Received"/>).</summary>
+    public event Action<string, byte[]>? Arrived;
+
     public static async Task<RawClient> ConnectAsync(int port, string clientId, params string[] subscriptions)
     {
         var raw = new RawClient();
         raw._client.ApplicationMessageReceivedAsync += e =>
         {
+            raw.Arrived?.Invoke(e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray());
             raw.Received.Enqueue((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.ToArray(), e.ApplicationMessage.CorrelationData));
             return Task.CompletedTask;
         };
@@ -53,6 +57,10 @@ public sealed class RawClient : IAsyncDisposable
 
         return _client.PublishAsync(builder.Build());
     }
+
+    /// <summary>Publishes at QoS 1, retained or not.</summary>
+    public Task PublishAsync(string topic, byte[] payload, bool retain) =>
+        _client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(payload).WithRetainFlag(retain).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
 
     /// <summary>Waits until <paramref name="predicate"/> holds for some received message, or fails after 10 s.</summary>
     public async Task<(string Topic, byte[] Payload, byte[]? Correlation)> WaitForAsync(Func<(string Topic, byte[] Payload, byte[]? Correlation), bool> predicate)
