@@ -81,7 +81,7 @@ public sealed class TransformerCliTests : IDisposable
         Assert.Contains("| 3 |", bench.Out, StringComparison.Ordinal);   // batch of 3
         Assert.Contains("managed bytes/step", bench.Out, StringComparison.Ordinal);
         Assert.Contains("pass ≈ ", bench.Out, StringComparison.Ordinal);    // the pass cost split and what it implies
-        Assert.Contains("γ=4: ", bench.Out, StringComparison.Ordinal);
+        Assert.Contains("at a large batch", bench.Out, StringComparison.Ordinal); // the break-even line, or why the fit gave none (timing noise on a busy machine)
     }
 
     [Fact]

@@ -133,6 +133,10 @@ internal static class BenchModelsCommand
                 $"γ={g}: {(fit.PerSessionMillis + (fit.PerTokenMillis * (g + 1))) / plain:0.00}"));
             o.WriteLine($"at a large batch a round must commit more tokens than this to beat plain decoding: {string.Join(", ", needed)}");
         }
+        else
+        {
+            o.WriteLine("at a large batch: the fit gave no positive per-session and per-token cost (the timings were too noisy to split); run again with more --iterations on an idle machine");
+        }
     }
 
     private static int[] ParseBatches(string text)
