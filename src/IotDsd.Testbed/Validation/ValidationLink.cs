@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 
-namespace IotDsd.Cli.Commands;
+namespace IotDsd.Testbed.Validation;
 
 /// <summary>
 /// The link the validation runs the real system through: a TCP proxy on loopback that delays each direction by half
