@@ -49,6 +49,7 @@ internal static class LoadGenerator
         VerifierService? verifier = null;
         BaselineServer? server = null;
         BrokerAddress? address = null;
+        LoadRun? run = null;
         var serverId = spec.Id ?? (useBaseline ? "server-1" : null);
         watched = [.. watched];
         try
@@ -89,7 +90,7 @@ internal static class LoadGenerator
             }
 
             var processes = new ProcessWatch(watched);
-            var run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, processes, logging);
+            run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, processes, logging);
             var (sessionSamples, errors, wall) = useBaseline
                 ? await run.BaselineAsync(serverId!, prompts, settings, references, ct).ConfigureAwait(false)
                 : await run.SpeculativeAsync(draft ?? throw new ArgumentNullException(nameof(draft)), serverId, prompts, settings, references, ct).ConfigureAwait(false);
@@ -118,7 +119,7 @@ internal static class LoadGenerator
             {
                 await embedded.DisposeAsync().ConfigureAwait(false);
             }
-            else if (address is { } external)
+            else if (address is { } external && run is { AnyConnected: true })
             {
                 await RetainedCleanup.ClearAsync(external, spec.Username, spec.Password, RetainedCleanup.Topics(Enumerable.Range(0, n).Select(LoadRun.DeviceId), []), CancellationToken.None).ConfigureAwait(false);
             }
@@ -171,7 +172,7 @@ internal static class LoadGenerator
                     workers[d] = new DraftWorker(Options(d, verifierId), draft, logging.CreateLogger<DraftWorker>());
                 }
 
-                await Task.WhenAll(workers.Select(w => w.StartAsync(ct))).ConfigureAwait(false);
+                await StartAllAsync(workers.Select(w => w.StartAsync(ct))).ConfigureAwait(false);
                 return await RunAsync(async (d, s) =>
                 {
                     var r = await workers[d].GenerateAsync(prompts[d % prompts.Length], s, null, ct).ConfigureAwait(false);
@@ -200,7 +201,7 @@ internal static class LoadGenerator
                     clients[d] = new StreamClient(Options(d, null), serverId, logging.CreateLogger<StreamClient>());
                 }
 
-                await Task.WhenAll(clients.Select(c => c.StartAsync(ct))).ConfigureAwait(false);
+                await StartAllAsync(clients.Select(c => c.StartAsync(ct))).ConfigureAwait(false);
                 return await RunAsync(async (d, s) =>
                 {
                     var r = await clients[d].GenerateAsync(prompts[d % prompts.Length], s.Sampling, s.Seed, s.SessionId, s.MaxTokens, null, ct).ConfigureAwait(false);
@@ -215,6 +216,22 @@ internal static class LoadGenerator
                 {
                     await c.DisposeAsync().ConfigureAwait(false);
                 }
+            }
+        }
+
+        /// <summary>True once any device has connected: only then can the run have left retained messages behind.</summary>
+        public bool AnyConnected { get; private set; }
+
+        private async Task StartAllAsync(IEnumerable<Task> starts)
+        {
+            var all = starts.ToList();
+            try
+            {
+                await Task.WhenAll(all).ConfigureAwait(false);
+            }
+            finally
+            {
+                AnyConnected = all.Any(t => t.IsCompletedSuccessfully);
             }
         }
 

@@ -10,17 +10,20 @@ using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
 using IotDsd.Messaging.Broker;
 using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.LinkEmulation;
 using IotDsd.Sim.Calibration;
 using IotDsd.Sim.Engine;
 using IotDsd.Sim.Scenarios;
 using IotDsd.Verifier.Hosting;
+using EmulatedDirection = IotDsd.Messaging.LinkEmulation.LinkProfile;
+using LinkProfile = IotDsd.Sim.Scenarios.LinkProfile;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace IotDsd.Testbed.Validation;
 
 /// <summary>
 /// <c>iotdsd sim --validate</c>: for each link profile, a calibration run of the real system on loopback (embedded
-/// broker, verifier, draft worker, shipped models), the same generation again through an emulated link, and the
+/// broker, verifier, draft worker, shipped models), the same generation again through the link emulator, and the
 /// simulator given the calibration and that link. Prints real and simulated tokens/s and bytes/token side by side.
 /// </summary>
 internal static class SimValidation
@@ -62,9 +65,15 @@ internal static class SimValidation
                 var calibrationRun = await local.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
                 GenerationReport real;
                 (double Up, double Down) late;
-                await using (var link = new ValidationLink(broker.Port, p.Rtt, p.Jitter, p.Up, p.Down))
+                await using (var link = new LinkEmulator(new LinkEmulatorOptions
                 {
-                    link.Start();
+                    UpstreamHost = "127.0.0.1",
+                    UpstreamPort = broker.Port,
+                    Up = Direction(p.Rtt, p.Jitter, p.Up),
+                    Down = Direction(p.Rtt, p.Jitter, p.Down),
+                }))
+                {
+                    await link.StartAsync(ct).ConfigureAwait(false);
                     await using var remote = await WorkerAsync(new BrokerAddress("127.0.0.1", link.Port), "validate-" + p.Name, draft, ct).ConfigureAwait(false);
                     real = await remote.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
                     late = link.MeanLateMs;
@@ -96,6 +105,17 @@ internal static class SimValidation
 
         return ok ? 0 : 1;
     }
+
+    /// <summary>
+    /// One direction of the simulator's link model (RTT/2 ± jitter, serialised at the bandwidth) as the link emulator
+    /// draws it: a fixed delay of RTT/2 − jitter plus a uniform 0 … 2 × jitter.
+    /// </summary>
+    internal static EmulatedDirection Direction(double rttMs, double jitterMs, double mbps) => new()
+    {
+        Delay = TimeSpan.FromMilliseconds(Math.Max(0, (rttMs / 2) - jitterMs)),
+        Jitter = TimeSpan.FromMilliseconds(2 * jitterMs),
+        BytesPerSecond = (long)(mbps * 1_000_000 / 8),
+    };
 
     private static SessionSettings Settings(DecodingMode mode, string session, int tokens) => new()
     {
