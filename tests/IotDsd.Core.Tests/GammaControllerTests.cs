@@ -87,6 +87,37 @@ public sealed class GammaControllerTests
     }
 
     [Fact]
+    public void Choose_TransferGrowsWithGamma_ShortensDrafts()
+    {
+        // A narrow link: each draft adds 10 ms on the wire. Told so, the controller keeps it out of the learned round
+        // trip and chooses the optimum of the whole cost; without it, it lumps the transfer into a flat link time.
+        double Transfer(int g, double alpha) => 10.0 * g;
+        var random = new Random(1234);
+        var told = new GammaController(12, 12, transferMs: Transfer);
+        var blind = new GammaController(12, 12);
+        foreach (var controller in new[] { told, blind })
+        {
+            for (var i = 0; i < 2000; i++)
+            {
+                var gamma = controller.Choose();
+                var accepted = 0;
+                while (accepted < gamma && random.NextDouble() < 0.8)
+                {
+                    accepted++;
+                }
+
+                var draft = gamma * 0.5;
+                controller.Observe(gamma, accepted, draft, draft + 20 + Transfer(gamma, 0.8) + 5, 5);
+            }
+        }
+
+        var best = Enumerable.Range(1, 12).MaxBy(g => GammaController.ExpectedTokens(0.8, g) / ((g * 0.5) + 20 + Transfer(g, 0.8) + 5));
+        Assert.InRange(told.Choose(), best - 1, best + 1);
+        Assert.Equal(20, told.LinkMs, 0);
+        Assert.True(blind.Choose() > told.Choose(), $"blind {blind.Choose()}, told {told.Choose()}");
+    }
+
+    [Fact]
     public void Constructor_BadArguments_Throw()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new GammaController(0, 1));

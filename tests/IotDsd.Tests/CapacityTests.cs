@@ -148,7 +148,7 @@ public sealed class CapacityTests
     public async Task Loadgen_NoPrompt_RunsTheShippedPromptSetOnePerDevice()
     {
         var shipped = File.ReadAllLines(Path.Combine(Security.SecureBroker.RepoRoot, "devices", "prompts.txt")).Where(l => l.Trim().Length > 0).ToArray();
-        Assert.Equal(shipped, Cli.Commands.LoadgenCommand.DefaultPrompts());
+        Assert.Equal(shipped, Testbed.Load.LoadGenerator.DefaultPrompts());
         Assert.True(shipped.Length >= 2);
 
         var (code, stdout, stderr) = await CliProcess.RunAsync(null, ["loadgen", "--devices", "3", "--max-tokens", "30", "--temperature", "0", "--json"]);
@@ -182,10 +182,10 @@ public sealed class CapacityTests
     public void LoadReport_NoVerifierStats_MaxBatchFromTheSessions()
     {
         IReadOnlyList<double> steps = [1.0];
-        var samples = new[] { 3, 7, 5 }.Select(m => new Cli.Load.SessionSample(10, 10, true, 10, 1, steps, 0, 0, 0, 0, m - 0.5, 0, 0, 4, 3) { MaxBatch = m }).ToList();
-        var report = Cli.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 0, meanBatch: null, []);
+        var samples = new[] { 3, 7, 5 }.Select(m => new Testbed.Load.SessionSample(10, 10, true, 10, 1, steps, 0, 0, 0, 0, m - 0.5, 0, 0, 4, 3) { MaxBatch = m }).ToList();
+        var report = Testbed.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 0, meanBatch: null, []);
         Assert.Equal(7, report.MaxBatch);
-        Assert.Equal(9, Cli.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 9, meanBatch: 4, []).MaxBatch);
+        Assert.Equal(9, Testbed.Load.LoadReport.From("iotdsd", "greedy", 3, samples, [], 1, maxBatch: 9, meanBatch: 4, []).MaxBatch);
     }
 
     [Fact]

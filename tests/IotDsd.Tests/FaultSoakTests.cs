@@ -1,5 +1,5 @@
 using System.Globalization;
-using IotDsd.Cli.Faults;
+using IotDsd.Testbed.Faults;
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;

@@ -1,4 +1,4 @@
-using IotDsd.Cli.Output;
+using IotDsd.Testbed.Reporting;
 using IotDsd.Tests.Infrastructure;
 
 namespace IotDsd.Tests;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using IotDsd.Cli.Faults;
+using IotDsd.Testbed.Faults;
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;

@@ -1,18 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
-using System.Globalization;
-using IotDsd.Cli.Load;
-using IotDsd.Cli.Output;
-using IotDsd.Contracts.Messages;
-using IotDsd.Core.Sampling;
-using IotDsd.Core.Sessions;
-using IotDsd.Edge.Drafting;
-using IotDsd.Edge.Hosting;
-using IotDsd.Messaging.Broker;
 using IotDsd.Messaging.Connections;
-using IotDsd.Verifier.Hosting;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace IotDsd.Cli.Commands;
 
@@ -23,9 +10,6 @@ namespace IotDsd.Cli.Commands;
 /// </summary>
 internal static class BenchCommand
 {
-    private const string DeviceId = "bench-device";
-    private const string VerifierId = "bench-verifier";
-
     public static Command Create(CommonOptions common)
     {
         var count = new Option<int>("--count") { Description = "Ping-pongs and generated tokens.", DefaultValueFactory = _ => 2000 };
@@ -40,120 +24,12 @@ internal static class BenchCommand
                 throw new CliError($"--count must be between 10 and 1000000, got {n}");
             }
 
-            EmbeddedBroker? embedded = null;
-            BrokerAddress address;
-            if (result.GetValue(broker) is { } text)
-            {
-                address = BrokerAddress.TryParse(text, out var error) ?? throw new CliError(error!);
-            }
-            else
-            {
-                embedded = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
-                address = new BrokerAddress("127.0.0.1", embedded.Port);
-            }
-
-            try
-            {
-                var progress = new ProgressReporter("bench rtt");
-                progress.Start($"bare QoS 1 ping-pongs on {address}", n + PingWarmUp, "ping-pongs");
-                var ping = await PingPongAsync(address, n, result.GetValue(payload), progress, ct).ConfigureAwait(false);
-                progress.Done();
-                using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
-                progress.Start("greedy speculative rounds through a verifier and a device", GreedyWarmUp + n, "tokens");
-                var report = await GreedyRoundsAsync(address, models, n, progress, ct).ConfigureAwait(false);
-                progress.Done();
-                var overhead = report.RoundMillis.Select((r, i) => r - report.DraftMillis[i] - report.VerifyMillis[i]).ToList();
-                double P(IReadOnlyList<double> v, double q) => CompletionJson.Percentile(v, q);
-                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"broker {address}{(embedded is null ? "" : " (embedded)")}, {n} samples\n" +
-                    $"bare QoS 1 ping-pong ({result.GetValue(payload)} B):  p50 {P(ping, 0.5):0.000} ms  p99 {P(ping, 0.99):0.000} ms\n" +
-                    $"greedy round, device view:        p50 {P(report.RoundMillis, 0.5):0.000} ms  p99 {P(report.RoundMillis, 0.99):0.000} ms  ({report.Rounds} rounds)\n" +
-                    $"  drafting on the device:         p50 {P(report.DraftMillis, 0.5):0.000} ms\n" +
-                    $"  verification (forward pass):    p50 {P(report.VerifyMillis, 0.5):0.000} ms\n" +
-                    $"  round minus draft and verify:   p50 {P(overhead, 0.5):0.000} ms  p99 {P(overhead, 0.99):0.000} ms\n" +
-                    $"pipeline overhead over bare RTT:  p50 {P(overhead, 0.5) - P(ping, 0.5):0.000} ms per round"));
-            }
-            finally
-            {
-                if (embedded is not null)
-                {
-                    await embedded.DisposeAsync().ConfigureAwait(false);
-                }
-                else
-                {
-                    await RetainedCleanup.ClearAsync(address, null, null, RetainedCleanup.Topics([DeviceId], [VerifierId]), CancellationToken.None).ConfigureAwait(false);
-                }
-            }
-
+            var address = result.GetValue(broker) is { } text ? BrokerAddress.TryParse(text, out var error) ?? throw new CliError(error!) : null;
+            using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
+            var report = await RttBench.RunAsync(address, n, result.GetValue(payload), models.Draft!, models.Target, models.Tokenizer.Encode(RttBench.Prompt), ct).ConfigureAwait(false);
+            Console.Out.WriteLine(report);
             return 0;
         });
         return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common), FaultBenchCommand.Create(common) };
-    }
-
-    private const int PingWarmUp = 50;
-    private const int GreedyWarmUp = 50;
-
-    private static async Task<List<double>> PingPongAsync(BrokerAddress address, int n, int size, ProgressReporter progress, CancellationToken ct)
-    {
-        const string pingTopic = "iotdsd/v1/bench/ping";
-        const string pongTopic = "iotdsd/v1/bench/pong";
-        var log = NullLogger.Instance;
-        await using var echo = new MqttConnection(new MqttSettings { Broker = address, ClientId = $"iotdsd-bench-echo-{Environment.ProcessId}" }, _ => false, log);
-        await using var pinger = new MqttConnection(new MqttSettings { Broker = address, ClientId = $"iotdsd-bench-ping-{Environment.ProcessId}" }, _ => false, log);
-        await echo.ConnectAsync([pingTopic], ct).ConfigureAwait(false);
-        await pinger.ConnectAsync([pongTopic], ct).ConfigureAwait(false);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var echoing = Task.Run(async () =>
-        {
-            await foreach (var m in echo.Inbound.ReadAllAsync(stop.Token).ConfigureAwait(false))
-            {
-                await echo.PublishRawAsync(pongTopic, m.Raw ?? [], retain: false, stop.Token).ConfigureAwait(false);
-            }
-        }, CancellationToken.None);
-        var payload = new byte[size];
-        var samples = new List<double>(n);
-        for (var i = 0; i < n + PingWarmUp; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            await pinger.PublishRawAsync(pingTopic, payload, retain: false, ct).ConfigureAwait(false);
-            await pinger.Inbound.ReadAsync(ct).ConfigureAwait(false);
-            if (i >= PingWarmUp)
-            {
-                samples.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-            }
-
-            progress.Report(i + 1);
-        }
-
-        await stop.CancelAsync().ConfigureAwait(false);
-        try
-        {
-            await echoing.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        return samples;
-    }
-
-    private static async Task<GenerationReport> GreedyRoundsAsync(BrokerAddress address, ModelPair models, int tokens, ProgressReporter progress, CancellationToken ct)
-    {
-        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = VerifierId, BatchWait = TimeSpan.Zero }, models.Target, NullLogger<VerifierService>.Instance);
-        await verifier.StartAsync(ct).ConfigureAwait(false);
-        await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
-        try
-        {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = DeviceId, VerifierId = VerifierId }, models.Draft!, NullLogger.Instance);
-            await worker.StartAsync(ct).ConfigureAwait(false);
-            var prompt = models.Tokenizer.Encode("The meaning of life is");
-            var settings = new SessionSettings { SessionId = "bench", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
-            await worker.GenerateAsync(prompt, settings with { SessionId = "warm", MaxTokens = GreedyWarmUp }, _ => progress.Advance(), ct).ConfigureAwait(false);
-            return await worker.GenerateAsync(prompt, settings, _ => progress.Advance(), ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            await verifier.StopAsync(CancellationToken.None).ConfigureAwait(false);
-        }
     }
 }

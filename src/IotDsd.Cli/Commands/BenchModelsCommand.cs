@@ -1,11 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using IotDsd.Cli.Output;
-using IotDsd.Core.Models;
 using IotDsd.Inference.Execution;
 using IotDsd.Inference.Models;
-using IotDsd.Inference.Ngram;
-using IotDsd.Inference.Transformer;
 
 namespace IotDsd.Cli.Commands;
 
@@ -56,87 +52,14 @@ internal static class BenchModelsCommand
 
             if (draftDir is null)
             {
-                (draftDir, targetDir) = EnsurePreset(result.GetValue(preset)!);
+                (draftDir, targetDir) = ModelsBench.EnsurePreset(result.GetValue(preset)!, Console.Error);
             }
 
             using var models = ModelPair.Load(draftDir, targetDir, needDraft: true, options: options);
-            Run(models.Draft!, models.Target, options, n, sizes);
+            ModelsBench.Run(models.Draft!, models.Target, options, n, sizes, Console.Out);
             return 0;
         });
         return command;
-    }
-
-    private static void Run(ILanguageModel draft, ILanguageModel target, InferenceOptions options, int n, int[] sizes)
-    {
-        var o = Console.Out;
-        var progress = new ProgressReporter("bench models");
-        progress.Start($"timing decode, verification and batches (medians of {n})", 2 + 8 + sizes.Length, "measurements");
-        o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"provider {options.Provider}, {options.IntraOpThreads} intra-op thread(s), {Environment.ProcessorCount} cores, medians of {n}"));
-        o.WriteLine($"draft {draft.Name}, target {target.Name}");
-        o.WriteLine();
-        o.WriteLine("| model | decode tokens/s | ms/token | managed bytes/step |");
-        o.WriteLine("|---|---|---|---|");
-        foreach (var m in (ILanguageModel[])[draft, target])
-        {
-            var d = ModelBenchmark.Decode(m, Math.Max(32, n * 4));
-            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {m.Name} | {d.TokensPerSecond:0.0} | {d.MillisPerToken:0.000} | {d.ManagedBytesPerStep:0} |"));
-            progress.Advance();
-        }
-
-        o.WriteLine();
-        o.WriteLine("| γ | verify ms (target, prefix 64) | ms per verified token |");
-        o.WriteLine("|---|---|---|");
-        for (int gamma = 1; gamma <= 8; gamma++)
-        {
-            var ms = ModelBenchmark.VerifyMillis(target, 64, gamma, n);
-            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {gamma} | {ms:0.000} | {ms / (gamma + 1):0.000} |"));
-            progress.Advance();
-        }
-
-        o.WriteLine();
-        o.WriteLine("| batch | batched ms (γ=4) | one-at-a-time ms | speed-up | tokens/s |");
-        o.WriteLine("|---|---|---|---|---|");
-        foreach (var b in sizes)
-        {
-            var r = ModelBenchmark.Batch(target, b, 4, n);
-            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {b} | {r.Millis:0.000} | {r.SequentialMillis:0.000} | {r.SequentialMillis / r.Millis:0.00}x | {r.TokensPerSecond:0} |"));
-            progress.Advance();
-        }
-
-        progress.Done();
-        var most = Math.Max(2, sizes.Max());
-        PrintPassCost(o, ModelBenchmark.PassCost(target, n, [1, Math.Max(2, most / 4), most], [1, 3, 5]));
-    }
-
-    /// <summary>
-    /// The target's pass cost split into fixed, per-session and per-token parts, and what it implies for verification
-    /// against plain decoding at a large batch: verifying γ drafts per session costs (s + t(γ+1)) a session where
-    /// plain decoding costs (s + t) a token, so a round must commit more than their ratio to pay.
-    /// </summary>
-    private static void PrintPassCost(TextWriter o, ModelBenchmark.PassCostFit fit)
-    {
-        o.WriteLine();
-        o.WriteLine("| sessions | tokens each | pass ms | fit ms |");
-        o.WriteLine("|---|---|---|---|");
-        foreach (var p in fit.Points)
-        {
-            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {p.Sessions} | {p.TokensEach} | {p.Millis:0.000} | {fit.Millis(p.Sessions, p.Sessions * p.TokensEach):0.000} |"));
-        }
-
-        o.WriteLine();
-        o.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"pass ≈ {fit.FixedMillis:0.00} ms + {fit.PerSessionMillis:0.000} ms × sessions + {fit.PerTokenMillis:0.000} ms × tokens; arithmetic reaches the fixed part at ≈ {fit.MemoryBoundTokens:0} tokens a pass"));
-        var plain = fit.PerSessionMillis + fit.PerTokenMillis;
-        if (plain > 0)
-        {
-            var needed = Enumerable.Range(1, 4).Select(g => string.Create(CultureInfo.InvariantCulture,
-                $"γ={g}: {(fit.PerSessionMillis + (fit.PerTokenMillis * (g + 1))) / plain:0.00}"));
-            o.WriteLine($"at a large batch a round must commit more tokens than this to beat plain decoding: {string.Join(", ", needed)}");
-        }
-        else
-        {
-            o.WriteLine("at a large batch: the fit gave no positive per-session and per-token cost (the timings were too noisy to split); run again with more --iterations on an idle machine");
-        }
     }
 
     private static int[] ParseBatches(string text)
@@ -152,26 +75,5 @@ internal static class BenchModelsCommand
         }
 
         return parts.Length > 0 ? sizes : throw new CliError("--batches is empty");
-    }
-
-    private static (string Draft, string Target) EnsurePreset(string preset)
-    {
-        if (!TransformerConfig.PresetNames.Contains(preset))
-        {
-            throw new CliError($"--preset must be {string.Join(" or ", TransformerConfig.PresetNames)}, got '{preset}'");
-        }
-
-        var root = DefaultModels.DefaultCacheRoot();
-        string Dir(string role) => Path.Combine(root, $"transformer-{preset}-{role}-seed1-v1");
-        foreach (var role in (string[])["draft", "target"])
-        {
-            if (!ModelDirectory.IsValid(Dir(role)))
-            {
-                Console.Error.WriteLine($"building the {preset} {role} into {Dir(role)} ...");
-                TransformerModelBuilder.Build(preset, role, 1, Dir(role), DefaultModels.Corpus.Span, DefaultModels.CorpusName);
-            }
-        }
-
-        return (Dir("draft"), Dir("target"));
     }
 }

@@ -1,9 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using System.Text.Json.Serialization;
-using IotDsd.Cli.Load;
-using IotDsd.Cli.Output;
 
 namespace IotDsd.Cli.Commands;
 
@@ -31,7 +28,6 @@ internal static class CapacityBenchCommand
         command.SetAction(async (result, ct) =>
         {
             var slos = ParseSlos(result.GetValue(slo)!);
-            var limit = slos.Max();
 
             var points = ParseCounts(result.GetValue(counts)!);
             var batchWait = result.GetValue(wait);
@@ -51,51 +47,14 @@ internal static class CapacityBenchCommand
             var prompt = models.EncodePrompt(result.GetValue(common.Prompt)!);
 
             var samples = common.SampleCount(result);
-            var json = result.GetValue(common.Json);
-            var outcome = new List<SystemCapacity>();
-            var runBaseline = which switch { "both" => new[] { false, true }, "baseline" => [true], _ => [false] };
-            var progress = new ProgressReporter("bench capacity");
-            progress.Start($"load points ({string.Join(", ", points)} sessions) per system, until {result.GetValue(past) + 1} miss the SLO", (long)points.Length * runBaseline.Length, "load points");
-            var pointsDone = 0;
-            foreach (var baseline in runBaseline)
-            {
-                var runs = new List<LoadReport>();
-                var broken = 0;
-                foreach (var n in points)
-                {
-                    var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
-                    var spec = new LoadgenCommand.LoadSpec(n, samples, baseline, null, null, result.GetValue(maxBatch), null, null, TimeSpan.FromSeconds(60), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), TimeSpan.FromMilliseconds(batchWait));
-                    var report = await LoadgenCommand.RunAsync(spec, models, [prompt], settings, null, [], logging, ct).ConfigureAwait(false);
-                    runs.Add(report);
-                    progress.Report(++pointsDone);
-                    var ok = Meets(report, limit);
-                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{report.System,-8} sessions {n,4}: TPOT p50 {report.TpotP50,8:0.0} p99 {report.TpotP99,8:0.0} ms, {report.TokensPerSecond,8:0.0} tok/s, batch {report.MeanBatch:0.0}, acceptance {report.AcceptanceRate:0.00} {(ok ? "within" : "OVER")} SLO"));
-                    if (report.Failed > 0 || report.LostTokens > 0 || report.DuplicatedTokens > 0)
-                    {
-                        throw new CliError($"{report.System} at {n} sessions: {report.Failed} failed, {report.LostTokens} lost, {report.DuplicatedTokens} duplicated: {string.Join("; ", report.Errors.Take(3))}");
-                    }
-
-                    if (!ok && ++broken > result.GetValue(past))
-                    {
-                        break;
-                    }
-                }
-
-                outcome.Add(new SystemCapacity(runs[0].System, [.. slos.Select(l => Capacity(runs, l))], runs));
-            }
-
-            var summary = new CapacityReport(slos, outcome);
-            Console.Out.WriteLine(json ? JsonSerializer.Serialize(summary) : summary.Summary());
+            var plan = new CapacityBench.Plan(slos, points, which, samples, result.GetValue(maxBatch), TimeSpan.FromMilliseconds(batchWait), result.GetValue(past),
+                result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), (i, device) => common.Settings(result, i, device));
+            var summary = await CapacityBench.RunAsync(plan, models.Draft, models.Target, prompt, logging, Console.Error, ct).ConfigureAwait(false);
+            Console.Out.WriteLine(result.GetValue(common.Json) ? JsonSerializer.Serialize(summary) : summary.Summary());
             return 0;
         });
         return command;
     }
-
-    private static bool Meets(LoadReport r, double slo) => r.Failed == 0 && r.TpotP99 <= slo;
-
-    /// <summary>The largest session count measured within <paramref name="slo"/>.</summary>
-    private static int Capacity(List<LoadReport> runs, double slo) => runs.Where(r => Meets(r, slo)).Select(r => r.Devices).DefaultIfEmpty(0).Max();
 
     internal static double[] ParseSlos(string text)
     {
@@ -132,34 +91,5 @@ internal static class CapacityBenchCommand
         }
 
         return values.Count > 0 ? [.. values] : throw new CliError("--sessions must list at least one count");
-    }
-
-    private sealed record SystemCapacity(
-        [property: JsonPropertyName("system")] string System,
-        [property: JsonPropertyName("sessions_within_slo")] IReadOnlyList<int> Sessions,
-        [property: JsonPropertyName("runs")] IReadOnlyList<LoadReport> Runs);
-
-    private sealed record CapacityReport(
-        [property: JsonPropertyName("slo_tpot_p99_ms")] IReadOnlyList<double> Slos,
-        [property: JsonPropertyName("systems")] IReadOnlyList<SystemCapacity> Systems)
-    {
-        /// <summary>IotDsd's capacity over the baseline's, per SLO (null where either system was not run or the baseline served none).</summary>
-        [JsonPropertyName("capacity_ratio")]
-        public IReadOnlyList<double?> Ratios => [.. Slos.Select((_, i) =>
-            Systems.Count == 2 && Systems[1].Sessions[i] > 0 ? (double?)Systems[0].Sessions[i] / Systems[1].Sessions[i] : null)];
-
-        public string Summary()
-        {
-            var lines = new List<string>();
-            for (var i = 0; i < Slos.Count; i++)
-            {
-                var slo = Slos[i];
-                var parts = Systems.Select(s => string.Create(CultureInfo.InvariantCulture, $"{s.System} {s.Sessions[i]}"));
-                var ratio = Ratios[i] is double r ? string.Create(CultureInfo.InvariantCulture, $", ratio {r:0.00}x") : "";
-                lines.Add(string.Create(CultureInfo.InvariantCulture, $"p99 TPOT ≤ {slo:0.#} ms: {string.Join(", ", parts)} concurrent sessions{ratio}"));
-            }
-
-            return string.Join(Environment.NewLine, lines);
-        }
     }
 }

@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using IotDsd.Cli.Faults;
-using IotDsd.Cli.Output;
 using IotDsd.Contracts.Messages;
 using IotDsd.Edge.Drafting;
 using IotDsd.Inference.Ngram;

@@ -71,7 +71,7 @@ internal static class LinkCommand
                 : Task.FromResult(TimeSpan.Zero);
             try
             {
-                await ControlAsync(link, ct).ConfigureAwait(false);
+                await LinkControl.RunAsync(link, Console.In, Console.Out, ct).ConfigureAwait(false);
                 await schedule.ConfigureAwait(false);
             }
             catch (OperationCanceledException)
@@ -82,73 +82,6 @@ internal static class LinkCommand
         });
         return command;
     }
-
-    /// <summary>Reads commands from stdin until it closes; then waits for cancellation.</summary>
-    private static async Task ControlAsync(LinkEmulator link, CancellationToken ct)
-    {
-        while (await Console.In.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
-        {
-            var reply = Apply(link, line);
-            if (reply is not null)
-            {
-                await Console.Out.WriteLineAsync(reply).ConfigureAwait(false);
-                await Console.Out.FlushAsync(ct).ConfigureAwait(false);
-            }
-        }
-
-        await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>Applies one control line; returns what to print.</summary>
-    internal static string? Apply(LinkEmulator link, string line)
-    {
-        var words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        if (words.Length == 0)
-        {
-            return null;
-        }
-
-        try
-        {
-            switch (words[0].ToLowerInvariant())
-            {
-                case "cut":
-                    link.Cut();
-                    break;
-                case "restore" or "up":
-                    link.Restore();
-                    break;
-                case "half-open" or "halfopen":
-                    link.HalfOpen();
-                    break;
-                case "delay" when words.Length is 2 or 3:
-                    var ms = Number(words[1]);
-                    var j = words.Length == 3 ? Number(words[2]) : link.Up.Jitter.TotalMilliseconds;
-                    link.Configure(
-                        link.Up with { Delay = TimeSpan.FromMilliseconds(ms), Jitter = TimeSpan.FromMilliseconds(j) },
-                        link.Down with { Delay = TimeSpan.FromMilliseconds(ms), Jitter = TimeSpan.FromMilliseconds(j) });
-                    break;
-                case "bw" when words.Length == 3:
-                    link.Configure(link.Up with { BytesPerSecond = (long)Number(words[1]) }, link.Down with { BytesPerSecond = (long)Number(words[2]) });
-                    break;
-                case "status":
-                    break;
-                default:
-                    return "commands: cut | restore | half-open | delay MS [JITTER_MS] | bw UP_BPS DOWN_BPS | status";
-            }
-        }
-        catch (ArgumentException ex)
-        {
-            return $"error: {ex.Message}";
-        }
-
-        return string.Create(CultureInfo.InvariantCulture, $"{link.State.ToString().ToLowerInvariant()}; up: {link.Up}; down: {link.Down}; connections {link.ActiveConnections}, accepted {link.Accepted}, refused {link.Refused}, bytes up {link.BytesUp} down {link.BytesDown}");
-    }
-
-    internal static double Number(string text) =>
-        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0
-            ? v
-            : throw new ArgumentException($"'{text}' is not a non-negative number");
 
     private static LinkProfile Profile(double delayMs, double jitterMs, long bps) => new()
     {

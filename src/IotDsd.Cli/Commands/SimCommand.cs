@@ -61,7 +61,8 @@ internal static class SimCommand
         var json = result.GetValue(Json);
         if (result.GetValue(Validate))
         {
-            return await SimValidation.RunAsync(json, ct).ConfigureAwait(false);
+            using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
+            return await SimValidation.RunAsync(models.Draft!, models.Target, models.Tokenizer.Encode(SimValidation.Prompt), json, Console.Out, ct).ConfigureAwait(false);
         }
 
         var scenario = BuildScenario(result);

@@ -84,17 +84,7 @@ internal sealed record CompletionJson
     public string ToLine() => JsonSerializer.Serialize(this);
 
     /// <summary>Nearest-rank percentile; 0 for an empty list.</summary>
-    public static double Percentile(IReadOnlyList<double> values, double q)
-    {
-        if (values.Count == 0)
-        {
-            return 0;
-        }
-
-        var sorted = values.Order().ToArray();
-        var rank = (int)Math.Ceiling(q * sorted.Length) - 1;
-        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
-    }
+    public static double Percentile(IReadOnlyList<double> values, double q) => IotDsd.Testbed.Reporting.Percentiles.Of(values, q);
 }
 
 /// <summary>The human summary printed after the streamed text.</summary>

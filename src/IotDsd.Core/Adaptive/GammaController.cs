@@ -7,12 +7,15 @@ namespace IotDsd.Core.Adaptive;
 /// draft time per token, the verifier's time for a round as a line in γ (its batch time, which grows with the
 /// verifier's load), and the rest of the round trip (network, broker and queueing at the verifier). So a loaded
 /// verifier — longer batches, deeper queue — moves every device toward the γ that costs it least per token.
-/// No I/O and no clock: the caller measures.
+/// Where the caller can model the time a round of γ spends being serialised onto the link (the simulator, whose
+/// link it defines), that part is given as a function and kept out of the learned round trip, so a narrow link that
+/// makes long rounds expensive moves γ down. No I/O and no clock: the caller measures.
 /// </summary>
 public sealed class GammaController
 {
     private readonly int _maxGamma;
     private readonly double _decay;
+    private readonly Func<int, double, double>? _transferMs;
     private double _accepted;
     private double _trials;
     private double _draftMsPerToken;
@@ -23,7 +26,9 @@ public sealed class GammaController
     /// <param name="maxGamma">The largest γ it may choose.</param>
     /// <param name="initialGamma">What <see cref="Choose"/> returns before the first observation.</param>
     /// <param name="halfLife">Rounds after which an observation weighs half.</param>
-    public GammaController(int maxGamma, int initialGamma, double halfLife = 32)
+    /// <param name="transferMs">Optional: expected serialisation time of a round of γ drafts at acceptance rate α, ms
+    /// (γ, α → ms). Without it, transfer time is part of the learned round trip and taken as the same for every γ.</param>
+    public GammaController(int maxGamma, int initialGamma, double halfLife = 32, Func<int, double, double>? transferMs = null)
     {
         if (maxGamma < 1)
         {
@@ -38,6 +43,7 @@ public sealed class GammaController
         _maxGamma = maxGamma;
         InitialGamma = Math.Clamp(initialGamma, 1, maxGamma);
         _decay = Math.Pow(0.5, 1.0 / halfLife);
+        _transferMs = transferMs;
     }
 
     public int InitialGamma { get; }
@@ -48,7 +54,7 @@ public sealed class GammaController
     /// <summary>Estimated draft time per token, ms.</summary>
     public double DraftMsPerToken => _draftMsPerToken;
 
-    /// <summary>Estimated round time outside drafting and verification (network, broker, queueing), ms.</summary>
+    /// <summary>Estimated round time outside drafting, verification and modelled transfer (network, broker, queueing), ms.</summary>
     public double LinkMs => _linkMs;
 
     /// <summary>Rounds observed so far.</summary>
@@ -71,7 +77,7 @@ public sealed class GammaController
         _trials = (_trials * _decay) + accepted + (accepted < gamma ? 1 : 0);
         var first = _observed == 0;
         _draftMsPerToken = Blend(_draftMsPerToken, Math.Max(0, draftMs) / gamma, first);
-        _linkMs = Blend(_linkMs, Math.Max(0, roundMs - draftMs - verifyMs), first);
+        _linkMs = Blend(_linkMs, Math.Max(0, roundMs - draftMs - verifyMs - TransferMs(gamma)), first);
         double x = gamma + 1, y = Math.Max(0, verifyMs);
         _sw = (_sw * _decay) + 1;
         _sx = (_sx * _decay) + x;
@@ -109,7 +115,7 @@ public sealed class GammaController
     /// <summary>Expected committed tokens per millisecond at <paramref name="gamma"/>.</summary>
     public double Goodput(int gamma)
     {
-        var cost = (gamma * _draftMsPerToken) + _linkMs + VerifyMs(gamma);
+        var cost = (gamma * _draftMsPerToken) + _linkMs + VerifyMs(gamma) + TransferMs(gamma);
         return ExpectedTokens(Alpha, gamma) / Math.Max(cost, 1e-6);
     }
 
@@ -136,6 +142,8 @@ public sealed class GammaController
 
         return best;
     }
+
+    private double TransferMs(int gamma) => _transferMs is null ? 0 : Math.Max(0, _transferMs(gamma, Alpha));
 
     private double Blend(double current, double sample, bool first) => first ? sample : (current * _decay) + (sample * (1 - _decay));
 }

@@ -1,6 +1,7 @@
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
+using IotDsd.Core.Speculative;
 
 namespace IotDsd.Core.Sessions;
 
@@ -106,18 +107,7 @@ public sealed partial class VerifierSession
         }
 
         var position = s.Start + s.Decoded.Count;
-        int token;
-        if (Sampling.IsGreedy)
-        {
-            token = Distribution.ArgMax(s.Logits);
-        }
-        else
-        {
-            var probs = s.Probs ??= new float[_vocab];
-            Distribution.FromLogits(s.Logits, Sampling, probs);
-            token = Distribution.Sample(probs, DeterministicRandom.Uniform(Open.Seed, _sessionKey, 0, position, RandomStream.Autoregressive));
-        }
-
+        var token = Autoregressive.Choose(s.Logits, Sampling, Open.Seed, _sessionKey, position, Sampling.IsGreedy ? default : s.Probs ??= new float[_vocab]);
         s.Decoded.Add(token);
         return token;
     }

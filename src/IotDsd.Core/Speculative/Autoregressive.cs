@@ -37,17 +37,7 @@ public static class Autoregressive
         sequence.Feed(prompt, logits);
         for (var i = 0; i < maxTokens; i++)
         {
-            int token;
-            if (sampling.IsGreedy)
-            {
-                token = Distribution.ArgMax(logits);
-            }
-            else
-            {
-                Distribution.FromLogits(logits, sampling, probs);
-                token = Distribution.Sample(probs, DeterministicRandom.Uniform(seed, session, 0, prompt.Length + i, RandomStream.Autoregressive));
-            }
-
+            var token = Choose(logits, sampling, seed, session, prompt.Length + i, probs);
             output[i] = token;
             onToken?.Invoke(token);
             if (stopTokens.Contains(token))
@@ -62,5 +52,22 @@ public static class Autoregressive
         }
 
         return output;
+    }
+
+    /// <summary>
+    /// The token at <paramref name="position"/> of target-only decoding, from the model's <paramref name="logits"/>
+    /// there: the argmax when greedy, else a sample with the uniform of (seed, session, position). Every decoder that
+    /// must reproduce the reference chooses here: <see cref="Generate"/>, the baseline server and the verifier's
+    /// streamed rung. <paramref name="probs"/> is scratch of the vocabulary's size (unused when greedy).
+    /// </summary>
+    public static int Choose(ReadOnlySpan<float> logits, SamplingParams sampling, ulong seed, ulong sessionKey, int position, Span<float> probs)
+    {
+        if (sampling.IsGreedy)
+        {
+            return Distribution.ArgMax(logits);
+        }
+
+        Distribution.FromLogits(logits, sampling, probs);
+        return Distribution.Sample(probs, DeterministicRandom.Uniform(seed, sessionKey, 0, position, RandomStream.Autoregressive));
     }
 }

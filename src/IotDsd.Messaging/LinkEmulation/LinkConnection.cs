@@ -109,6 +109,7 @@ internal sealed class LinkConnection : IDisposable
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Ceiling(wait * 1000.0 / time.TimestampFrequency)), time, ct).ConfigureAwait(false);
             }
 
+            _link.Late(up, time.GetTimestamp() - due);
             await _link.WhenOpenAsync(ct).ConfigureAwait(false);
             var sent = 0;
             while (sent < length)

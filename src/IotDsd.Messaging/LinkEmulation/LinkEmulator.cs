@@ -70,6 +70,10 @@ public sealed partial class LinkEmulator : IAsyncDisposable
     private long _cuts;
     private long _bytesUp;
     private long _bytesDown;
+    private long _lateTicksUp;
+    private long _lateTicksDown;
+    private long _lateChunksUp;
+    private long _lateChunksDown;
 
     /// <summary>Forwards <paramref name="listenPort"/> (0: a free one) on loopback to <paramref name="upstreamHost"/>:<paramref name="upstreamPort"/>.</summary>
     public LinkEmulator(int listenPort, string upstreamHost, int upstreamPort, ILogger? logger = null, TimeProvider? time = null)
@@ -280,6 +284,20 @@ public sealed partial class LinkEmulator : IAsyncDisposable
     }
 
     internal void Delivered(bool up, int bytes) => Interlocked.Add(ref up ? ref _bytesUp : ref _bytesDown, bytes);
+
+    /// <summary>Mean lateness of deliveries beyond their due time, milliseconds, up and down: the timer wake-ups of
+    /// a busy machine, which a model of the link (the simulator's) adds to the configured delay.</summary>
+    public (double Up, double Down) MeanLateMs => (
+        MeanMs(Interlocked.Read(ref _lateTicksUp), Interlocked.Read(ref _lateChunksUp)),
+        MeanMs(Interlocked.Read(ref _lateTicksDown), Interlocked.Read(ref _lateChunksDown)));
+
+    internal void Late(bool up, long ticks)
+    {
+        Interlocked.Add(ref up ? ref _lateTicksUp : ref _lateTicksDown, Math.Max(0, ticks));
+        Interlocked.Increment(ref up ? ref _lateChunksUp : ref _lateChunksDown);
+    }
+
+    private double MeanMs(long ticks, long chunks) => chunks == 0 ? 0 : ticks * 1000.0 / Time.TimestampFrequency / chunks;
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken ct)
     {

@@ -7,7 +7,7 @@ internal sealed class DeviceSim
     public double OutagePhase;
     public LinkState Up;
     public LinkState Down;
-    public AdaptiveGamma? Adaptive;
+    public IotDsd.Core.Adaptive.GammaController? Adaptive;
 
     // The request and round in flight.
     public int Generated;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using IotDsd.Core.Adaptive;
 using IotDsd.Sim.Scenarios;
 using IotDsd.Sim.Wire;
 
@@ -37,10 +38,14 @@ public sealed partial class Simulator
             {
                 Verifier = i % _verifiers.Length,
                 OutagePhase = _random.Next() * scenario.Link.OutageEveryS * 1000,
-                Adaptive = scenario.AdaptiveGamma && scenario.Mode.IsDistributed() ? new AdaptiveGamma(scenario, _sizes) : null,
+                Adaptive = scenario.AdaptiveGamma && scenario.Mode.IsDistributed() ? AdaptiveController(scenario, _sizes) : null,
             };
         }
     }
+
+    /// <summary>docs/protocol.md §6 on one device: the edge's own controller, told the simulated link's transfer time.</summary>
+    private static GammaController AdaptiveController(Scenario scenario, MessageSizes sizes) =>
+        new(scenario.Gamma, scenario.Gamma, transferMs: (gamma, alpha) => RoundTransfer.Ms(scenario, sizes, gamma, alpha));
 
     /// <summary>Runs <paramref name="scenario"/> to completion (every device finishes its requests).</summary>
     public static SimResult Run(Scenario scenario, CancellationToken ct = default)
@@ -304,7 +309,7 @@ public sealed partial class Simulator
             d.TtftMs += _now - d.RequestStart;
         }
 
-        d.Adaptive?.Observe(d.Gamma, d.Accepted, _now - d.RoundStart, d.DraftMs, d.VerifyMs);
+        d.Adaptive?.Observe(d.Gamma, d.Accepted, d.DraftMs, _now - d.RoundStart, d.VerifyMs);
         if (d.Generated >= _s.TokensPerRequest)
         {
             FinishRequest(d, id);

@@ -1,12 +1,14 @@
 using IotDsd.Contracts.Messages;
 using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
+using IotDsd.Core.Speculative;
 
 namespace IotDsd.Verifier.Baseline;
 
 /// <summary>
-/// One server-side generation: the target's sequence and the next token to feed. Tokens are chosen exactly as
-/// <see cref="Core.Speculative.Autoregressive.Generate"/> chooses them, so the streamed text is the reference text.
+/// One server-side generation: the target's sequence and the next token to feed. Tokens are chosen by
+/// <see cref="Autoregressive.Choose"/>, as <see cref="Autoregressive.Generate"/> chooses them, so the streamed text is the
+/// reference text.
 /// </summary>
 internal sealed class StreamSession(ILanguageModel target, string device, StreamRequest request, byte[]? correlation) : IDisposable
 {
@@ -29,18 +31,7 @@ internal sealed class StreamSession(ILanguageModel target, string device, Stream
     /// <summary>Chooses the next token from the logits the pass wrote.</summary>
     public (int Index, int Token, bool Done) Next()
     {
-        int token;
-        if (_sampling.IsGreedy)
-        {
-            token = Distribution.ArgMax(_logits);
-        }
-        else
-        {
-            Distribution.FromLogits(_logits, _sampling, _probs);
-            var u = DeterministicRandom.Uniform(Request.Seed, _sessionKey, 0, Request.Prompt.Length + _generated, RandomStream.Autoregressive);
-            token = Distribution.Sample(_probs, u);
-        }
-
+        var token = Autoregressive.Choose(_logits, _sampling, Request.Seed, _sessionKey, Request.Prompt.Length + _generated, _probs);
         var index = _generated++;
         _last = token;
         return (index, token, _generated >= Request.MaxTokens);

@@ -1,4 +1,4 @@
-using IotDsd.Cli.Faults;
+using IotDsd.Testbed.Faults;
 using IotDsd.Edge.Drafting;
 using IotDsd.Messaging.Connections;
 using IotDsd.Verifier.Hosting;

@@ -1,5 +1,5 @@
-global using IotdsdProcess = IotDsd.Cli.Faults.IotdsdProcess;
-using IotDsd.Cli.Faults;
+global using IotdsdProcess = IotDsd.Testbed.Faults.IotdsdProcess;
+using IotDsd.Testbed.Faults;
 
 namespace IotDsd.Tests.Infrastructure;
 

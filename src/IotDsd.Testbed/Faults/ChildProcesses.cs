@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using IotDsd.Messaging.Broker;
 
-namespace IotDsd.Cli.Faults;
+namespace IotDsd.Testbed.Faults;
 
 /// <summary>
 /// Mosquitto as a child process on a free loopback port (<c>set_tcp_nodelay</c> on), optionally with persistence: then

@@ -12,7 +12,7 @@ using IotDsd.Verifier.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace IotDsd.Cli.Faults;
+namespace IotDsd.Testbed.Faults;
 
 /// <summary>What a fault soak injects: the link cuts (seeded lengths) and whether the broker restart and the verifier kill coincide.</summary>
 public sealed record FaultSoakPlan

@@ -1,7 +1,7 @@
 using System.Text.Json.Serialization;
-using IotDsd.Cli.Output;
+using IotDsd.Testbed.Reporting;
 
-namespace IotDsd.Cli.Load;
+namespace IotDsd.Testbed.Load;
 
 /// <summary>One device's generation under load, speculative or streamed, reduced to what the load report needs.</summary>
 internal sealed record SessionSample(
@@ -85,12 +85,12 @@ internal sealed record LoadReport
             Tokens = tokens,
             WallSeconds = Math.Round(wallSeconds, 3),
             TokensPerSecond = Math.Round(wallSeconds <= 0 ? 0 : tokens / wallSeconds, 1),
-            TpotP50 = Round(CompletionJson.Percentile([.. samples.Select(s => s.TimePerTokenMs)], 0.50)),
-            TpotP99 = Round(CompletionJson.Percentile([.. samples.Select(s => s.TimePerTokenMs)], 0.99)),
-            TtftP50 = Round(CompletionJson.Percentile([.. samples.Select(s => s.FirstTokenMs)], 0.50)),
-            TtftP99 = Round(CompletionJson.Percentile([.. samples.Select(s => s.FirstTokenMs)], 0.99)),
-            RoundP50 = Round(CompletionJson.Percentile(steps, 0.50)),
-            RoundP99 = Round(CompletionJson.Percentile(steps, 0.99)),
+            TpotP50 = Round(Percentiles.Of([.. samples.Select(s => s.TimePerTokenMs)], 0.50)),
+            TpotP99 = Round(Percentiles.Of([.. samples.Select(s => s.TimePerTokenMs)], 0.99)),
+            TtftP50 = Round(Percentiles.Of([.. samples.Select(s => s.FirstTokenMs)], 0.50)),
+            TtftP99 = Round(Percentiles.Of([.. samples.Select(s => s.FirstTokenMs)], 0.99)),
+            RoundP50 = Round(Percentiles.Of(steps, 0.50)),
+            RoundP99 = Round(Percentiles.Of(steps, 0.99)),
             AcceptanceRate = drafted == 0 ? 0 : Math.Round((double)samples.Sum(s => s.Accepted) / drafted, 4),
             UplinkPerToken = PerToken(samples.Sum(s => s.UplinkPayload), tokens),
             DownlinkPerToken = PerToken(samples.Sum(s => s.DownlinkPayload), tokens),

@@ -1,7 +1,7 @@
 using IotDsd.Edge.Drafting;
 using IotDsd.Sim.Calibration;
 
-namespace IotDsd.Cli.Output;
+namespace IotDsd.Testbed.Reporting;
 
 /// <summary>Writes the calibration file of a measured run (<c>--calibration-out</c>) for <c>iotdsd sim --calibration</c>.</summary>
 internal static class CalibrationWriter

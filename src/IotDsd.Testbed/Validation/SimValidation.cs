@@ -1,25 +1,29 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using IotDsd.Cli.Output;
+using IotDsd.Testbed.Reporting;
 using IotDsd.Contracts.Messages;
+using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
 using IotDsd.Messaging.Broker;
 using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.LinkEmulation;
 using IotDsd.Sim.Calibration;
 using IotDsd.Sim.Engine;
 using IotDsd.Sim.Scenarios;
 using IotDsd.Verifier.Hosting;
+using EmulatedDirection = IotDsd.Messaging.LinkEmulation.LinkProfile;
+using LinkProfile = IotDsd.Sim.Scenarios.LinkProfile;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace IotDsd.Cli.Commands;
+namespace IotDsd.Testbed.Validation;
 
 /// <summary>
 /// <c>iotdsd sim --validate</c>: for each link profile, a calibration run of the real system on loopback (embedded
-/// broker, verifier, draft worker, shipped models), the same generation again through an emulated link, and the
+/// broker, verifier, draft worker, shipped models), the same generation again through the link emulator, and the
 /// simulator given the calibration and that link. Prints real and simulated tokens/s and bytes/token side by side.
 /// </summary>
 internal static class SimValidation
@@ -34,25 +38,25 @@ internal static class SimValidation
     ];
 
     private const int Tokens = 200;
-    private const string Prompt = "The meaning of life is";
+    /// <summary>The prompt of every run.</summary>
+    public const string Prompt = "The meaning of life is";
 
-    public static async Task<int> RunAsync(bool json, CancellationToken ct)
+    /// <summary>Runs every profile, writing one line (or JSON object) per profile to <paramref name="output"/>; 0 when all are within 10 %.</summary>
+    public static async Task<int> RunAsync(ILanguageModel draft, ILanguageModel target, int[] prompt, bool json, TextWriter output, CancellationToken ct)
     {
-        using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.NgramPair);
         await using var broker = await EmbeddedBroker.StartAsync().ConfigureAwait(false);
         var address = new BrokerAddress("127.0.0.1", broker.Port);
-        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "validate-verifier" }, models.Target, NullLogger<VerifierService>.Instance);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "validate-verifier" }, target, NullLogger<VerifierService>.Instance);
         await verifier.StartAsync(ct).ConfigureAwait(false);
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
-        var prompt = models.Tokenizer.Encode(Prompt);
         var rows = new List<ValidationRow>();
         try
         {
-            await using var local = await WorkerAsync(address, "validate-local", models, ct).ConfigureAwait(false);
+            await using var local = await WorkerAsync(address, "validate-local", draft, ct).ConfigureAwait(false);
             await local.GenerateAsync(prompt, Settings(DecodingMode.Rsr, "warm-up", 50), null, ct).ConfigureAwait(false);
             if (!json)
             {
-                Console.Out.WriteLine($"{"profile",-14} {"mode",-6} {"link",-28} | {"real tok/s",10} {"sim tok/s",9} {"diff",6} | {"real B/tok",10} {"sim B/tok",9} {"diff",6} | {"late",5}");
+                output.WriteLine($"{"profile",-14} {"mode",-6} {"link",-28} | {"real tok/s",10} {"sim tok/s",9} {"diff",6} | {"real B/tok",10} {"sim B/tok",9} {"diff",6} | {"late",5}");
             }
 
             foreach (var p in Profiles)
@@ -61,15 +65,21 @@ internal static class SimValidation
                 var calibrationRun = await local.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
                 GenerationReport real;
                 (double Up, double Down) late;
-                await using (var link = new ValidationLink(broker.Port, p.Rtt, p.Jitter, p.Up, p.Down))
+                await using (var link = new LinkEmulator(new LinkEmulatorOptions
                 {
-                    link.Start();
-                    await using var remote = await WorkerAsync(new BrokerAddress("127.0.0.1", link.Port), "validate-" + p.Name, models, ct).ConfigureAwait(false);
+                    UpstreamHost = "127.0.0.1",
+                    UpstreamPort = broker.Port,
+                    Up = Direction(p.Rtt, p.Jitter, p.Up),
+                    Down = Direction(p.Rtt, p.Jitter, p.Down),
+                }))
+                {
+                    await link.StartAsync(ct).ConfigureAwait(false);
+                    await using var remote = await WorkerAsync(new BrokerAddress("127.0.0.1", link.Port), "validate-" + p.Name, draft, ct).ConfigureAwait(false);
                     real = await remote.GenerateAsync(prompt, settings, null, ct).ConfigureAwait(false);
                     late = link.MeanLateMs;
                 }
 
-                var calibration = Calibrator.FromRun(CalibrationWriter.Facts([calibrationRun], "validate", models.Target.VocabSize, prompt.Length));
+                var calibration = Calibrator.FromRun(CalibrationWriter.Facts([calibrationRun], "validate", target.VocabSize, prompt.Length));
                 var scenario = Calibrator.ToScenario(calibration) with
                 {
                     RequestsPerDevice = 50,
@@ -79,7 +89,7 @@ internal static class SimValidation
                 var sim = Simulator.Run(scenario, ct);
                 var row = ValidationRow.Of(p.Name, p.Mode.Name(), scenario.Link with { RttMs = p.Rtt }, real, sim) with { EmulatorLateMs = Math.Round(late.Up + late.Down, 3) };
                 rows.Add(row);
-                Console.Out.WriteLine(json ? JsonSerializer.Serialize(row) : row.ToText());
+                output.WriteLine(json ? JsonSerializer.Serialize(row) : row.ToText());
             }
         }
         finally
@@ -90,11 +100,22 @@ internal static class SimValidation
         var ok = rows.All(r => r.WithinTenPercent);
         if (!json)
         {
-            Console.Out.WriteLine(ok ? "all profiles within 10%" : "some profiles differ by more than 10%");
+            output.WriteLine(ok ? "all profiles within 10%" : "some profiles differ by more than 10%");
         }
 
         return ok ? 0 : 1;
     }
+
+    /// <summary>
+    /// One direction of the simulator's link model (RTT/2 ± jitter, serialised at the bandwidth) as the link emulator
+    /// draws it: a fixed delay of RTT/2 − jitter plus a uniform 0 … 2 × jitter.
+    /// </summary>
+    internal static EmulatedDirection Direction(double rttMs, double jitterMs, double mbps) => new()
+    {
+        Delay = TimeSpan.FromMilliseconds(Math.Max(0, (rttMs / 2) - jitterMs)),
+        Jitter = TimeSpan.FromMilliseconds(2 * jitterMs),
+        BytesPerSecond = (long)(mbps * 1_000_000 / 8),
+    };
 
     private static SessionSettings Settings(DecodingMode mode, string session, int tokens) => new()
     {
@@ -106,9 +127,9 @@ internal static class SimValidation
         Gamma = 4,
     };
 
-    private static async Task<DraftWorker> WorkerAsync(BrokerAddress address, string deviceId, ModelPair models, CancellationToken ct)
+    private static async Task<DraftWorker> WorkerAsync(BrokerAddress address, string deviceId, ILanguageModel draft, CancellationToken ct)
     {
-        var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = deviceId, VerifierId = "validate-verifier" }, models.Draft!, NullLogger.Instance);
+        var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = deviceId, VerifierId = "validate-verifier" }, draft, NullLogger.Instance);
         await worker.StartAsync(ct).ConfigureAwait(false);
         return worker;
     }

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace IotDsd.Cli.Output;
+namespace IotDsd.Testbed.Reporting;
 
 /// <summary>
 /// Progress of a long command on stderr, shared by every such command (model builds, distillation, benches, soaks):

@@ -2,7 +2,7 @@ using IotDsd.Contracts.Topics;
 using IotDsd.Messaging.Connections;
 using Microsoft.Extensions.Logging.Abstractions;
 
-namespace IotDsd.Cli.Load;
+namespace IotDsd.Testbed.Load;
 
 /// <summary>
 /// Removes the retained presence and metrics that a measurement's own short-lived devices and verifiers leave on a

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace IotDsd.Cli.Load;
+namespace IotDsd.Testbed.Load;
 
 /// <summary>
 /// CPU time and resident memory of named processes over a load run, read from Linux's /proc (the broker and the
@@ -18,12 +18,12 @@ internal sealed class ProcessWatch(IReadOnlyList<(string Name, int Pid)> process
         var eq = spec.IndexOf('=', StringComparison.Ordinal);
         if (eq <= 0 || !int.TryParse(spec.AsSpan(eq + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || pid <= 0)
         {
-            throw new Commands.CliError($"--watch takes NAME=PID (for example broker=1234), got '{spec}'");
+            throw new TestbedException($"--watch takes NAME=PID (for example broker=1234), got '{spec}'");
         }
 
         if (CpuSeconds(pid) is null)
         {
-            throw new Commands.CliError($"--watch {spec}: no such process");
+            throw new TestbedException($"--watch {spec}: no such process");
         }
 
         return (spec[..eq], pid);
@@ -35,7 +35,7 @@ internal sealed class ProcessWatch(IReadOnlyList<(string Name, int Pid)> process
         _started = TimeProvider.System.GetTimestamp();
         foreach (var (name, pid) in processes)
         {
-            _watched.Add((name, pid, CpuSeconds(pid) ?? throw new Commands.CliError($"--watch {name}={pid}: no such process")));
+            _watched.Add((name, pid, CpuSeconds(pid) ?? throw new TestbedException($"--watch {name}={pid}: no such process")));
         }
     }
 
