@@ -339,6 +339,8 @@ public sealed class RestartMatrixTests(ITestOutputHelper output)
                 args = ["device", "--config", config, "--broker", broker, "--device-id", _device, "--state-dir", stateDir, "--prompt-file", prompts, "--request-timeout-ms", "1000", "--log-level", "Information"];
             }
 
+            // The verifier serves the test pair's target: the device drafts with the same pair's draft, not the shipped default.
+            args.AddRange(["--draft", TestEnvironment.DraftDir]);
             args.AddRange(["--max-tokens", Tokens.ToString(CultureInfo.InvariantCulture), "--seed", Seed.ToString(CultureInfo.InvariantCulture)]);
             args.AddRange(Rsr ? ["--mode", "rsr", "--temperature", "0.8"] : ["--temperature", "0"]);
             if (Streamed)
