@@ -2,7 +2,9 @@
 # Credentials for the production broker profile (mosquitto-prod.conf + acl). Nothing this script writes belongs in git:
 # keep DIR outside the repository (default .gitignore rules also ignore broker/secrets/, *.key, *.crt, passwd).
 #
-#   credentials.sh ca DIR [NAME...]      development CA and a broker certificate for localhost, 127.0.0.1 and NAMEs
+#   credentials.sh ca DIR [NAME...]      development CA and a broker certificate for localhost, 127.0.0.1 and NAMEs;
+#                                        where absent, an empty DIR/passwd and the shipped acl as DIR/acl, so that
+#                                        mosquitto-prod.conf starts with DIR as its /etc/mosquitto/iotdsd/
 #   credentials.sh client DIR ID         client certificate DIR/ID.crt + DIR/ID.key with CN=ID (the MQTT user name)
 #   credentials.sh password DIR ID       add or replace ID in DIR/passwd; the password is read from IOTDSD_NEW_PASSWORD
 #                                        or generated and printed once
@@ -14,7 +16,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cmd="${1:-}"; dir="${2:-}"
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 mkdir -p "$dir"
 umask 077
 
@@ -37,7 +39,10 @@ case "$cmd" in
       -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
     rm -f "$dir/server.csr" "$dir/server.ext"
     chmod 644 "$dir/ca.crt" "$dir/server.crt"
-    echo "CA $dir/ca.crt, broker certificate $dir/server.crt for $san"
+    # mosquitto-prod.conf names both files; without them the broker does not start.
+    [ -f "$dir/passwd" ] || : > "$dir/passwd"
+    [ -f "$dir/acl" ] || { cp "$here/acl" "$dir/acl"; chmod 644 "$dir/acl"; }
+    echo "CA $dir/ca.crt, broker certificate $dir/server.crt for $san; ACL $dir/acl, password file $dir/passwd"
     ;;
   client)
     id="${3:-}"; valid_id "$id"
@@ -80,5 +85,5 @@ case "$cmd" in
     } >> "$dir/acl"
     echo "operator $id may now run iotdsd diag (ACL $dir/acl); give it a client certificate (credentials.sh client $dir $id) or a password (credentials.sh password $dir $id)"
     ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 2 ;;
 esac

@@ -27,7 +27,6 @@ public sealed class FuzzTests(ITestOutputHelper output)
         { "tokenizer-json", 50_000 },
         { "tokenizer-bin", 20_000 },
         { "llama2c-checkpoint", 30_000 },
-        { "llama2c-tokenizer", 30_000 },
         { "special-tokens", 15_000 },
     };
 
@@ -53,7 +52,6 @@ public sealed class FuzzTests(ITestOutputHelper output)
                 "tokenizer-json" => TokenizerTargets.TokenizerJson(),
                 "tokenizer-bin" => TokenizerTargets.SentencePieceBin(),
                 "llama2c-checkpoint" => Targets.Llama2cCheckpoint(),
-                "llama2c-tokenizer" => Targets.Llama2cTokenizer(),
                 "special-tokens" => Targets.SpecialTokenFiles(dir),
                 _ => Targets.Manifest(dir),
             };

@@ -190,15 +190,6 @@ public static class Targets
         return $"ok:{checkpoint.Shape.Layers}:{checkpoint.Shape.SharedClassifier}";
     }, e => e is InvalidDataException && e.Message.Contains("fuzz.bin", StringComparison.Ordinal) && !e.Message.Contains('\n', StringComparison.Ordinal));
 
-    /// <summary>llama2.c tokenizer files: parsed (then written as tokenizer.json), or refused naming the file.</summary>
-    public static FuzzTarget Llama2cTokenizer() => new("llama2c-tokenizer", [Inference.Llama.StoriesModels.TokenizerBytes()[..400], TinyTokenizer()], input =>
-    {
-        var tokenizer = Inference.Llama.Llama2cTokenizer.Parse(input, "fuzz-tok.bin");
-        using var json = new MemoryStream();
-        Inference.Llama.SentencePieceJson.Write(json, tokenizer);
-        return $"ok:{Math.Min(tokenizer.Count, 8)}";
-    }, e => e is InvalidDataException && e.Message.Contains("fuzz-tok.bin", StringComparison.Ordinal) && !e.Message.Contains('\n', StringComparison.Ordinal));
-
     /// <summary>generation_config.json (and so config.json, tokenizer_config.json): BOS and EOS read, or refused naming the file.</summary>
     public static FuzzTarget SpecialTokenFiles(string dir) => new("special-tokens",
         [Encoding.UTF8.GetBytes("{\"bos_token_id\": 1, \"eos_token_id\": [2, 1]}"), Encoding.UTF8.GetBytes("{\"eos_token_id\": 7}"), Encoding.UTF8.GetBytes("[]")], input =>
@@ -226,23 +217,6 @@ public static class Targets
         }
 
         return bytes;
-    }
-
-    private static byte[] TinyTokenizer()
-    {
-        using var ms = new MemoryStream();
-        using var w = new BinaryWriter(ms);
-        w.Write(8);
-        foreach (var (piece, score) in new[] { ("<unk>", 0f), ("\n<s>\n", 0f), ("\n</s>\n", 0f), ("<0x0A>", 0f), (" a", -1f), ("b", -2f), (" ab", -3f) })
-        {
-            var b = Encoding.UTF8.GetBytes(piece);
-            w.Write(score);
-            w.Write(b.Length);
-            w.Write(b);
-        }
-
-        w.Flush();
-        return ms.ToArray();
     }
 
     /// <summary>Model manifests as files: read, checked, their tokenizer chosen and their files resolved and hashed.</summary>

@@ -191,7 +191,9 @@ public sealed class ServiceHostingTests(ITestOutputHelper output)
             ["IOTDSD_EDGE__DEVICEID"] = "term-device",
             ["IOTDSD_EDGE__STATEDIRECTORY"] = Path.Combine(dir, "state"),
         };
-        using var process = CliProcess.Start(env, role, "--log-level", "Information");
+        // At Debug the host's own "Hosting failed to start" report is logged (below Debug it is left to the command's
+        // one-line error), so the assertion below can see it.
+        using var process = CliProcess.Start(env, role, "--log-level", "Debug");
         var stderr = new System.Text.StringBuilder();
         process.ErrorDataReceived += (_, e) =>
         {

@@ -63,7 +63,7 @@ internal static class VerifierCommand
             }
 
             using var models = ModelPair.Load(null, targetDir, needDraft: false);
-            var builder = ServiceHost.CreateBuilder(result.GetValue(verbose) ? LogLevel.Information : common.LogLevel);
+            var builder = ServiceHost.CreateBuilder(result.GetValue(verbose) ? LogLevel.Information : common.LogLevel, result.GetValue(verbose));
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton<ILanguageModel>(models.Target);
             builder.Services.AddSingleton<VerifierService>();
@@ -75,10 +75,11 @@ internal static class VerifierCommand
             {
                 await sp.GetRequiredService<VerifierService>().Ready.WaitAsync(gateCt).ConfigureAwait(false);
                 sp.GetRequiredService<VerifierDiagnostics>().StartupTime = ProcessClock.SinceStart(sp.GetRequiredService<TimeProvider>());
+                // Said once it is true: a verifier that cannot reach its broker prints only its error.
+                await Console.Error.WriteLineAsync($"iotdsd verifier {options.VerifierId} on {options.Broker} with {models.Target.Name}. Ctrl+C stops it.").ConfigureAwait(false);
             }));
             ServiceHost.AddOperations(builder, common, sp => sp.GetRequiredService<VerifierDiagnostics>(), sp => sp.GetRequiredService<VerifierService>().Connection?.IsConnected ?? false);
             using var host = builder.Build();
-            await Console.Error.WriteLineAsync($"iotdsd verifier {options.VerifierId} on {options.Broker} with {models.Target.Name}. Ctrl+C stops it.").ConfigureAwait(false);
             // RunAsync disposes the host's services when it returns: take the service first.
             var service = host.Services.GetRequiredService<VerifierService>();
             await ServiceHost.RunAsync(host, ct).ConfigureAwait(false);

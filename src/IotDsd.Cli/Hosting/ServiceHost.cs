@@ -10,10 +10,17 @@ namespace IotDsd.Cli.Hosting;
 /// <summary>What every long-running role shares: logging, systemd integration, diagnostics and the watchdog.</summary>
 internal static class ServiceHost
 {
+    private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
     /// <summary>True when systemd passed a notification socket (<c>Type=notify</c>).</summary>
     public static bool UnderServiceManager => !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"));
 
-    public static HostApplicationBuilder CreateBuilder(LogLevel level)
+    /// <summary>
+    /// The host of a role, logging at <paramref name="level"/>. A role that fails to start (a broker it cannot reach)
+    /// ends with one line from the command; the host's own report of that failure, with the stack trace, is logged
+    /// only when <paramref name="verbose"/> (or at Debug and below).
+    /// </summary>
+    public static HostApplicationBuilder CreateBuilder(LogLevel level, bool verbose = false)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
@@ -34,6 +41,9 @@ internal static class ServiceHost
 
         builder.Logging.SetMinimumLevel(level);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // "BackgroundService failed" / "Hosting failed to start": the exception they log is the one RunAsync rethrows,
+        // which the command reports as one line.
+        builder.Logging.AddFilter(HostCategory, verbose || level <= LogLevel.Debug ? LogLevel.Warning : LogLevel.None);
         builder.Services.AddSingleton(TimeProvider.System);
         if (UnderServiceManager)
         {

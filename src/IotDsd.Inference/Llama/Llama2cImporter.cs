@@ -9,8 +9,9 @@ namespace IotDsd.Inference.Llama;
 
 /// <summary>
 /// Turns a llama2.c checkpoint and tokenizer into a model directory: <c>model.onnx</c> (<see cref="LlamaGraph"/>),
-/// <c>tokenizer.json</c> (<see cref="SentencePieceJson"/>), Hugging Face's <c>config.json</c>,
-/// <c>generation_config.json</c> and <c>tokenizer_config.json</c>, and <c>manifest.json</c> with every file's SHA-256.
+/// <c>tokenizer.json</c> and <c>tokenizer_config.json</c> as Hugging Face's converter writes them
+/// (<see cref="SentencePieceBin"/>), Hugging Face's <c>config.json</c> and
+/// <c>generation_config.json</c>, and <c>manifest.json</c> with every file's SHA-256.
 /// </summary>
 public static class Llama2cImporter
 {
@@ -29,7 +30,7 @@ public static class Llama2cImporter
         ArgumentException.ThrowIfNullOrWhiteSpace(tokenizerPath);
         ArgumentException.ThrowIfNullOrWhiteSpace(outDir);
         Llama2cCheckpoint checkpoint;
-        Llama2cTokenizer tokenizer;
+        IReadOnlyList<SentencePieceBin.Entry> tokenizer;
         try
         {
             checkpoint = Llama2cCheckpoint.Read(checkpointPath);
@@ -41,17 +42,21 @@ public static class Llama2cImporter
 
         try
         {
-            tokenizer = Llama2cTokenizer.Read(tokenizerPath);
+            tokenizer = SentencePieceBin.Read(tokenizerPath);
         }
-        catch (InvalidDataException e)
+        catch (TokenizerFormatException e)
         {
-            throw new ModelLoadException(tokenizerPath, e.Message, e);
+            throw new ModelLoadException(tokenizerPath, $"'{tokenizerPath}' (llama2.c tokenizer): {e.Problem}", e);
         }
 
         return Import(checkpoint, tokenizer, tokenizerPath, outDir, name ?? Path.GetFileNameWithoutExtension(checkpointPath), role);
     }
 
-    public static ModelManifest Import(Llama2cCheckpoint checkpoint, Llama2cTokenizer tokenizer, string tokenizerName, string outDir, string name, string role = "target")
+    /// <summary>
+    /// Writes the directory for a parsed checkpoint and tokenizer (<see cref="SentencePieceBin.Parse"/>: ids 0, 1, 2
+    /// are &lt;unk&gt;, &lt;s&gt;, &lt;/s&gt;). <paramref name="tokenizerName"/> names the tokenizer in errors.
+    /// </summary>
+    public static ModelManifest Import(Llama2cCheckpoint checkpoint, IReadOnlyList<SentencePieceBin.Entry> tokenizer, string tokenizerName, string outDir, string name, string role = "target")
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -59,15 +64,17 @@ public static class Llama2cImporter
         if (tokenizer.Count != shape.VocabSize)
             throw new ModelLoadException(tokenizerName, $"'{tokenizerName}' holds {tokenizer.Count} tokens but the checkpoint's vocabulary has " +
                 $"{shape.VocabSize}: it is not this model's tokenizer.");
-        int? bos = IdOf(tokenizer, SentencePieceJson.Bos), eos = IdOf(tokenizer, SentencePieceJson.Eos);
+        const int bos = 1, eos = 2;
 
         Directory.CreateDirectory(outDir);
         var onnx = LlamaGraph.Build(checkpoint, name);
         File.WriteAllBytes(Path.Combine(outDir, TransformerModelBuilder.ModelFileName), onnx);
-        SentencePieceJson.Write(Path.Combine(outDir, TransformerModelBuilder.TokenizerFileName), tokenizer);
+        using (var stream = File.Create(Path.Combine(outDir, TransformerModelBuilder.TokenizerFileName)))
+            SentencePieceBin.WriteTokenizerJson(tokenizer, stream);
+        SentencePieceBin.WriteTokenizerConfig(tokenizer, Path.Combine(outDir, TokenizerConfigFile), modelMaxLength: shape.SeqLen);
         // llama2.c's stories models end a story by predicting BOS (the start of the next one); its run.c stops there,
         // so BOS is a stop id beside EOS.
-        int[] stops = [.. new[] { eos, bos }.Where(i => i is not null).Select(i => i!.Value).Distinct()];
+        int[] stops = [eos, bos];
         WriteJson(Path.Combine(outDir, ConfigFile), w =>
         {
             w.WriteString("_name_or_path", name);
@@ -85,28 +92,16 @@ public static class Llama2cImporter
             w.WriteNumber("rope_theta", shape.RopeTheta);
             w.WriteString("hidden_act", "silu");
             w.WriteBoolean("tie_word_embeddings", shape.SharedClassifier);
-            if (bos is { } b) w.WriteNumber("bos_token_id", b);
-            if (eos is { } e) w.WriteNumber("eos_token_id", e);
+            w.WriteNumber("bos_token_id", bos);
+            w.WriteNumber("eos_token_id", eos);
             w.WriteString("torch_dtype", "float32");
         });
         WriteJson(Path.Combine(outDir, GenerationConfigFile), w =>
         {
-            if (bos is { } b) w.WriteNumber("bos_token_id", b);
+            w.WriteNumber("bos_token_id", bos);
             w.WriteStartArray("eos_token_id");
             foreach (var s in stops) w.WriteNumberValue(s);
             w.WriteEndArray();
-        });
-        WriteJson(Path.Combine(outDir, TokenizerConfigFile), w =>
-        {
-            w.WriteBoolean("add_bos_token", bos is not null);
-            w.WriteBoolean("add_eos_token", false);
-            if (bos is not null) w.WriteString("bos_token", SentencePieceJson.Bos);
-            if (eos is not null) w.WriteString("eos_token", SentencePieceJson.Eos);
-            if (IdOf(tokenizer, SentencePieceJson.Unk) is not null) w.WriteString("unk_token", SentencePieceJson.Unk);
-            w.WriteNumber("model_max_length", shape.SeqLen);
-            w.WriteString("tokenizer_class", "LlamaTokenizer");
-            w.WriteBoolean("legacy", true);
-            w.WriteBoolean("clean_up_tokenization_spaces", false);
         });
 
         var files = new Dictionary<string, string>
@@ -133,15 +128,6 @@ public static class Llama2cImporter
         };
         File.WriteAllText(Path.Combine(outDir, ModelManifest.FileName), manifest.ToJson() + "\n");
         return manifest;
-    }
-
-    private static int? IdOf(Llama2cTokenizer tokenizer, string piece)
-    {
-        for (int i = 0; i < tokenizer.Count; i++)
-        {
-            if (tokenizer.Pieces[i] == piece) return i;
-        }
-        return null;
     }
 
     private static void WriteJson(string path, Action<Utf8JsonWriter> body)

@@ -4,6 +4,7 @@ using IotDsd.Core.Sampling;
 using IotDsd.Inference.Distillation;
 using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
+using IotDsd.Inference.Tokenizers;
 
 namespace IotDsd.Inference.Llama;
 
@@ -17,8 +18,11 @@ public static class StoriesModels
     public const string Name = "stories260K";
     public const int DraftOrder = 4;
 
-    /// <summary>Bumped when the import or the distillation changes, so stale cache entries are not reused.</summary>
-    private const int BuilderVersion = 1;
+    /// <summary>
+    /// Bumped when the import or the distillation changes, so stale cache entries are not reused (2: tokenizer.json and
+    /// tokenizer_config.json as Hugging Face's converter writes them).
+    /// </summary>
+    private const int BuilderVersion = 2;
 
     /// <summary>Completions sampled from the target to distil the draft, and tokens in each.</summary>
     public static DistillationSettings Distillation { get; } = new(Sequences: 128, TokensPerSequence: 256, Batch: 32, PromptBytes: 0,
@@ -49,7 +53,7 @@ public static class StoriesModels
         {
             Directory.CreateDirectory(root);
             DefaultModels.BuildInto(target, temp => Llama2cImporter.Import(
-                Llama2cCheckpoint.Parse(checkpoint, "stories260K.bin (shipped)"), Llama2cTokenizer.Parse(tokenizer, "tok512.bin (shipped)"),
+                Llama2cCheckpoint.Parse(checkpoint, "stories260K.bin (shipped)"), SentencePieceBin.Parse(tokenizer, "tok512.bin (shipped)"),
                 "tok512.bin (shipped)", temp, Name));
             DefaultModels.BuildInto(draft, temp => Distil(target, temp, options));
         }

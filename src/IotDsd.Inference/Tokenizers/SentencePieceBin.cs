@@ -210,11 +210,23 @@ public static class SentencePieceBin
         w.WriteEndObject();
     }
 
-    /// <summary>The <c>tokenizer_config.json</c> that goes with it: BOS added, EOS not (as Llama's).</summary>
-    public static void WriteTokenizerConfig(IReadOnlyList<Entry> entries, string outPath)
+    /// <summary>
+    /// The <c>tokenizer_config.json</c> that goes with it: BOS added, EOS not (as Llama's); with
+    /// <paramref name="modelMaxLength"/>, the model's context as <c>model_max_length</c>.
+    /// </summary>
+    public static void WriteTokenizerConfig(IReadOnlyList<Entry> entries, string outPath, int? modelMaxLength = null)
     {
-        using var stream = File.Create(outPath);
-        using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+        ArgumentNullException.ThrowIfNull(entries);
+        using (var stream = File.Create(outPath))
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            WriteTokenizerConfig(entries, w, modelMaxLength);
+        }
+        File.AppendAllText(outPath, "\n");
+    }
+
+    private static void WriteTokenizerConfig(IReadOnlyList<Entry> entries, Utf8JsonWriter w, int? modelMaxLength)
+    {
         w.WriteStartObject();
         w.WriteBoolean("add_bos_token", true);
         w.WriteBoolean("add_eos_token", false);
@@ -224,6 +236,7 @@ public static class SentencePieceBin
         w.WriteBoolean("clean_up_tokenization_spaces", false);
         w.WriteBoolean("legacy", false);
         w.WriteString("tokenizer_class", "LlamaTokenizer");
+        if (modelMaxLength is int max) w.WriteNumber("model_max_length", max);
         w.WriteEndObject();
     }
 

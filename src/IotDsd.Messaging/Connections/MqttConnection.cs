@@ -163,12 +163,28 @@ public sealed partial class MqttConnection : IAsyncDisposable
         }
         catch (MQTTnet.Exceptions.MqttCommunicationException ex)
         {
-            throw new MqttConnectionException($"could not connect to broker {_settings.Broker}: {ex.Message}", ex);
+            throw new MqttConnectionException($"could not connect to broker {_settings.Broker}: {Reason(ex)}", ex);
         }
         finally
         {
             _connectLock.Release();
         }
+    }
+
+    /// <summary>
+    /// Why a connect failed, in one line: the innermost cause ("Connection refused", a TLS refusal), not MQTTnet's
+    /// wrapper ("Error while connecting host ...").
+    /// </summary>
+    internal static string Reason(Exception ex)
+    {
+        var inner = ex;
+        while (inner.InnerException is { } next)
+        {
+            inner = next;
+        }
+
+        var reason = inner.Message.ReplaceLineEndings(" ").Trim().TrimEnd('.');
+        return reason.Length > 0 ? reason : ex.Message.ReplaceLineEndings(" ").Trim().TrimEnd('.');
     }
 
     private MqttClientOptions BuildOptions()

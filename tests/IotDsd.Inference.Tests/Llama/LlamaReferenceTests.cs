@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using IotDsd.Inference.Llama;
 using IotDsd.Inference.Models;
+using IotDsd.Inference.Tokenizers;
 
 namespace IotDsd.Inference.Tests.Llama;
 
@@ -18,7 +19,7 @@ public sealed class LlamaReferenceTests
         var bytes = RandomCheckpoint(seed: 3);
         var checkpoint = Llama2cCheckpoint.Parse(bytes, "random.bin");
         Assert.False(checkpoint.Shape.SharedClassifier);
-        var tokenizer = Llama2cTokenizer.Parse(Tokenizer(), "random-tok.bin");
+        var tokenizer = SentencePieceBin.Parse(Tokenizer(), "random-tok.bin");
         var dir = Directory.CreateTempSubdirectory("iotdsd-llama-ref-").FullName;
         try
         {

@@ -18,7 +18,7 @@ public sealed class StoriesFixture : IDisposable
         Root = Directory.CreateTempSubdirectory("iotdsd-stories-").FullName;
         Dir = Path.Combine(Root, "target");
         Checkpoint = Llama2cCheckpoint.Parse(StoriesModels.CheckpointBytes(), "stories260K.bin");
-        Tokenizer = Llama2cTokenizer.Parse(StoriesModels.TokenizerBytes(), "tok512.bin");
+        Tokenizer = SentencePieceBin.Parse(StoriesModels.TokenizerBytes(), "tok512.bin");
         Llama2cImporter.Import(Checkpoint, Tokenizer, "tok512.bin", Dir, StoriesModels.Name);
         Model = ModelDirectory.Load(Dir);
     }
@@ -26,7 +26,7 @@ public sealed class StoriesFixture : IDisposable
     public string Root { get; }
     public string Dir { get; }
     public Llama2cCheckpoint Checkpoint { get; }
-    public Llama2cTokenizer Tokenizer { get; }
+    public IReadOnlyList<SentencePieceBin.Entry> Tokenizer { get; }
     public ILanguageModel Model { get; }
 
     /// <summary>Text as llama2.c prints it: each piece with "▁" as a space and &lt;0xHH&gt; as that byte.</summary>
@@ -35,11 +35,11 @@ public sealed class StoriesFixture : IDisposable
         var bytes = new List<byte>();
         foreach (var id in ids)
         {
-            var piece = Tokenizer.Pieces[id];
+            var piece = Tokenizer[id].Piece;
             if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>')
                 bytes.Add(Convert.ToByte(piece.Substring(3, 2), 16));
             else
-                bytes.AddRange(Encoding.UTF8.GetBytes(piece.Replace(Llama2cTokenizer.Metaspace, ' ')));
+                bytes.AddRange(Encoding.UTF8.GetBytes(piece.Replace('\u2581', ' ')));
         }
         return Encoding.UTF8.GetString([.. bytes]);
     }
@@ -63,11 +63,11 @@ public sealed class StoriesImportTests(StoriesFixture stories) : IClassFixture<S
         var s = stories.Checkpoint.Shape;
         Assert.Equal((64, 172, 5, 8, 4, 512, 512, true), (s.Dim, s.HiddenDim, s.Layers, s.Heads, s.KvHeads, s.VocabSize, s.SeqLen, s.SharedClassifier));
         Assert.Equal(512, stories.Tokenizer.Count);
-        Assert.Equal(("<unk>", "<s>", "</s>", "<0x0A>"), (stories.Tokenizer.Pieces[0], stories.Tokenizer.Pieces[1], stories.Tokenizer.Pieces[2], stories.Tokenizer.Pieces[13]));
+        Assert.Equal(("<unk>", "<s>", "</s>", "<0x0A>"), (stories.Tokenizer[0].Piece, stories.Tokenizer[1].Piece, stories.Tokenizer[2].Piece, stories.Tokenizer[13].Piece));
     }
 
     [Fact]
-    public void Greedy_FromBos_ReproducesPublishedOutputWordForWord()
+    public void Greedy_FromBos_ReproducesPublishedOutputExactly()
     {
         var specials = SpecialTokens.Read(stories.Dir);
         var prompt = specials.Prompt([]);
@@ -77,11 +77,13 @@ public sealed class StoriesImportTests(StoriesFixture stories) : IClassFixture<S
         Assert.Equal(256, ids.Length);
         Assert.Equal(StoriesFixture.Words(Reference), StoriesFixture.Words(stories.Decode(ids)));
 
-        // The tokenizer.json the import wrote decodes the same ids to the same words.
-        var hf = TokenizerFactory.ForModelDirectory(stories.Dir);
-        var stream = hf.CreateStreamDecoder();
+        // The tokenizer.json the import wrote decodes the same ids to the same text, character for character (run.c
+        // ends its output with a newline): whole, and streamed from the start of the text, with no leading space.
+        var hf = Assert.IsType<HfBpeTokenizer>(TokenizerFactory.ForModelDirectory(stories.Dir));
+        Assert.Equal(Reference, hf.Decode([1, .. ids], skipSpecialTokens: true) + "\n");
+        var stream = hf.CreateStreamDecoder(atStart: true, skipSpecialTokens: true);
         var text = string.Concat(ids.Select(stream.Append)) + stream.Flush();
-        Assert.Equal(StoriesFixture.Words(Reference), StoriesFixture.Words(text));
+        Assert.Equal(Reference, text + "\n");
     }
 
     [Fact]
@@ -113,6 +115,11 @@ public sealed class StoriesImportTests(StoriesFixture stories) : IClassFixture<S
         Assert.Equal(new HashSet<int> { 0, 1, 2 }, specials.Special.ToHashSet());
         var manifest = ModelDirectory.Validate(stories.Dir);
         Assert.Equal(512, manifest.VocabSize);
+
+        // tokenizer.json is what Hugging Face's converter writes for tok512.bin.
+        var reference = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Golden", "stories260K", "tokenizer.json")));
+        var written = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(stories.Dir, "tokenizer.json")));
+        Assert.True(System.Text.Json.Nodes.JsonNode.DeepEquals(reference, written), "the imported tokenizer.json differs from Hugging Face's conversion");
         Assert.Equal(512, manifest.Transformer!.MaxPositions);
     }
 
@@ -120,10 +127,10 @@ public sealed class StoriesImportTests(StoriesFixture stories) : IClassFixture<S
     public void Merges_RankedByMergedPieceScore()
     {
         var ids = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int i = 0; i < stories.Tokenizer.Count; i++) ids[stories.Tokenizer.Pieces[i]] = i;
-        var merges = SentencePieceJson.Merges(stories.Tokenizer, ids);
+        for (int i = 0; i < stories.Tokenizer.Count; i++) ids[stories.Tokenizer[i].Piece] = i;
+        var merges = SentencePieceBin.Merges(stories.Tokenizer);
         Assert.NotEmpty(merges);
-        var scores = merges.Select(m => stories.Tokenizer.Scores[ids[m.Left + m.Right]]).ToList();
+        var scores = merges.Select(m => stories.Tokenizer[ids[m.Left + m.Right]].Score).ToList();
         for (int i = 1; i < scores.Count; i++) Assert.True(scores[i] <= scores[i - 1], $"merge {i} ranks above a higher score");
         Assert.All(merges, m => Assert.True(ids.ContainsKey(m.Left) && ids.ContainsKey(m.Right)));
     }
@@ -188,7 +195,7 @@ public sealed class Llama2cInputTests
         // Keep the first 300 tokens: a valid tokenizer file, but not this model's.
         int at = 4;
         for (int i = 0; i < 300; i++) at += 8 + BitConverter.ToInt32(bytes, at + 4);
-        var other = Llama2cTokenizer.Parse(bytes.AsSpan(0, at), "other.bin");
+        var other = SentencePieceBin.Parse(bytes.AsSpan(0, at), "other.bin");
         Assert.Equal(300, other.Count);
         var dir = Directory.CreateTempSubdirectory("iotdsd-import-").FullName;
         try
@@ -196,7 +203,22 @@ public sealed class Llama2cInputTests
             var e = Assert.Throws<ModelLoadException>(() => Llama2cImporter.Import(checkpoint, other, "other.bin", dir, "x"));
             Assert.Equal("other.bin", e.Path);
             Assert.Contains("holds 300 tokens but the checkpoint's vocabulary has 512", e.Message);
-            Assert.Contains("truncated inside token", Assert.Throws<InvalidDataException>(() => Llama2cTokenizer.Parse(bytes.AsSpan(0, at + 5), "cut.bin")).Message);
+            Assert.Contains("is truncated in token 300", Assert.Throws<TokenizerFormatException>(() => SentencePieceBin.Parse(bytes.AsSpan(0, at + 5), "cut.bin")).Message);
+
+            // From files, as `iotdsd models import` reads them: one line naming the tokenizer file.
+            var checkpointFile = Path.Combine(dir, "stories260K.bin");
+            File.WriteAllBytes(checkpointFile, StoriesModels.CheckpointBytes());
+            var cut = Path.Combine(dir, "cut.bin");
+            File.WriteAllBytes(cut, bytes.AsSpan(0, at + 5).ToArray());
+            var fromFile = Assert.Throws<ModelLoadException>(() => Llama2cImporter.Import(checkpointFile, cut, Path.Combine(dir, "out")));
+            Assert.Equal(cut, fromFile.Path);
+            Assert.Contains($"'{cut}' (llama2.c tokenizer): is truncated in token 300", fromFile.Message);
+            Assert.DoesNotContain('\n', fromFile.Message);
+            var otherFile = Path.Combine(dir, "other.bin");
+            File.WriteAllBytes(otherFile, bytes.AsSpan(0, at).ToArray());
+            var wrong = Assert.Throws<ModelLoadException>(() => Llama2cImporter.Import(checkpointFile, otherFile, Path.Combine(dir, "out")));
+            Assert.Contains($"'{otherFile}' holds 300 tokens but the checkpoint's vocabulary has 512", wrong.Message);
+            Assert.False(Directory.Exists(Path.Combine(dir, "out")));
         }
         finally
         {

@@ -17,9 +17,12 @@ public sealed class SecureBroker : IAsyncDisposable
 
     private readonly Process _process;
 
-    private SecureBroker(Process process, string dir, int certPort, int passwordPort)
+    private readonly bool _ownsDir;
+
+    private SecureBroker(Process process, string dir, int certPort, int passwordPort, bool ownsDir)
     {
         _process = process;
+        _ownsDir = ownsDir;
         Dir = dir;
         CertPort = certPort;
         PasswordPort = passwordPort;
@@ -86,6 +89,16 @@ public sealed class SecureBroker : IAsyncDisposable
             await File.WriteAllTextAsync(acl, editAcl(await File.ReadAllTextAsync(acl)));
         }
 
+        return await StartProfileAsync(binary, dir);
+    }
+
+    /// <summary>
+    /// Starts Mosquitto with <c>broker/mosquitto-prod.conf</c> as shipped, its <c>/etc/mosquitto/iotdsd/</c> pointed at
+    /// <paramref name="dir"/> and its listeners moved to free loopback ports; fails if it exits instead of listening.
+    /// Disposing the broker deletes <paramref name="dir"/> when <paramref name="ownsDir"/>.
+    /// </summary>
+    public static async Task<SecureBroker> StartProfileAsync(string binary, string dir, bool ownsDir = true)
+    {
         var certPort = EmbeddedBroker.FreePort();
         var passwordPort = EmbeddedBroker.FreePort();
         var config = (await File.ReadAllTextAsync(Path.Combine(RepoRoot, "broker", "mosquitto-prod.conf")))
@@ -99,19 +112,35 @@ public sealed class SecureBroker : IAsyncDisposable
         var path = Path.Combine(dir, "mosquitto.conf");
         await File.WriteAllTextAsync(path, config);
         var process = Process.Start(new ProcessStartInfo(binary, ["-c", path]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false })!;
+        var log = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            lock (log)
+            {
+                log.AppendLine(e.Data);
+            }
+        };
         process.BeginErrorReadLine();
         process.BeginOutputReadLine();
         var deadline = Stopwatch.GetTimestamp() + (10 * Stopwatch.Frequency);
         while (Stopwatch.GetTimestamp() < deadline)
         {
-            Assert.False(process.HasExited, $"mosquitto exited with the production profile (code {(process.HasExited ? process.ExitCode : 0)})");
+            if (process.HasExited)
+            {
+                await process.WaitForExitAsync();
+                lock (log)
+                {
+                    Assert.Fail($"mosquitto exited with the production profile (code {process.ExitCode}): {log.ToString().Trim()}");
+                }
+            }
+
             try
             {
                 using var a = new TcpClient();
                 await a.ConnectAsync("127.0.0.1", certPort);
                 using var b = new TcpClient();
                 await b.ConnectAsync("127.0.0.1", passwordPort);
-                return new SecureBroker(process, dir, certPort, passwordPort);
+                return new SecureBroker(process, dir, certPort, passwordPort, ownsDir);
             }
             catch (SocketException)
             {
@@ -122,6 +151,12 @@ public sealed class SecureBroker : IAsyncDisposable
         process.Kill();
         throw new TimeoutException("mosquitto with the production profile did not listen within 10 s");
     }
+
+    /// <summary>Runs <c>broker/credentials.sh</c> with <paramref name="args"/>; fails on a non-zero exit.</summary>
+    public static Task CredentialsAsync(params string[] args) => RunAsync(Path.Combine(RepoRoot, "broker", "credentials.sh"), [], args);
+
+    /// <inheritdoc cref="CredentialsAsync(string[])"/>
+    public static Task CredentialsAsync(Dictionary<string, string> env, params string[] args) => RunAsync(Path.Combine(RepoRoot, "broker", "credentials.sh"), env, args);
 
     private static Task RunAsync(string script, params string[] args) => RunAsync(script, [], args);
 
@@ -149,6 +184,11 @@ public sealed class SecureBroker : IAsyncDisposable
         }
 
         _process.Dispose();
+        if (!_ownsDir)
+        {
+            return;
+        }
+
         try
         {
             Directory.Delete(Dir, recursive: true);
