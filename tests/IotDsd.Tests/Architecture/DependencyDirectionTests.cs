@@ -6,7 +6,7 @@ namespace IotDsd.Tests.Architecture;
 /// <summary>
 /// Dependencies point one way (README, "Project layout"): Contracts ← Core ← (Inference, Edge, Verifier); Messaging
 /// knows Contracts only, and neither Core nor ONNX Runtime; Edge and Verifier never reference each other; no product
-/// project references the CLI. Checked twice: on the project references the .csproj files declare (what the build
+/// project references the CLI; Hosting (how a role runs as a service) knows Messaging and Contracts only. Checked twice: on the project references the .csproj files declare (what the build
 /// may use) and on the assembly references the compiler wrote into each built assembly (what the code does use).
 /// </summary>
 public sealed class DependencyDirectionTests
