@@ -83,7 +83,7 @@ public sealed class DiagnosticsTests(ITestOutputHelper output)
             Assert.Equal(PresencePayload.ThisVersion, device.Version);
             Assert.True(verifier.Tokens >= 150, $"verifier committed {verifier.Tokens}");
             Assert.Equal(0, verifier.Sessions);
-            output.WriteLine(Cli.Output.FleetTable.Render(rows, ProcessClock.NowMs(time)));
+            output.WriteLine(FleetTable.Render(rows, ProcessClock.NowMs(time)));
 
             var ping = await client.SendAsync("device", "diag-device", "ping", TimeSpan.FromSeconds(10), CancellationToken.None);
             Assert.True(ping is { Ok: true, Connected: true, Id: "diag-device", Role: "device" }, $"ping: {ping}");

@@ -64,8 +64,8 @@ public sealed class ModelMemoryTests(TinyTransformerPair pair, ITestOutputHelper
             var metrics = new VerifierDiagnostics(verifier, pair.Target.Name, [], TimeProvider.System).Snapshot();
             Assert.Equal(TinyBytesPerToken, metrics.Extra["cache_bytes_per_token"]);
             Assert.True(metrics.Extra.ContainsKey("memory_bytes"));
-            Assert.Matches(@"^\d+\.\dMiB@4KiB/tok$", Cli.Output.FleetTable.Memory(metrics));
-            output.WriteLine($"tiny transformer target: {verifier.Limits.BytesPerCachedToken} B/token; most accounted while generating {most} B; fleet table shows {Cli.Output.FleetTable.Memory(metrics)}");
+            Assert.Matches(@"^\d+\.\dMiB@4KiB/tok$", FleetTable.Memory(metrics));
+            output.WriteLine($"tiny transformer target: {verifier.Limits.BytesPerCachedToken} B/token; most accounted while generating {most} B; fleet table shows {FleetTable.Memory(metrics)}");
         }
         finally
         {
@@ -120,8 +120,8 @@ public sealed class ModelMemoryTests(TinyTransformerPair pair, ITestOutputHelper
     public void FleetTable_Memory_OnlyWhereTheMetricsCarryIt()
     {
         var verifier = new MetricsPayload { Role = "verifier", Id = "v", Extra = new Dictionary<string, double> { ["memory_bytes"] = 3.5 * (1 << 20), ["cache_bytes_per_token"] = 73_728 } };
-        Assert.Equal("3.5MiB@72KiB/tok", Cli.Output.FleetTable.Memory(verifier));
-        Assert.Equal("-", Cli.Output.FleetTable.Memory(new MetricsPayload { Role = "device", Id = "d" }));
-        Assert.Equal("-", Cli.Output.FleetTable.Memory(null));
+        Assert.Equal("3.5MiB@72KiB/tok", FleetTable.Memory(verifier));
+        Assert.Equal("-", FleetTable.Memory(new MetricsPayload { Role = "device", Id = "d" }));
+        Assert.Equal("-", FleetTable.Memory(null));
     }
 }

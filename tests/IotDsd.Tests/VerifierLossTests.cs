@@ -4,6 +4,8 @@ using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Core.Speculative;
 using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Edge.Resilience;
 using IotDsd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -46,6 +48,18 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
         Assert.Contains(moved, e => e.Contains("silent-a", StringComparison.Ordinal) && e.Contains("silent-b", StringComparison.Ordinal));
     }
 
+    [SkippableFact]
+    public async Task VerifierHangsDuringStreamedRounds_DeviceLeavesTheSilentOne_TextEqualsReference()
+    {
+        // At the verifier-decoding rung quiet streamed rounds count towards leaving a silent verifier like unanswered requests.
+        var (_, log) = await LoseVerifierAsync(
+            "streamsilent", [], TimeSpan.FromSeconds(1), a => a.SignalAsync("STOP"), TimeSpan.FromMinutes(2),
+            o => o with { PinnedLevel = DegradationLevel.VerifierDecoding });
+        var moved = log.Entries.Where(e => e.Contains("silent for", StringComparison.Ordinal)).ToList();
+        Assert.Contains(log.Entries, e => e.Contains("Streamed round quiet", StringComparison.Ordinal));
+        Assert.Contains(moved, e => e.Contains("streamsilent-a", StringComparison.Ordinal) && e.Contains("streamsilent-b", StringComparison.Ordinal));
+    }
+
     /// <summary>
     /// Places a greedy session on verifier <c>{name}-a</c> (a process), starts <c>{name}-b</c> once it is placed (so only
     /// a move brings the session there), lets 50 more tokens commit, applies <paramref name="fault"/> to A, and waits
@@ -53,7 +67,7 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
     /// Mosquitto is not installed.
     /// </summary>
     private async Task<(GenerationReport Report, ErrorLog Log)> LoseVerifierAsync(
-        string name, string[] verifierArgs, TimeSpan requestTimeout, Func<IotdsdProcess, Task> fault, TimeSpan waitAtMost)
+        string name, string[] verifierArgs, TimeSpan requestTimeout, Func<IotdsdProcess, Task> fault, TimeSpan waitAtMost, Func<EdgeOptions, EdgeOptions>? device = null)
     {
         await using var mosquitto = await RestartableMosquitto.TryStart();
 
@@ -67,7 +81,7 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
         await using var verifierA = Verifier($"{name}-a");
         await Online($"{name}-a");
         var log = new ErrorLog();
-        await using var worker = await FaultRig.StartDeviceAsync(mosquitto.Port, $"{name}-device", null, log, requestTimeout);
+        await using var worker = await FaultRig.StartDeviceAsync(mosquitto.Port, $"{name}-device", null, log, requestTimeout, device);
         var committed = 0;
         var run = worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(Prompt), settings, _ => Interlocked.Increment(ref committed), CancellationToken.None);
         while (Volatile.Read(ref committed) < 20 && !run.IsCompleted)

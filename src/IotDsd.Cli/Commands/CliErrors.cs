@@ -1,3 +1,4 @@
+using IotDsd.Inference.Models;
 using IotDsd.Edge.Drafting;
 using IotDsd.Messaging.Connections;
 
@@ -6,7 +7,7 @@ namespace IotDsd.Cli.Commands;
 /// <summary>Exceptions whose message is already a complete, one-line explanation for the user.</summary>
 internal static class CliErrors
 {
-    public static bool IsUserFacing(Exception ex) => ex is CliError or TestbedException or GenerationException or MqttConnectionException or MqttPublishException
+    public static bool IsUserFacing(Exception ex) => ex is CliError or IotDsd.Hosting.ConfigurationException or IotDsd.Inference.Models.ModelPairException or TestbedException or GenerationException or MqttConnectionException or MqttPublishException
         or ArgumentException || ex.GetType().Name == "ModelLoadException";
 
     /// <summary>Runs <paramref name="start"/>, which binds a listening socket; a port in use (or an address that is not

@@ -1,5 +1,5 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
-using IotDsd.Cli.Output;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
 using IotDsd.Edge.Resilience;

@@ -1,6 +1,7 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
 using System.Globalization;
-using IotDsd.Cli.Hosting;
+using IotDsd.Hosting;
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
 using IotDsd.Core.Sampling;
@@ -23,7 +24,7 @@ internal static class DeviceCommand
 {
     public static Command Create()
     {
-        var (config, flags) = LayeredConfiguration.CreateOptions(Settings.Device);
+        var (config, flags) = SettingOptions.Create(Settings.Device);
         var check = new Option<bool>("--check-config") { Description = "Validate the settings, print them (secrets redacted) with their sources, and exit." };
         var command = new Command("device", "Run the draft worker as a device service: connected, diagnosable over MQTT, generating from a prompt file.") { config, check };
         foreach (var option in flags.Values)
@@ -33,7 +34,7 @@ internal static class DeviceCommand
 
         command.SetAction(async (result, ct) =>
         {
-            var layered = LayeredConfiguration.Build(result, config, flags, Settings.Device);
+            var layered = SettingOptions.Build(result, config, flags, Settings.Device);
             var common = ServiceHost.ReadCommon(layered);
             var (edge, service, draftDir) = Read(layered, common);
             layered.ThrowIfInvalid();

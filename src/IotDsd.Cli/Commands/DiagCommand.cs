@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Text.Json;
-using IotDsd.Cli.Output;
 using IotDsd.Messaging.Connections;
 using IotDsd.Messaging.Diagnostics;
 

@@ -1,3 +1,4 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
 using System.Globalization;
 using IotDsd.Contracts.Messages;

@@ -1,3 +1,4 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
 
 namespace IotDsd.Cli.Commands;

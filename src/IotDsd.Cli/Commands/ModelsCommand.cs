@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Globalization;
-using IotDsd.Cli.Output;
 using IotDsd.Core.Sampling;
 using IotDsd.Inference.Distillation;
 using IotDsd.Inference.Models;

@@ -1,3 +1,4 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -79,26 +80,26 @@ internal static class SimCommand
 
                 return 0;
             case "dssd-table":
-                SimText.Table(DssdTable.Rows(), json);
+                SimText.Table(DssdTable.Rows(), json, Console.Out);
                 return 0;
             case "grid":
-                SimText.Results(Sweeps.Grid(scenario, ct), json);
+                SimText.Results(Sweeps.Grid(scenario, ct), json, Console.Out);
                 return 0;
             case "rtt":
                 var rtt = Sweeps.Rtt(scenario, ct);
-                SimText.Results(rtt, json);
+                SimText.Results(rtt, json, Console.Out);
                 PlotIf(plot, rtt, null);
                 return 0;
             case "fleet":
                 var fleet = Sweeps.Fleet(scenario, ct);
-                SimText.Results(fleet, json);
+                SimText.Results(fleet, json, Console.Out);
                 PlotIf(plot, null, fleet);
                 return 0;
             case "all":
-                SimText.Table(DssdTable.Rows(), json);
-                SimText.Results(Sweeps.Grid(scenario, ct), json);
+                SimText.Table(DssdTable.Rows(), json, Console.Out);
+                SimText.Results(Sweeps.Grid(scenario, ct), json, Console.Out);
                 var all = (Rtt: Sweeps.Rtt(scenario, ct), Fleet: Sweeps.Fleet(scenario, ct));
-                SimText.Results(all.Fleet, json);
+                SimText.Results(all.Fleet, json, Console.Out);
                 PlotIf(plot, all.Rtt, all.Fleet);
                 return 0;
             case var other:

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using IotDsd.Cli.Hosting;
+using IotDsd.Hosting;
 using IotDsd.Messaging.Connections;
 
 namespace IotDsd.Cli.Commands;
@@ -29,47 +29,8 @@ internal sealed class TransportOptions
     /// <summary>The TLS settings asked for, or null for plain TCP where that is allowed; throws a <see cref="CliError"/> otherwise.</summary>
     public MqttTlsSettings? Parse(ParseResult result, BrokerAddress broker)
     {
-        var tls = Decide(result.GetValue(UseTls), result.GetValue(CaFile), result.GetValue(CertFile), result.GetValue(KeyFile), result.GetValue(ServerName),
+        var tls = TransportSettings.Decide(result.GetValue(UseTls), result.GetValue(CaFile), result.GetValue(CertFile), result.GetValue(KeyFile), result.GetValue(ServerName),
             result.GetValue(InsecurePlaintext), broker, out var problem);
-        return problem is null ? tls : throw new CliError(tls is null ? problem : $"{Culprit(problem).Flag}: {problem}");
-    }
-
-    /// <summary>The setting a TLS problem is about, from the file it names.</summary>
-    private static Setting Culprit(string problem) =>
-        problem.Contains("client certificate", StringComparison.Ordinal) ? Settings.TlsCert
-        : problem.Contains("client key", StringComparison.Ordinal) ? Settings.TlsKey
-        : Settings.TlsCa;
-
-    /// <summary>The same from layered settings (config file, environment, flags); problems are reported on the setting.</summary>
-    public static MqttTlsSettings? Read(LayeredConfiguration config, BrokerAddress broker)
-    {
-        static string? NonEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
-        var tls = Decide(config.Bool(Settings.Tls), NonEmpty(config.String(Settings.TlsCa)), NonEmpty(config.String(Settings.TlsCert)),
-            NonEmpty(config.String(Settings.TlsKey)), NonEmpty(config.String(Settings.TlsServerName)), config.Bool(Settings.InsecurePlaintext), broker, out var problem);
-        if (problem is not null)
-        {
-            config.Problem(tls is null ? Settings.InsecurePlaintext : Culprit(problem), problem);
-        }
-
-        return tls;
-    }
-
-    private static MqttTlsSettings? Decide(bool useTls, string? ca, string? cert, string? key, string? name, bool insecure, BrokerAddress broker, out string? problem)
-    {
-        problem = null;
-        if (!useTls && ca is null && cert is null && key is null && name is null)
-        {
-            if (!MqttSecurity.IsLoopback(broker.Host) && !insecure)
-            {
-                problem = $"broker {broker} is not on this machine: use TLS (--tls-ca CA.pem, and --tls-cert/--tls-key for a " +
-                    "client certificate) or say --insecure-plaintext to send credentials and text unencrypted";
-            }
-
-            return null;
-        }
-
-        var tls = new MqttTlsSettings { CaFile = ca, CertFile = cert, KeyFile = key, ServerName = name };
-        problem = tls.Validate();
-        return tls;
+        return problem is null ? tls : throw new CliError(tls is null ? problem : $"{TransportSettings.Culprit(problem).Flag}: {problem}");
     }
 }

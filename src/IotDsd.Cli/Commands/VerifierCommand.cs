@@ -1,5 +1,6 @@
+using IotDsd.Inference.Models;
 using System.CommandLine;
-using IotDsd.Cli.Hosting;
+using IotDsd.Hosting;
 using IotDsd.Contracts.Topics;
 using IotDsd.Core.Models;
 using IotDsd.Messaging.Diagnostics;
@@ -19,7 +20,7 @@ internal static class VerifierCommand
 {
     public static Command Create()
     {
-        var (config, flags) = LayeredConfiguration.CreateOptions(Settings.Verifier);
+        var (config, flags) = SettingOptions.Create(Settings.Verifier);
         var check = new Option<bool>("--check-config") { Description = "Validate the settings, print them (secrets redacted) with their sources, and exit." };
         var verbose = new Option<bool>("--verbose") { Description = "Same as --log-level Information." };
         var command = new Command("verifier", "Run a verifier: verifies draft rounds from devices with the target model.") { config, check, verbose };
@@ -30,7 +31,7 @@ internal static class VerifierCommand
 
         command.SetAction(async (result, ct) =>
         {
-            var layered = LayeredConfiguration.Build(result, config, flags, Settings.Verifier);
+            var layered = SettingOptions.Build(result, config, flags, Settings.Verifier);
             var common = ServiceHost.ReadCommon(layered);
             var id = layered.String(Settings.VerifierId, Settings.VerifierId.Default)!;
             if (!TopicScheme.IsValidId(id))

@@ -4,8 +4,8 @@ namespace IotDsd.Core.Sessions;
 
 /// <summary>
 /// Verifier-side decoding seen from the device: a round with no drafts that asks the verifier to decode up to K tokens
-/// and stream them down. Chunks are committed in order by position: a token already held is ignored, one that arrives
-/// early waits for the gap before it. A resend asks from the committed length for the rest of the same range, so the
+/// and stream them down. Chunks are placed by <see cref="TokenPlacement"/>: in order by position, a token already held is
+/// ignored, one that arrives early waits for the gap before it, a conflicting one is a protocol violation. A resend asks from the committed length for the rest of the same range, so the
 /// rounds cover the same positions however the stream was cut.
 /// </summary>
 public sealed partial class DraftSession
@@ -23,7 +23,7 @@ public sealed partial class DraftSession
     {
         if (_stream is not { } s || s.Round != Round)
         {
-            s = new StreamedRound(Round, _committed.Count + Math.Clamp(count, 1, Math.Max(1, Settings.MaxTokens - Generated)));
+            s = new StreamedRound(Round, new TokenPlacement(_committed, _committed.Count + Math.Clamp(count, 1, Math.Max(1, Settings.MaxTokens - Generated)), _vocab));
         }
 
         var request = BuildRound(0, proposals) with { Stream = s.End - _committed.Count };
@@ -50,43 +50,8 @@ public sealed partial class DraftSession
             return RoundStep.Ignored;
         }
 
-        if (chunk.Index < 0 || (long)chunk.Index + chunk.Tokens.Length > s.End)
-        {
-            throw new ProtocolViolationException($"chunk covers {chunk.Index}..{(long)chunk.Index + chunk.Tokens.Length}, the round streams up to {s.End}");
-        }
-
-        for (var i = 0; i < chunk.Tokens.Length; i++)
-        {
-            var (at, t) = (chunk.Index + i, chunk.Tokens[i]);
-            if ((uint)t >= (uint)_vocab)
-            {
-                throw new ProtocolViolationException($"streamed token {t} is outside the vocabulary of {_vocab}");
-            }
-
-            if ((at < _committed.Count && _committed[at] != t) || (s.Early.TryGetValue(at, out var held) && held != t))
-            {
-                throw new ProtocolViolationException($"streamed token at {at} differs from the one already received");
-            }
-        }
-
         var before = _committed.Count;
-        for (var i = 0; i < chunk.Tokens.Length; i++)
-        {
-            var at = chunk.Index + i;
-            if (at > _committed.Count)
-            {
-                s.Early[at] = chunk.Tokens[i];
-            }
-            else if (at == _committed.Count)
-            {
-                _committed.Add(chunk.Tokens[i]);
-            }
-        }
-
-        while (s.Early.Remove(_committed.Count, out var next))
-        {
-            _committed.Add(next);
-        }
+        s.Placement.Place(chunk.Index, chunk.Tokens);
 
         if (_sequence.Length > before)
         {
@@ -107,8 +72,8 @@ public sealed partial class DraftSession
         return RoundStep.Committed(before, _committed.Count - before);
     }
 
-    private sealed record StreamedRound(long Round, int End)
+    private sealed record StreamedRound(long Round, TokenPlacement Placement)
     {
-        public Dictionary<int, int> Early { get; } = [];
+        public int End => Placement.End;
     }
 }

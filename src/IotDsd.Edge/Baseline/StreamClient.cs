@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
 using IotDsd.Core.Sampling;
+using IotDsd.Core.Sessions;
 using IotDsd.Edge.Drafting;
 using IotDsd.Edge.Hosting;
 using IotDsd.Messaging.Connections;
@@ -13,7 +14,9 @@ namespace IotDsd.Edge.Baseline;
 /// <summary>
 /// A device of the server-only baseline: sends its prompt once and receives every token streamed down by a
 /// <c>BaselineServer</c>. It drafts nothing; it is what a fleet would run without speculative decoding. Chunks are
-/// placed by index, so a duplicated delivery is counted and ignored and a missing one is detected.
+/// placed by index with the streamed rung's <see cref="TokenPlacement"/>: a duplicated delivery is counted and ignored,
+/// a missing one is detected, and a chunk outside the stream or conflicting with a token already received is counted
+/// as rejected and changes nothing (the stream fails once as many were rejected as a request may be attempted).
 /// </summary>
 public sealed class StreamClient : IAsyncDisposable
 {
@@ -71,7 +74,7 @@ public sealed class StreamClient : IAsyncDisposable
         var id = Interlocked.Increment(ref _next);
         var correlation = new byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(correlation, id);
-        var stream = new Stream(maxTokens, onToken);
+        var stream = new Stream(maxTokens, onToken, _serverId, _options.MaxAttempts);
         _streams[id] = stream;
         try
         {
@@ -122,16 +125,16 @@ public sealed class StreamClient : IAsyncDisposable
         }
     }
 
-    /// <summary>One stream's reassembly: tokens by index, delivered to the caller in order.</summary>
-    private sealed class Stream(int maxTokens, Action<int>? onToken)
+    /// <summary>One stream's reassembly: tokens placed by index, delivered to the caller in order.</summary>
+    private sealed class Stream(int maxTokens, Action<int>? onToken, string serverId, int maxRejected)
     {
-        private readonly int[] _tokens = new int[maxTokens];
-        private readonly bool[] _have = new bool[maxTokens];
+        private readonly List<int> _tokens = new(maxTokens);
         private readonly List<double> _gaps = new(maxTokens);
         private readonly Lock _lock = new();
+        private TokenPlacement? _placement;
         private int _delivered;
         private long _last;
-        private long _downPayload, _downWire, _batchSum, _chunks, _duplicates;
+        private long _downPayload, _downWire, _batchSum, _chunks, _rejected;
         private int _maxBatch;
         private TimeSpan _firstToken;
         private TimeSpan _elapsed;
@@ -139,6 +142,8 @@ public sealed class StreamClient : IAsyncDisposable
         public long Started { get; set; }
         public int Received;
         public TaskCompletionSource<ErrorReply?> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        private TokenPlacement Placement => _placement ??= new TokenPlacement(_tokens, maxTokens, int.MaxValue);
 
         public void Receive(InboundMessage message, TimeProvider time)
         {
@@ -152,30 +157,31 @@ public sealed class StreamClient : IAsyncDisposable
                     return;
                 }
 
-                if (message.Decoded.Message is not TokenChunk chunk || chunk.Index < 0 || chunk.Index + chunk.Tokens.Length > _tokens.Length)
+                if (message.Decoded.Message is not TokenChunk chunk)
                 {
+                    return;
+                }
+
+                try
+                {
+                    Placement.Place(chunk.Index, chunk.Tokens);
+                }
+                catch (ProtocolViolationException ex)
+                {
+                    if (++_rejected >= maxRejected)
+                    {
+                        Completion.TrySetException(new GenerationException($"server {serverId} kept sending invalid chunks ({_rejected} rejected): {ex.Message}"));
+                    }
+
                     return;
                 }
 
                 _chunks++;
                 _batchSum += chunk.BatchSize;
                 _maxBatch = Math.Max(_maxBatch, chunk.BatchSize);
-                for (var i = 0; i < chunk.Tokens.Length; i++)
-                {
-                    var at = chunk.Index + i;
-                    if (_have[at])
-                    {
-                        _duplicates++;
-                        continue;
-                    }
-
-                    _have[at] = true;
-                    _tokens[at] = chunk.Tokens[i];
-                    Interlocked.Increment(ref Received);
-                }
-
+                Volatile.Write(ref Received, Placement.Held);
                 var now = time.GetTimestamp();
-                while (_delivered < _tokens.Length && _have[_delivered])
+                while (_delivered < _tokens.Count)
                 {
                     if (_delivered == 0)
                     {
@@ -191,7 +197,7 @@ public sealed class StreamClient : IAsyncDisposable
                     onToken?.Invoke(token);
                 }
 
-                if (_delivered == _tokens.Length)
+                if (_delivered == maxTokens)
                 {
                     _elapsed = time.GetElapsedTime(Started, now);
                     Completion.TrySetResult(null);
@@ -206,7 +212,7 @@ public sealed class StreamClient : IAsyncDisposable
                 return new StreamReport
                 {
                     SessionId = sessionId,
-                    Tokens = _tokens,
+                    Tokens = [.. _tokens],
                     Elapsed = _elapsed,
                     TimeToFirstToken = _firstToken,
                     TokenGapMillis = _gaps,
@@ -216,7 +222,8 @@ public sealed class StreamClient : IAsyncDisposable
                     DownlinkWireBytes = _downWire,
                     MeanBatch = _chunks == 0 ? 0 : (double)_batchSum / _chunks,
                     MaxBatch = _maxBatch,
-                    Duplicates = _duplicates,
+                    Duplicates = _placement?.Duplicates ?? 0,
+                    Rejected = _rejected,
                 };
             }
         }
@@ -242,6 +249,9 @@ public sealed record StreamReport
     /// <summary>The largest forward pass any chunk reported.</summary>
     public int MaxBatch { get; init; }
 
-    /// <summary>Chunks delivered more than once (QoS 1 duplicates); each was ignored.</summary>
+    /// <summary>Tokens delivered more than once (QoS 1 duplicates); each was ignored.</summary>
     public long Duplicates { get; init; }
+
+    /// <summary>Chunks outside the stream or conflicting with a token already received; each was ignored.</summary>
+    public long Rejected { get; init; }
 }

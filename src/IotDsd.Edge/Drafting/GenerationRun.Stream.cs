@@ -13,107 +13,87 @@ internal sealed partial class GenerationRun
 {
     /// <summary>
     /// Sends the outstanding streamed round and commits its chunks as they come (<paramref name="onCommitted"/> sees
-    /// each step that committed tokens). A quiet gap of one request timeout, or a lost link, resends it from the
-    /// committed length. Returns <see cref="StreamCompleted"/>, null when the session moved to another verifier, or
-    /// whatever else the verifier answered (an error, or a verdict from a verifier that does not stream).
+    /// each step that committed tokens), through the run's one retry loop: a quiet gap of one request timeout, or a lost
+    /// link, resends it from the committed length, and quiet gaps with the link up count towards leaving a silent
+    /// verifier like unanswered requests do (any chunk resets that count). Returns <see cref="StreamCompleted"/>, null
+    /// when the session moved to another verifier, or whatever else the verifier answered (an error, or a verdict from a
+    /// verifier that does not stream).
     /// </summary>
-    public async Task<object?> StreamAsync(Action<RoundStep> onCommitted, CancellationToken ct)
+    public Task<object?> StreamAsync(Action<RoundStep> onCommitted, CancellationToken ct)
     {
-        using var listener = _requester.Listen(_requester.NewCorrelationId());
-        var attempt = 0;
+        var listener = _requester.Listen(_requester.NewCorrelationId());
         var violations = 0;
         long chunks = 0, batchSum = 0, tokens = 0;
         var maxBatch = 0;
-        while (true)
-        {
-            using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
-            if (cts is null)
-            {
-                return null;
-            }
+        return RunAsync();
 
-            try
+        async Task<object?> RunAsync()
+        {
+            using (listener)
             {
-                await _requester.SendAsync(Topic, _session.ResumeStream(), listener.Id, cts.Token).ConfigureAwait(false);
-                while (true)
+                return await RetryAsync(AttemptAsync, attempt => Log.StreamQuiet(_logger, attempt, _options.RequestTimeout.TotalMilliseconds, _session.Committed.Count), ct)
+                    .ConfigureAwait(false);
+            }
+        }
+
+        async Task<Answer> AttemptAsync(int attempt, CancellationToken token)
+        {
+            await _requester.SendAsync(Topic, _session.ResumeStream(), listener.Id, token).ConfigureAwait(false);
+            while (true)
+            {
+                try
                 {
+                    await listener.Reader.WaitToReadAsync(token).AsTask().WaitAsync(_options.RequestTimeout, _time, token).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    return Quiet; // ask again from what is committed
+                }
+
+                while (listener.Reader.TryRead(out var message))
+                {
+                    _lastProgress = _time.GetTimestamp();
+                    _silentTimeouts = 0;
+                    if (message.Decoded.Message is not TokenChunk chunk)
+                    {
+                        return new Answer(message.Decoded.Message!);
+                    }
+
+                    RoundStep step;
                     try
                     {
-                        await listener.Reader.WaitToReadAsync(cts.Token).AsTask().WaitAsync(_options.RequestTimeout, _time, cts.Token).ConfigureAwait(false);
+                        step = _session.ApplyChunk(chunk);
                     }
-                    catch (TimeoutException)
+                    catch (ProtocolViolationException ex)
                     {
-                        Log.StreamQuiet(_logger, attempt, _options.RequestTimeout.TotalMilliseconds, _session.Committed.Count);
-                        _metrics?.Error("timeout");
-                        _ladder.Failure();
-                        break; // ask again from what is committed
+                        Log.BadChunk(_logger, ex.Message);
+                        _metrics?.Error("invalid_chunk");
+                        if (++violations >= _options.MaxAttempts)
+                        {
+                            throw new GenerationException($"verifier {Verifier} kept sending invalid chunks: {ex.Message}");
+                        }
+
+                        continue;
                     }
 
-                    while (listener.Reader.TryRead(out var message))
+                    if (step.Kind == RoundStepKind.Ignored)
                     {
-                        _lastProgress = _time.GetTimestamp();
-                        if (message.Decoded.Message is not TokenChunk chunk)
-                        {
-                            return message.Decoded.Message;
-                        }
-
-                        RoundStep step;
-                        try
-                        {
-                            step = _session.ApplyChunk(chunk);
-                        }
-                        catch (ProtocolViolationException ex)
-                        {
-                            Log.BadChunk(_logger, ex.Message);
-                            _metrics?.Error("invalid_chunk");
-                            if (++violations >= _options.MaxAttempts)
-                            {
-                                throw new GenerationException($"verifier {Verifier} kept sending invalid chunks: {ex.Message}");
-                            }
-
-                            continue;
-                        }
-
-                        if (step.Kind == RoundStepKind.Ignored)
-                        {
-                            continue;
-                        }
-
-                        chunks++;
-                        batchSum += chunk.BatchSize;
-                        maxBatch = Math.Max(maxBatch, chunk.BatchSize);
-                        tokens += step.Count;
-                        if (step.Count > 0)
-                        {
-                            onCommitted(step);
-                        }
-
-                        if (step.Kind == RoundStepKind.Committed)
-                        {
-                            return new StreamCompleted((int)tokens, (double)batchSum / chunks, maxBatch);
-                        }
+                        continue;
                     }
-                }
-            }
-            catch (MqttPublishException ex)
-            {
-                Log.SendFailed(_logger, attempt, ex.Message);
-                _metrics?.Error("publish_failed");
-                if (_connection.IsConnected)
-                {
-                    _ladder.Failure();
-                    await DelayAsync(MqttConnection.Backoff(attempt, _options.ReconnectMaxDelay), ct).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException) when (!ct.IsCancellationRequested)
-            {
-                // the link dropped under the stream: wait for it and ask from what is committed
-            }
-            finally
-            {
-                lock (_lock)
-                {
-                    _attempt = null;
+
+                    chunks++;
+                    batchSum += chunk.BatchSize;
+                    maxBatch = Math.Max(maxBatch, chunk.BatchSize);
+                    tokens += step.Count;
+                    if (step.Count > 0)
+                    {
+                        onCommitted(step);
+                    }
+
+                    if (step.Kind == RoundStepKind.Committed)
+                    {
+                        return new Answer(new StreamCompleted((int)tokens, (double)batchSum / chunks, maxBatch));
+                    }
                 }
             }
         }

@@ -181,9 +181,35 @@ internal sealed partial class GenerationRun : IDisposable
     /// Sends <paramref name="request"/> until something answers it. Returns null when the session moved to another
     /// verifier (the caller reopens there and rebuilds the request).
     /// </summary>
-    public async Task<object?> ExchangeAsync(object request, CancellationToken ct)
+    public Task<object?> ExchangeAsync(object request, CancellationToken ct)
     {
         var id = _requester.NewCorrelationId();
+        return RetryAsync(
+            async (attempt, token) =>
+            {
+                var reply = await _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, token).ConfigureAwait(false);
+                return reply is null ? Quiet : new Answer(reply.Decoded.Message!);
+            },
+            attempt => Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds),
+            ct);
+    }
+
+    /// <summary>What one attempt came to: the verifier's answer, or <see cref="Quiet"/> (nothing within the request timeout).</summary>
+    private sealed record Answer(object Message);
+
+    private static readonly Answer Quiet = new(new object());
+
+    /// <summary>
+    /// The one retry loop of a run, for exchanges and streamed rounds alike. Each attempt waits for the link, checks the
+    /// give-up time and moves the session off an offline verifier (<see cref="BeginAttemptAsync"/>), then runs
+    /// <paramref name="attemptAsync"/> under a cancellation that a lost link or the verifier's last will trips (the
+    /// attempt is then replayed). A failed publish is retried after a backoff while the link is up. A quiet attempt
+    /// (<paramref name="onQuiet"/> logs it) counts as a failure on the ladder and, with the link up, towards
+    /// <see cref="EdgeOptions.SilentVerifierTimeouts"/>, after which an unpinned session leaves the silent verifier.
+    /// Returns the answer, or null when the session moved to another verifier (the caller reopens there).
+    /// </summary>
+    private async Task<object?> RetryAsync(Func<int, CancellationToken, Task<Answer>> attemptAsync, Action<int> onQuiet, CancellationToken ct)
+    {
         var attempt = 0;
         while (true)
         {
@@ -193,10 +219,10 @@ internal sealed partial class GenerationRun : IDisposable
                 return null;
             }
 
-            InboundMessage? reply;
+            Answer answer;
             try
             {
-                reply = await _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, cts.Token).ConfigureAwait(false);
+                answer = await attemptAsync(attempt, cts.Token).ConfigureAwait(false);
             }
             catch (MqttPublishException ex)
             {
@@ -223,12 +249,12 @@ internal sealed partial class GenerationRun : IDisposable
                 }
             }
 
-            if (reply is null)
+            if (ReferenceEquals(answer, Quiet))
             {
                 // Not a link verdict: a dead verifier looks the same. Publish timeouts (no PUBACK from the broker) are
                 // what declare the link dead; the directory's last wills, or a verifier silent while the link is up,
                 // declare a verifier dead.
-                Log.Timeout(_logger, attempt, _options.RequestTimeout.TotalMilliseconds);
+                onQuiet(attempt);
                 _metrics?.Error("timeout");
                 _ladder.Failure();
                 if (_connection.IsConnected && ++_silentTimeouts >= _options.SilentVerifierTimeouts && LeaveSilent())
@@ -241,7 +267,7 @@ internal sealed partial class GenerationRun : IDisposable
 
             _silentTimeouts = 0;
             _lastProgress = _time.GetTimestamp();
-            return reply.Decoded.Message!;
+            return answer.Message;
         }
     }
 

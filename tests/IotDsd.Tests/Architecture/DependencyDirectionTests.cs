@@ -6,7 +6,7 @@ namespace IotDsd.Tests.Architecture;
 /// <summary>
 /// Dependencies point one way (README, "Project layout"): Contracts ← Core ← (Inference, Edge, Verifier); Messaging
 /// knows Contracts only, and neither Core nor ONNX Runtime; Edge and Verifier never reference each other; no product
-/// project references the CLI. Checked twice: on the project references the .csproj files declare (what the build
+/// project references the CLI; Hosting (how a role runs as a service) knows Messaging and Contracts only. Checked twice: on the project references the .csproj files declare (what the build
 /// may use) and on the assembly references the compiler wrote into each built assembly (what the code does use).
 /// </summary>
 public sealed class DependencyDirectionTests
@@ -19,6 +19,7 @@ public sealed class DependencyDirectionTests
     private const string Verifier = "IotDsd.Verifier";
     private const string Sim = "IotDsd.Sim";
     private const string Testbed = "IotDsd.Testbed";
+    private const string Hosting = "IotDsd.Hosting";
     private const string Cli = "IotDsd.Cli";
 
     /// <summary>
@@ -34,9 +35,12 @@ public sealed class DependencyDirectionTests
         [Edge] = [Contracts, Core, Inference, Messaging],
         [Verifier] = [Contracts, Core, Inference, Messaging],
         [Sim] = [Contracts, Core],
+        // How a long-running role is hosted (layered settings, logging, systemd, health): it connects to a broker and
+        // reports, and knows nothing of models or decoding.
+        [Hosting] = [Contracts, Messaging],
         // What measures and stresses the system may use every library, never the executable.
         [Testbed] = [Contracts, Core, Inference, Messaging, Edge, Verifier, Sim],
-        [Cli] = [Contracts, Core, Inference, Messaging, Edge, Verifier, Sim, Testbed],
+        [Cli] = [Contracts, Core, Inference, Messaging, Edge, Verifier, Sim, Testbed, Hosting],
     };
 
     /// <summary>Outside packages (NuGet ids, which are also their assembly names) a project must not reach.</summary>
@@ -45,6 +49,7 @@ public sealed class DependencyDirectionTests
         [Contracts] = ["Microsoft.ML.OnnxRuntime", "MQTTnet"],
         [Core] = ["Microsoft.ML.OnnxRuntime", "MQTTnet"],
         [Messaging] = ["Microsoft.ML.OnnxRuntime", "Microsoft.ML.Tokenizers"],
+        [Hosting] = ["Microsoft.ML.OnnxRuntime", "Microsoft.ML.Tokenizers"],
     };
 
     [Fact]

@@ -1,5 +1,6 @@
 using IotDsd.Testbed.Faults;
 using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
 using IotDsd.Messaging.Connections;
 using IotDsd.Verifier.Hosting;
 
@@ -18,9 +19,11 @@ public static class FaultRig
     }
 
     /// <summary>A started draft worker on <paramref name="port"/> (usually a link emulator's) with short timeouts and backoff.</summary>
-    public static async Task<DraftWorker> StartDeviceAsync(int port, string deviceId, string? verifierId, ErrorLog log, TimeSpan requestTimeout)
+    public static async Task<DraftWorker> StartDeviceAsync(
+        int port, string deviceId, string? verifierId, ErrorLog log, TimeSpan requestTimeout, Func<EdgeOptions, EdgeOptions>? adjust = null)
     {
-        var worker = new DraftWorker(FaultSoak.DeviceOptions(port, deviceId, verifierId, requestTimeout), TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+        var options = FaultSoak.DeviceOptions(port, deviceId, verifierId, requestTimeout);
+        var worker = new DraftWorker(adjust is null ? options : adjust(options), TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
         await worker.StartAsync(CancellationToken.None);
         return worker;
     }

@@ -5,7 +5,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 
-namespace IotDsd.Cli.Hosting;
+namespace IotDsd.Hosting;
 
 /// <summary>What every long-running role shares: logging, systemd integration, diagnostics and the watchdog.</summary>
 internal static class ServiceHost
@@ -130,7 +130,7 @@ internal static class ServiceHost
             ? (l, (string?)null)
             : (LogLevel.Information, "must be Trace, Debug, Information, Warning, Error or Critical"), Settings.LogLevel.Default);
         broker ??= new BrokerAddress("127.0.0.1", BrokerAddress.DefaultPort);
-        var tls = Commands.TransportOptions.Read(config, broker);
+        var tls = TransportSettings.Read(config, broker);
         return new ServiceSettings(
             broker,
             username,

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using IotDsd.Edge.Drafting;
 
-namespace IotDsd.Cli.Output;
+namespace IotDsd.Testbed.Reporting;
 
 /// <summary>The JSON line printed per completion with <c>--json</c>.</summary>
 internal sealed record CompletionJson
@@ -84,7 +84,7 @@ internal sealed record CompletionJson
     public string ToLine() => JsonSerializer.Serialize(this);
 
     /// <summary>Nearest-rank percentile; 0 for an empty list.</summary>
-    public static double Percentile(IReadOnlyList<double> values, double q) => IotDsd.Testbed.Reporting.Percentiles.Of(values, q);
+    public static double Percentile(IReadOnlyList<double> values, double q) => Percentiles.Of(values, q);
 }
 
 /// <summary>The human summary printed after the streamed text.</summary>

@@ -2,14 +2,13 @@ using IotDsd.Core.Models;
 using IotDsd.Core.Sessions;
 using IotDsd.Inference.Execution;
 using IotDsd.Inference.Llama;
-using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Tokenizers;
 
-namespace IotDsd.Cli.Commands;
+namespace IotDsd.Inference.Models;
 
 /// <summary>The draft and target models a command runs, loaded by path (or the shipped pair, built on first use).</summary>
-internal sealed class ModelPair : IDisposable
+public sealed class ModelPair : IDisposable
 {
     private ModelPair(ILanguageModel? draft, ILanguageModel target, ITokenizer tokenizer, SpecialTokens specials)
     {
@@ -41,7 +40,7 @@ internal sealed class ModelPair : IDisposable
     public int[] EncodePrompt(string text)
     {
         var prompt = Specials.Prompt(Tokenizer.Encode(text));
-        return prompt.Length > 0 ? prompt : throw new CliError("--prompt must not be empty (this model has no BOS token to start from)");
+        return prompt.Length > 0 ? prompt : throw new ModelPairException("--prompt must not be empty (this model has no BOS token to start from)");
     }
 
     /// <summary><paramref name="settings"/> with the model's end-of-sequence ids as stop tokens.</summary>
@@ -55,7 +54,7 @@ internal sealed class ModelPair : IDisposable
         {
             StoriesPair => StoriesModels.Ensure(options: options),
             NgramPair => DefaultModels.Ensure(),
-            _ => throw new CliError($"--pair (or ${PairEnvironmentVariable}) must be {string.Join(" or ", PairNames)}, got '{pair}'"),
+            _ => throw new ModelPairException($"--pair (or ${PairEnvironmentVariable}) must be {string.Join(" or ", PairNames)}, got '{pair}'"),
         };
     }
 
@@ -71,7 +70,7 @@ internal sealed class ModelPair : IDisposable
         }
         catch (ExecutionProviderException ex)
         {
-            throw new CliError(ex.Message);
+            throw new ModelPairException(ex.Message);
         }
     }
 
@@ -92,13 +91,13 @@ internal sealed class ModelPair : IDisposable
             target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!, options) : null;
             if (draft is not null && target is not null && draft.VocabSize != target.VocabSize)
             {
-                throw new CliError($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
+                throw new ModelPairException($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
             }
 
             if (draft is not null && target is not null
                 && VocabularyCheck.Compare(draft.VocabSize, VocabularyCheck.DigestOf(draft), target.VocabSize, VocabularyCheck.DigestOf(target)) is not null)
             {
-                throw new CliError($"draft ({draftDir}) has vocabulary {VocabularyCheck.DigestOf(draft)} and target ({targetDir}) {VocabularyCheck.DigestOf(target)}: " +
+                throw new ModelPairException($"draft ({draftDir}) has vocabulary {VocabularyCheck.DigestOf(draft)} and target ({targetDir}) {VocabularyCheck.DigestOf(target)}: " +
                     "different tokenizers; the pair must share a vocabulary (the same tokenizer.json)");
             }
 
@@ -123,3 +122,6 @@ internal sealed class ModelPair : IDisposable
         }
     }
 }
+
+/// <summary>A pair that cannot be used as asked (no such shipped pair, mismatched vocabularies, an empty prompt); the message says how to fix it.</summary>
+public sealed class ModelPairException(string message) : Exception(message);

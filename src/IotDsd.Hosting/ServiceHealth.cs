@@ -1,6 +1,6 @@
 using IotDsd.Messaging.Diagnostics;
 
-namespace IotDsd.Cli.Hosting;
+namespace IotDsd.Hosting;
 
 /// <summary>
 /// Whether a service is healthy enough to keep its systemd watchdog fed: the role's broker link has not been down

@@ -1,13 +1,11 @@
-using System.CommandLine;
 using System.Globalization;
-using IotDsd.Cli.Commands;
 using IotDsd.Messaging.Diagnostics;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Microsoft.Extensions.Configuration.Json;
 using Microsoft.Extensions.Configuration.Memory;
 
-namespace IotDsd.Cli.Hosting;
+namespace IotDsd.Hosting;
 
 /// <summary>
 /// A role's settings, layered in the usual .NET order — defaults, then the JSON config file (<c>--config</c> or
@@ -33,40 +31,26 @@ internal sealed class LayeredConfiguration
     /// <summary>Settings read so far, with their sources.</summary>
     public IReadOnlyList<ConfigEntry> Entries => _entries;
 
-    /// <summary>Command-line options for <paramref name="settings"/>: <c>--config</c>, a flag for each switch (an on/off
-    /// setting: <c>--tls</c>, which also takes an explicit <c>true</c> or <c>false</c>), and a valued option for each other
-    /// flagged setting.</summary>
-    public static (Option<string?> Config, Dictionary<Setting, Option> Flags) CreateOptions(IEnumerable<Setting> settings)
+    /// <summary>
+    /// Layers the defaults, the JSON file (<paramref name="file"/>, else <c>IOTDSD_CONFIG</c>), the environment and the
+    /// values given as flags (<paramref name="given"/>, by setting key); a file that cannot be used throws a
+    /// <see cref="ConfigurationException"/>.
+    /// </summary>
+    public static LayeredConfiguration Build(string? file, IReadOnlyDictionary<string, string?> given, IReadOnlyList<Setting> catalog)
     {
-        var config = new Option<string?>("--config") { Description = $"JSON settings file (also {ConfigFileVariable}); environment variables and flags override it." };
-        var flags = new Dictionary<Setting, Option>();
-        foreach (var s in settings.Where(s => s.Flag is not null))
-        {
-            var def = s.Default.Length == 0 ? "" : $" Default: {s.Default}.";
-            var description = $"{s.Description}{def} [{s.Key}, {s.EnvironmentVariable}]";
-            flags[s] = s.IsSwitch
-                ? new Option<bool>(s.Flag!) { Description = description, Arity = ArgumentArity.ZeroOrOne }
-                : new Option<string?>(s.Flag!) { Description = description };
-        }
-
-        return (config, flags);
-    }
-
-    public static LayeredConfiguration Build(ParseResult result, Option<string?> configOption, IReadOnlyDictionary<Setting, Option> flags, IReadOnlyList<Setting> catalog)
-    {
-        var file = result.GetValue(configOption) ?? Environment.GetEnvironmentVariable(ConfigFileVariable);
+        file ??= Environment.GetEnvironmentVariable(ConfigFileVariable);
         var builder = new ConfigurationBuilder();
         if (!string.IsNullOrEmpty(file))
         {
             file = Path.GetFullPath(file);
             if (Directory.Exists(file))
             {
-                throw new CliError($"config file '{file}' is a directory, not a JSON file; fix --config or {ConfigFileVariable}");
+                throw new ConfigurationException($"config file '{file}' is a directory, not a JSON file; fix --config or {ConfigFileVariable}");
             }
 
             if (!System.IO.File.Exists(file))
             {
-                throw new CliError($"config file '{file}' does not exist; fix --config or {ConfigFileVariable}");
+                throw new ConfigurationException($"config file '{file}' does not exist; fix --config or {ConfigFileVariable}");
             }
 
             try
@@ -75,33 +59,13 @@ internal sealed class LayeredConfiguration
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new CliError($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
+                throw new ConfigurationException($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
             }
 
             builder.AddJsonFile(file, optional: false, reloadOnChange: false);
         }
 
         builder.AddEnvironmentVariables("IOTDSD_");
-        var given = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
-        foreach (var (setting, option) in flags)
-        {
-            if (result.GetResult(option) is not { Implicit: false })
-            {
-                continue;
-            }
-
-            var value = option switch
-            {
-                Option<bool> flag => result.GetValue(flag) ? "true" : "false",
-                Option<string?> valued => result.GetValue(valued),
-                _ => null,
-            };
-            if (value is not null)
-            {
-                given[setting.Key] = value;
-            }
-        }
-
         builder.AddInMemoryCollection(given);
         IConfigurationRoot root;
         try
@@ -110,11 +74,11 @@ internal sealed class LayeredConfiguration
         }
         catch (InvalidDataException ex)
         {
-            throw new CliError($"config file '{file}' is not valid JSON: {ex.GetBaseException().Message}");
+            throw new ConfigurationException($"config file '{file}' is not valid JSON: {ex.GetBaseException().Message}");
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new CliError($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
+            throw new ConfigurationException($"config file '{file}' cannot be read: {ex.Message.TrimEnd('.')}; fix its permissions, --config or {ConfigFileVariable}");
         }
 
         var layered = new LayeredConfiguration(root, file);
@@ -252,7 +216,7 @@ internal sealed class LayeredConfiguration
     {
         if (_errors.Count > 0)
         {
-            throw new CliError($"invalid configuration: {string.Join("; ", _errors)}");
+            throw new ConfigurationException($"invalid configuration: {string.Join("; ", _errors)}");
         }
     }
 
@@ -281,3 +245,6 @@ internal sealed class LayeredConfiguration
         return d[b.Length];
     }
 }
+
+/// <summary>A configuration that cannot be used: one line naming every problem and how to fix it.</summary>
+public sealed class ConfigurationException(string message) : Exception(message);

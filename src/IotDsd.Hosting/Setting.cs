@@ -1,4 +1,4 @@
-namespace IotDsd.Cli.Hosting;
+namespace IotDsd.Hosting;
 
 /// <summary>
 /// One setting of a service role: its configuration key (appsettings JSON path), its environment variable

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 
-namespace IotDsd.Cli.Hosting;
+namespace IotDsd.Hosting;
 
 /// <summary>
 /// Feeds the systemd watchdog (<c>WatchdogSec=</c>): sends <c>WATCHDOG=1</c> at half the interval systemd asks for,

@@ -1,12 +1,11 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using IotDsd.Messaging.Diagnostics;
 
-namespace IotDsd.Cli.Output;
+namespace IotDsd.Messaging.Diagnostics;
 
 /// <summary>Renders the fleet view as a fixed-width table or as JSON.</summary>
-internal static class FleetTable
+public static class FleetTable
 {
     private static readonly string[] Header = ["ROLE", "ID", "STATE", "CONN", "BOOT", "LEVEL", "ACCEPT", "TOK/S", "RTT ms", "GAMMA", "QUEUE", "SESS", "MEM", "ROUNDS", "ERRORS", "VERSION", "AGE"];
 
@@ -61,7 +60,7 @@ internal static class FleetTable
         }));
 
     /// <summary>A verifier's accounted session memory and the cache bytes per token it charges, e.g. <c>3.4MiB@72KiB/tok</c>.</summary>
-    internal static string Memory(Messaging.Diagnostics.MetricsPayload? m) =>
+    public static string Memory(MetricsPayload? m) =>
         m?.Extra is { } extra && extra.TryGetValue("memory_bytes", out var bytes) && extra.TryGetValue("cache_bytes_per_token", out var perToken)
             ? string.Create(CultureInfo.InvariantCulture, $"{bytes / (1 << 20):0.0}MiB@{perToken / 1024:0.#}KiB/tok")
             : "-";
