@@ -32,7 +32,7 @@ internal static class Settings
     public static readonly Setting DeviceId = new("Edge:DeviceId", "host name, lower case", "Device id: a topic level; must match the broker identity when ACLs confine devices.", "--device-id");
     public static readonly Setting PinVerifier = new("Edge:VerifierId", "", "Pin a verifier id; empty discovers the live ones from their retained status.", "--verifier");
     public static readonly Setting RequestTimeout = new("Edge:RequestTimeoutMs", "5000", "Wait for a reply before resending the same round.", "--request-timeout-ms");
-    public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Sends of one request before the generation fails closed.");
+    public static readonly Setting MaxAttempts = new("Edge:MaxAttempts", "6", "Invalid verdicts (protocol violations) in one generation before it fails closed; unanswered requests are resent until no reply has come for 10 minutes.");
     public static readonly Setting DiscoveryTimeout = new("Edge:DiscoveryTimeoutMs", "15000", "Wait for a verifier to be online.");
     public static readonly Setting DraftModel = new("Edge:DraftModel", "", "Draft model directory; empty: the shipped pair's draft ($IOTDSD_PAIR: stories by default, or ngram; built into $IOTDSD_MODEL_CACHE).", "--draft");
     public static readonly Setting StateDirectory = new("Edge:StateDirectory", "$STATE_DIRECTORY, else ~/.local/state/iotdsd", "Where the device keeps its state: completions.jsonl, the generation in progress (a restart resumes it), the run's next job (service.json) and the presence counters.", "--state-dir");

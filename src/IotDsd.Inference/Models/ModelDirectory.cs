@@ -32,7 +32,7 @@ public static class ModelDirectory
         var full = Path.GetFullPath(dir);
         if (!Directory.Exists(full))
             throw new ModelLoadException(full, $"Model directory '{full}' does not exist. Pass the directory that holds " +
-                $"{ModelManifest.FileName}, or leave the model option unset to use the built-in default n-gram pair.");
+                $"{ModelManifest.FileName}, or leave the model option unset to use the shipped pair (--pair stories or ngram).");
         var manifestPath = Path.Combine(full, ModelManifest.FileName);
         if (!File.Exists(manifestPath) && OptimumDirectory.TryDescribe(full) is { } exported)
             return exported;
