@@ -85,6 +85,41 @@ public sealed class TransformerCliTests : IDisposable
     }
 
     [Fact]
+    public async Task BenchModels_Contexts_OneJsonObjectPerBatchAndContext()
+    {
+        var target = Path.Combine(_root, "ctx-target");
+        var built = await RunAsync("models", "build", "--kind", "transformer", "--role", "target", "--preset", "tiny", "--seed", "3", "--out", target);
+        Assert.True(built.Code == 0, built.Err);
+
+        var bench = await RunAsync("bench", "models", "--target", target, "--batches", "1,3", "--contexts", "8,40", "--gamma", "4", "--iterations", "2", "--json");
+        Assert.True(bench.Code == 0, bench.Err);
+        var lines = bench.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var seen = new List<(int Batch, int Context)>();
+        foreach (var line in lines)
+        {
+            using var doc = JsonDocument.Parse(line);
+            var o = doc.RootElement;
+            seen.Add((o.GetProperty("batch").GetInt32(), o.GetProperty("context").GetInt32()));
+            Assert.Equal(4, o.GetProperty("gamma").GetInt32());
+            var ms = o.GetProperty("verify_ms").GetDouble();
+            Assert.True(ms > 0 && ms < 60_000, line);
+            Assert.Equal("cpu", o.GetProperty("provider").GetString());
+        }
+
+        Assert.Equal([(1, 8), (1, 40), (3, 8), (3, 40)], seen);
+
+        // A context past the model's positions, a zero context and --json without --contexts: one clear line, exit 2.
+        foreach (var args in new[] { new[] { "--contexts", "1100" }, ["--contexts", "0"], ["--json"] })
+        {
+            var bad = await RunAsync(["bench", "models", "--target", target, "--batches", "1", "--iterations", "1", .. args]);
+            Assert.True(bad.Code == 2, bad.Err);
+            Assert.Equal("", bad.Out);
+            Assert.StartsWith("iotdsd bench models: ", bad.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1], StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", bad.Err, StringComparison.Ordinal); // no stack trace
+        }
+    }
+
+    [Fact]
     public async Task Generate_CudaWithoutLibrary_FailsWithInstallHint()
     {
         var psiArgs = new[] { "models", "build", "--kind", "transformer", "--role", "target", "--out", Path.Combine(_root, "t") };

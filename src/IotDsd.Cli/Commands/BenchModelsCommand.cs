@@ -21,9 +21,12 @@ internal static class BenchModelsCommand
         var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,2,4,8,16" };
         var provider = new Option<string?>("--provider") { Description = "cpu or cuda (default: $IOTDSD_EXECUTION_PROVIDER, else cpu)." };
         var library = new Option<string?>("--provider-library") { Description = "CUDA: path of libonnxruntime_providers_cuda.so (default: $IOTDSD_PROVIDER_LIBRARY)." };
-        var command = new Command("models", "Draft tokens/s, managed bytes per decode step, verification latency vs gamma (1-8) and vs batch size.")
+        var contexts = new Option<string?>("--contexts") { Description = "Comma-separated cached-context lengths: time only a γ verification pass per (batch, context), for the target alone." };
+        var gamma = new Option<int>("--gamma") { Description = "Drafted tokens per verification pass, with --contexts.", DefaultValueFactory = _ => 4 };
+        var json = new Option<bool>("--json") { Description = "With --contexts: one JSON object per (batch, context) line." };
+        var command = new Command("models", "Draft tokens/s, managed bytes per decode step, verification latency vs gamma (1-8) and vs batch size; with --contexts, verification latency vs cached context.")
         {
-            preset, draft, target, iterations, threads, batches, provider, library,
+            preset, draft, target, iterations, threads, batches, provider, library, contexts, gamma, json,
         };
         command.SetAction(result =>
         {
@@ -45,6 +48,35 @@ internal static class BenchModelsCommand
             }
 
             var (draftDir, targetDir) = (result.GetValue(draft), result.GetValue(target));
+            var contextText = result.GetValue(contexts);
+            if (contextText is not null)
+            {
+                var g = result.GetValue(gamma);
+                if (g is < 1 or > 16)
+                {
+                    throw new CliError($"--gamma must be between 1 and 16, got {g}");
+                }
+
+                var lengths = ParseList(contextText, "--contexts", 1, 1 << 20);
+                targetDir ??= ModelsBench.EnsurePreset(result.GetValue(preset)!, Console.Error).Target;
+                using var loaded = ModelPair.Load(null, targetDir, needDraft: false, options: options);
+                try
+                {
+                    ModelsBench.RunContexts(loaded.Target, options, n, sizes, lengths, g, result.GetValue(json), Console.Out);
+                }
+                catch (ArgumentException ex)
+                {
+                    throw new CliError(ex.Message);
+                }
+
+                return 0;
+            }
+
+            if (result.GetValue(json))
+            {
+                throw new CliError("--json needs --contexts");
+            }
+
             if ((draftDir is null) != (targetDir is null))
             {
                 throw new CliError("give both --draft and --target, or neither (then --preset is built)");
@@ -62,18 +94,20 @@ internal static class BenchModelsCommand
         return command;
     }
 
-    private static int[] ParseBatches(string text)
+    private static int[] ParseBatches(string text) => ParseList(text, "--batches", 1, 256);
+
+    private static int[] ParseList(string text, string name, int min, int max)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var sizes = new int[parts.Length];
+        var values = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
         {
-            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out sizes[i]) || sizes[i] is < 1 or > 256)
+            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out values[i]) || values[i] < min || values[i] > max)
             {
-                throw new CliError($"--batches must be comma-separated sizes between 1 and 256, got '{text}'");
+                throw new CliError($"{name} must be comma-separated whole numbers between {min} and {max}, got '{text}'");
             }
         }
 
-        return parts.Length > 0 ? sizes : throw new CliError("--batches is empty");
+        return parts.Length > 0 ? values : throw new CliError($"{name} is empty");
     }
 }

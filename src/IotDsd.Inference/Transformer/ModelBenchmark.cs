@@ -119,6 +119,46 @@ public static class ModelBenchmark
         }
     }
 
+    /// <summary>
+    /// Median milliseconds of one batched verification pass of γ + 1 tokens for <paramref name="batch"/> sessions that
+    /// each hold <paramref name="context"/> cached tokens: the sessions are prefilled once, only the verification pass
+    /// is timed, and every session is cut back to <paramref name="context"/> after each pass so the context stays fixed.
+    /// </summary>
+    public static double ContextVerifyMillis(ILanguageModel model, int batch, int context, int gamma, int iterations)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(context, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(gamma, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(iterations, 1);
+        var sequences = new IModelSequence[batch];
+        try
+        {
+            var requests = new FeedRequest[batch];
+            for (int b = 0; b < batch; b++)
+            {
+                sequences[b] = model.CreateSequence();
+                sequences[b].Feed(Prompt(context, b), []);
+                requests[b] = new FeedRequest(sequences[b], Prompt(gamma + 1, b + 3), new float[(gamma + 1) * model.VocabSize]);
+            }
+
+            var samples = new double[iterations];
+            for (int i = -2; i < iterations; i++)
+            {
+                var started = Stopwatch.GetTimestamp();
+                model.FeedBatch(requests);
+                if (i >= 0) samples[i] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                for (int b = 0; b < batch; b++) sequences[b].Truncate(context);
+            }
+
+            return Median(samples);
+        }
+        finally
+        {
+            foreach (var s in sequences) s?.Dispose();
+        }
+    }
+
     /// <summary>One point of <see cref="PassCost"/>: a batched pass of <paramref name="Sessions"/> sequences, each fed <paramref name="TokensEach"/> tokens.</summary>
     public sealed record PassPoint(int Sessions, int TokensEach, double Millis);
 

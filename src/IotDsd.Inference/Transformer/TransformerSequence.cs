@@ -41,11 +41,32 @@ internal sealed class TransformerSequence : IModelSequence
     /// <summary>KV slots allocated.</summary>
     public int Capacity { get; private set; }
 
+    /// <summary>
+    /// Most tokens one pass takes when only the last rows' logits are wanted: a longer prompt runs in passes of this
+    /// many tokens, the earlier ones asking for no logits, so the pass buffers (logits: chunk × vocabulary) stay one
+    /// chunk's size however long the prompt.
+    /// </summary>
+    internal const int PrefillChunk = 256;
+
+    /// <summary>Bytes of the pass buffers' logits (chunk × vocabulary × element size), for measurements.</summary>
+    internal long LogitsBufferBytes => _buffers.Logits?.Length ?? 0;
+
     public void Feed(ReadOnlySpan<int> tokens, Span<float> logits)
     {
         int rows = Validate(tokens, logits.Length);
+        if (tokens.Length == 0) return;
+        EnsureCapacity(Length + tokens.Length);
+        while (tokens.Length > PrefillChunk && tokens.Length - PrefillChunk >= rows)
+        {
+            FeedPass(tokens[..PrefillChunk], [], 0);
+            tokens = tokens[PrefillChunk..];
+        }
+        FeedPass(tokens, logits, rows);
+    }
+
+    private void FeedPass(ReadOnlySpan<int> tokens, Span<float> logits, int rows)
+    {
         int s = tokens.Length;
-        if (s == 0) return;
         EnsureCapacity(Length + s);
         EnsureChunk(s);
         if (Model.Layout == KvLayout.Exact)

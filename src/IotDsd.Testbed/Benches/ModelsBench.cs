@@ -57,6 +57,39 @@ internal static class ModelsBench
     }
 
     /// <summary>
+    /// Verification cost against the cached context: for every (batch, context) the median time of one batched γ
+    /// verification pass, one JSON object a line (<c>batch</c>, <c>context</c>, <c>gamma</c>, <c>verify_ms</c>) or a table.
+    /// </summary>
+    public static void RunContexts(ILanguageModel target, InferenceOptions options, int n, int[] sizes, int[] contexts, int gamma, bool json, TextWriter o)
+    {
+        var progress = new ProgressReporter("bench models");
+        progress.Start($"timing γ={gamma} verification against the cached context (medians of {n})", sizes.Length * contexts.Length, "measurements");
+        bool headed = json; // the table's header goes out with its first row, so a point that cannot run leaves stdout empty
+        foreach (var b in sizes)
+        {
+            foreach (var c in contexts)
+            {
+                var ms = ModelBenchmark.ContextVerifyMillis(target, b, c, gamma, n);
+                if (!headed)
+                {
+                    o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"provider {options.Provider}, {options.IntraOpThreads} intra-op thread(s), {Environment.ProcessorCount} cores, medians of {n}, target {target.Name}"));
+                    o.WriteLine();
+                    o.WriteLine($"| batch | cached tokens each | verify ms (γ={gamma}) |");
+                    o.WriteLine("|---|---|---|");
+                    headed = true;
+                }
+
+                o.WriteLine(json
+                    ? string.Create(CultureInfo.InvariantCulture, $"{{\"batch\":{b},\"context\":{c},\"gamma\":{gamma},\"verify_ms\":{ms:0.000},\"provider\":\"{options.Provider.ToString().ToLowerInvariant()}\",\"threads\":{options.IntraOpThreads}}}")
+                    : string.Create(CultureInfo.InvariantCulture, $"| {b} | {c} | {ms:0.000} |"));
+                progress.Advance();
+            }
+        }
+
+        progress.Done();
+    }
+
+    /// <summary>
     /// The target's pass cost split into fixed, per-session and per-token parts, and what it implies for verification
     /// against plain decoding at a large batch: verifying γ drafts per session costs (s + t(γ+1)) a session where
     /// plain decoding costs (s + t) a token, so a round must commit more than their ratio to pay.

@@ -121,6 +121,36 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     }
 
     [Fact]
+    public void Feed_LongPromptLastRowOnly_PrefillsInChunks_SameRowsAndCache()
+    {
+        using var model = ModelDirectory.Load(pair.TargetDir);
+        var tokens = Text(string.Concat(Enumerable.Repeat("A long prompt runs in chunks, and every slot of its cache stays. ", 10)));
+        Assert.True(tokens.Length > (2 * TransformerSequence.PrefillChunk) + 1);
+        int v = model.VocabSize;
+        var next = Text(" Then more.");
+        var full = Forward(model, [.. tokens, .. next]); // every row wanted: one pass over everything
+
+        using var whole = (TransformerSequence)model.CreateSequence();
+        whole.Feed(tokens, new float[tokens.Length * v]);
+        using var seq = (TransformerSequence)model.CreateSequence();
+        var last = new float[v];
+        seq.Feed(tokens, last);
+        Assert.Equal(tokens.Length, seq.Length);
+        AssertClose(full.AsSpan((tokens.Length - 1) * v, v), last, "prompt's last row");
+        Assert.Equal(Distribution.ArgMax(full.AsSpan((tokens.Length - 1) * v, v)), Distribution.ArgMax(last));
+
+        long width = ((TransformerModel)model).LogitsWidth * sizeof(float);
+        Assert.Equal(tokens.Length * width, whole.LogitsBufferBytes);
+        Assert.Equal(TransformerSequence.PrefillChunk * width, seq.LogitsBufferBytes);
+        output.WriteLine($"{tokens.Length}-token prompt: logits buffer {whole.LogitsBufferBytes} B in one pass, {seq.LogitsBufferBytes} B in chunks of {TransformerSequence.PrefillChunk}");
+
+        // The cache the chunks wrote serves what follows exactly as one pass's would.
+        var rows = new float[next.Length * v];
+        seq.Feed(next, rows);
+        AssertClose(full.AsSpan(tokens.Length * v), rows, "rows after the chunked prefill");
+    }
+
+    [Fact]
     public void Truncate_ThenFeed_EqualsRefeeding()
     {
         using var model = ModelDirectory.Load(pair.TargetDir);

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The GPU run, on a host with an NVIDIA GPU, its driver, CUDA 13 and cuDNN 9 (system-wide or inside Python packages,
+# site-packages/nvidia/*/lib), and no .NET and no network. In the folder prepare.sh wrote:
+#
+#   bash run.sh RESULTS_DIR
+#
+# 1. reassembles the pieces and checks every sha256 in MANIFEST.sha256, then unpacks the bundle into ./work;
+# 2. finds libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libcudnn.so.9 and the driver's
+#    libcuda.so.1, and puts their folders on LD_LIBRARY_PATH (refuses, exit 2, naming what is missing);
+# 3. fails unless the CUDA provider really loaded: a pass of a tiny model on provider cuda, where ONNX Runtime may
+#    not fall back to the CPU;
+# 4. builds the GPT-2-small-shape target (residual scale 2.0) and distils its order-2 draft, then runs on CUDA
+#    `bench models` (verification against the cached context, and the pass-cost fit) and `bench capacity`, IotDsd
+#    and server-only, at a 50 ms p99 time per output token over session counts up to 512.
+#
+# Every step runs under `timeout` (at most 600 s, less when the whole run's budget, 870 s, runs short); a step that
+# fails or times out is recorded in RESULTS_DIR/steps.jsonl and the run goes on with the next. Results: one file per
+# step in RESULTS_DIR (JSON where the command writes JSON), and its stderr beside it.
+#
+# IOTDSD_CUDA_SEARCH=DIR[:DIR...] searches only those folders (and their nvidia/*/lib, lib, lib64);
+# IOTDSD_GPU_SESSIONS overrides the session counts, IOTDSD_GPU_BUDGET_S the whole run's budget in seconds.
+set -uo pipefail
+start=$(date +%s)
+here=$(cd "$(dirname "$0")" && pwd)
+results=${1:-}
+[ -n "$results" ] || { echo "usage: bash run.sh RESULTS_DIR" >&2; exit 2; }
+budget=${IOTDSD_GPU_BUDGET_S:-870}
+sessions=${IOTDSD_GPU_SESSIONS:-8,16,32,64,128,192,256,384,512}
+fail() { echo "run.sh: $1" >&2; exit "${2:-2}"; }
+mkdir -p "$results" || fail "cannot create $results"
+results=$(cd "$results" && pwd)
+
+# 1. Reassemble and verify.
+manifest="$here/MANIFEST.sha256"
+[ -f "$manifest" ] || fail "no MANIFEST.sha256 beside run.sh (copy the whole folder prepare.sh wrote)"
+pieces=$(awk '$2 ~ /^iotdsd-gpu\.tar\.xz\.[0-9][0-9][0-9]$/ { print $2 }' "$manifest")
+[ -n "$pieces" ] || fail "MANIFEST.sha256 lists no pieces"
+for p in $pieces; do [ -f "$here/$p" ] || fail "piece $p is missing"; done
+(cd "$here" && grep -E ' iotdsd-gpu\.tar\.xz\.[0-9]{3}$' MANIFEST.sha256 | sha256sum --quiet -c -) >&2 \
+  || fail "a piece does not match its sha256 in MANIFEST.sha256 (copy it again)"
+work="$here/work"
+rm -rf "$work" && mkdir -p "$work" || fail "cannot create $work"
+(cd "$here" && cat $pieces) >"$work/iotdsd-gpu.tar.xz" || fail "cannot reassemble the pieces into $work"
+(cd "$work" && grep -E ' iotdsd-gpu\.tar\.xz$' "$manifest" | sha256sum --quiet -c -) >&2 \
+  || fail "the reassembled archive does not match its sha256 (pieces out of order or incomplete)"
+xz -dc "$work/iotdsd-gpu.tar.xz" | tar -x -C "$work" || fail "cannot unpack the archive"
+rm -f "$work/iotdsd-gpu.tar.xz"
+bundle="$work/bundle/iotdsd"
+echo "run.sh: $(echo $pieces | wc -w) piece(s) verified and unpacked into $bundle" >&2
+
+# 2. The CUDA libraries.
+roots=()
+if [ -n "${IOTDSD_CUDA_SEARCH:-}" ]; then
+  IFS=: read -r -a roots <<<"$IOTDSD_CUDA_SEARCH"
+else
+  IFS=: read -r -a roots <<<"${LD_LIBRARY_PATH:-}"
+  roots+=(/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-13*/lib64
+    /usr/local/cuda-13*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/local/nvidia/lib64
+    /usr/lib/wsl/lib /opt/conda/lib "${CONDA_PREFIX:-/nonexistent}/lib")
+  for py in python3 python; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    while IFS= read -r d; do roots+=("$d"); done < <("$py" -c 'import site
+for d in site.getsitepackages() + [site.getusersitepackages()]: print(d)' 2>/dev/null)
+  done
+  roots+=(/usr/lib/python3*/site-packages /usr/lib/python3*/dist-packages /usr/local/lib/python3*/site-packages
+    /usr/local/lib/python3*/dist-packages "$HOME"/.local/lib/python3*/site-packages /opt/conda/lib/python3*/site-packages
+    "${VIRTUAL_ENV:-/nonexistent}"/lib/python3*/site-packages "${CONDA_PREFIX:-/nonexistent}"/lib/python3*/site-packages)
+fi
+dirs=()
+for r in "${roots[@]}"; do
+  [ -n "$r" ] || continue
+  for d in "$r" "$r"/nvidia/*/lib "$r"/nvidia/*/lib64 "$r"/lib "$r"/lib64; do [ -d "$d" ] && dirs+=("$d"); done
+done
+found=() missing=()
+for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudnn.so.9 libcuda.so.1; do
+  hit=""
+  for d in "${dirs[@]}"; do [ -e "$d/$lib" ] && { hit=$d; break; }; done
+  if [ -z "$hit" ] && [ -z "${IOTDSD_CUDA_SEARCH:-}" ] && command -v ldconfig >/dev/null 2>&1; then
+    hit=$(ldconfig -p 2>/dev/null | awk -v l="$lib" '$1 == l && /x86-64/ { sub(/\/[^\/]*$/, "", $NF); print $NF; exit }')
+  fi
+  if [ -n "$hit" ]; then found+=("$hit"); echo "run.sh: $lib in $hit" >&2; else missing+=("$lib"); fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  fail "no CUDA library found for: ${missing[*]} (searched ${#dirs[@]} folders: ${IOTDSD_CUDA_SEARCH:-LD_LIBRARY_PATH, /usr/local/cuda*, system folders, Python site-packages/nvidia/*/lib}). The CUDA provider of ONNX Runtime 1.32 needs CUDA 13 (cudart, cublas, cublasLt, curand), cuDNN 9 and the NVIDIA driver; install them (e.g. pip packages nvidia-cuda-runtime, nvidia-cublas, nvidia-curand, nvidia-cudnn-cu13) or name their folders in IOTDSD_CUDA_SEARCH=DIR[:DIR...]."
+fi
+ld=$(printf '%s\n' "${found[@]}" | awk '!seen[$0]++' | paste -sd:)
+export LD_LIBRARY_PATH="$bundle:$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export IOTDSD_EXECUTION_PROVIDER=cuda IOTDSD_PROVIDER_LIBRARY="$bundle/libonnxruntime_providers_cuda.so"
+export IOTDSD_MODEL_CACHE="$work/cache" DOTNET_CLI_TELEMETRY_OPTOUT=1
+iotdsd="$bundle/iotdsd"
+[ -x "$iotdsd" ] || fail "the bundle has no iotdsd executable"
+command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$results/gpu.txt" 2>&1
+
+# A step: `step NAME OUTFILE CAP_S COMMAND...` runs COMMAND under timeout (CAP_S, 600 and the budget left, whichever is least).
+step() {
+  local name=$1 outfile=$2 cap=$3; shift 3
+  local left=$((budget - ($(date +%s) - start)))
+  local t=$((left < cap ? left : cap)); t=$((t < 600 ? t : 600))
+  if [ "$t" -lt 15 ]; then
+    echo "{\"step\":\"$name\",\"skipped\":\"${left} s left of the ${budget} s budget\"}" >>"$results/steps.jsonl"
+    echo "run.sh: $name skipped (${left} s left)" >&2
+    return 1
+  fi
+  echo "run.sh: $name (at most ${t} s) ..." >&2
+  local t0 rc; t0=$(date +%s)
+  timeout "$t" "$@" >"$results/$outfile" 2>"$results/$outfile.stderr"; rc=$?
+  echo "{\"step\":\"$name\",\"rc\":$rc,\"seconds\":$(($(date +%s) - t0)),\"timeout_s\":$t,\"output\":\"$outfile\"}" >>"$results/steps.jsonl"
+  if [ "$rc" -ne 0 ]; then
+    echo "run.sh: $name failed (exit $rc; 124 is the timeout); the end of its stderr:" >&2
+    tail -5 "$results/$outfile.stderr" >&2
+  fi
+  return "$rc"
+}
+: >"$results/steps.jsonl"
+
+# 3. The CUDA provider must really load: provider cuda forbids ONNX Runtime's fall-back to the CPU.
+models="$work/models"
+step build-tiny build-tiny.txt 120 "$iotdsd" models build --kind transformer --role target --preset tiny --seed 1 --out "$models/tiny-target" \
+  || fail "could not build the tiny check model (see $results/build-tiny.txt.stderr)" 1
+step cuda-check cuda-check.jsonl 120 "$iotdsd" bench models --target "$models/tiny-target" --batches 1 --contexts 16 --iterations 3 --json \
+  --provider cuda --provider-library "$IOTDSD_PROVIDER_LIBRARY" \
+  || fail "the CUDA provider did not load (see $results/cuda-check.jsonl.stderr)" 1
+grep -q '"provider":"cuda"' "$results/cuda-check.jsonl" || fail "the check pass did not report provider cuda" 1
+echo "run.sh: the CUDA provider loaded and ran a pass" >&2
+
+# 4. GPT-2-small-shape target on CUDA.
+small="$models/small-target" draft="$models/small-draft"
+step build-small build-small.txt 300 "$iotdsd" models build --kind transformer --role target --preset small --residual-scale 2.0 --seed 1 --out "$small"
+step contexts-small contexts-small.jsonl 200 "$iotdsd" bench models --target "$small" --batches 1,4,16,64 --contexts 64,512 --gamma 4 --iterations 10 --json
+step distill-small distill-small.txt 200 "$iotdsd" models distill --target "$small" --order 2 --sequences 128 --tokens 128 --batch 64 --temperature 0.8 --out "$draft"
+if [ -d "$draft" ]; then
+  step models-small models-small.txt 200 "$iotdsd" bench models --draft "$draft" --target "$small" --batches 1,4,16,64,256 --iterations 10
+fi
+capacity=(bench capacity --target "$small" --prompt "The meaning of life is" --max-tokens 64 --temperature 0.8 --gamma 4
+  --sessions "$sessions" --slo-ms 50 --max-batch 256 --json)
+left=$((budget - ($(date +%s) - start)))
+step capacity-small-baseline capacity-small-baseline.json $((left / 2)) "$iotdsd" "${capacity[@]}" --systems baseline
+if [ -d "$draft" ]; then
+  step capacity-small-iotdsd capacity-small-iotdsd.json 600 "$iotdsd" "${capacity[@]}" --systems iotdsd --draft "$draft" --adaptive-gamma --adapt-in-sampling
+fi
+echo "run.sh: done in $(($(date +%s) - start)) s; results in $results (steps.jsonl lists every step and its exit code)" >&2

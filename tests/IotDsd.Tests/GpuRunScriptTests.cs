@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+
+namespace IotDsd.Tests;
+
+/// <summary>
+/// <c>bench/gpu/prepare.sh</c> and <c>run.sh</c> on this machine: a small stand-in payload (the full publish with the
+/// CUDA provider is 330 MB and minutes of compression) is cut into pieces no larger than asked, and run.sh reassembles,
+/// verifies and unpacks it byte for byte, refuses a damaged piece, and refuses clearly where no CUDA library is found.
+/// </summary>
+public sealed class GpuRunScriptTests : IDisposable
+{
+    private static readonly string Repo = FindRepo();
+    private readonly string _root = Directory.CreateTempSubdirectory("iotdsd-gpu-run-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    [SkippableFact]
+    public async Task Prepare_CutsIntoPieces_RunReassemblesThenRefusesWithoutCuda()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux() && (File.Exists("/usr/bin/xz") || File.Exists("/bin/xz")), "the scripts need bash and xz (Linux)");
+        var payload = Directory.CreateDirectory(Path.Combine(_root, "payload")).FullName;
+        var blob = new byte[2_500_000];
+        new Random(19).NextBytes(blob); // incompressible: the archive spans several pieces
+        File.WriteAllBytes(Path.Combine(payload, "iotdsd"), blob);
+        Directory.CreateDirectory(Path.Combine(payload, "sub"));
+        File.WriteAllText(Path.Combine(payload, "sub", "notes.txt"), "nested file\n");
+
+        const int pieceBytes = 1 << 20;
+        var pieces = Path.Combine(_root, "pieces");
+        var prepare = await BashAsync(Path.Combine(Repo, "bench", "gpu", "prepare.sh"), [pieces],
+            new() { ["IOTDSD_GPU_PAYLOAD"] = payload, ["IOTDSD_GPU_PIECE_BYTES"] = pieceBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        Assert.True(prepare.Code == 0, prepare.Output);
+        var parts = Directory.GetFiles(pieces, "iotdsd-gpu.tar.xz.*").Order(StringComparer.Ordinal).ToArray();
+        Assert.True(parts.Length >= 3, string.Join(", ", parts));
+        Assert.All(parts, p => Assert.InRange(new FileInfo(p).Length, 1, pieceBytes));
+        var manifest = File.ReadAllLines(Path.Combine(pieces, "MANIFEST.sha256"));
+        Assert.Equal(parts.Length + 1, manifest.Length); // every piece, then the whole archive
+        foreach (var p in parts)
+        {
+            Assert.Contains($"{Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(p)))}  {Path.GetFileName(p)}", manifest);
+        }
+
+        Assert.True(File.Exists(Path.Combine(pieces, "run.sh")));
+
+        // No CUDA library where it is told to look: the payload is verified and unpacked, then a clear refusal.
+        var empty = Directory.CreateDirectory(Path.Combine(_root, "no-cuda")).FullName;
+        var noCuda = new Dictionary<string, string> { ["IOTDSD_CUDA_SEARCH"] = empty };
+        var run = await BashAsync(Path.Combine(pieces, "run.sh"), [Path.Combine(_root, "results")], noCuda);
+        Assert.True(run.Code == 2, run.Output);
+        Assert.Contains($"{parts.Length} piece(s) verified", run.Output, StringComparison.Ordinal);
+        Assert.Contains("no CUDA library found for: libcudart.so.13", run.Output, StringComparison.Ordinal);
+        Assert.Contains("libcudnn.so.9", run.Output, StringComparison.Ordinal);
+        var unpacked = Path.Combine(pieces, "work", "bundle", "iotdsd");
+        Assert.Equal(blob, File.ReadAllBytes(Path.Combine(unpacked, "iotdsd")));
+        Assert.Equal("nested file\n", File.ReadAllText(Path.Combine(unpacked, "sub", "notes.txt")));
+
+        // One byte changed in one piece: refused before anything is unpacked or run.
+        using (var f = File.OpenWrite(parts[1]))
+        {
+            f.Position = 10;
+            f.WriteByte((byte)(blob[0] ^ 0xFF));
+        }
+
+        var damaged = await BashAsync(Path.Combine(pieces, "run.sh"), [Path.Combine(_root, "results")], noCuda);
+        Assert.True(damaged.Code == 2, damaged.Output);
+        Assert.Contains("does not match its sha256", damaged.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("no CUDA library", damaged.Output, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Prepare_PieceSizeOverLimit_Refused()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "the scripts need bash (Linux)");
+        var result = await BashAsync(Path.Combine(Repo, "bench", "gpu", "prepare.sh"), [Path.Combine(_root, "out")],
+            new() { ["IOTDSD_GPU_PAYLOAD"] = _root, ["IOTDSD_GPU_PIECE_BYTES"] = "62914561" });
+        Assert.Equal(2, result.Code);
+        Assert.Contains("IOTDSD_GPU_PIECE_BYTES must be 1..62914560", result.Output, StringComparison.Ordinal);
+    }
+
+    private static async Task<(int Code, string Output)> BashAsync(string script, string[] args, Dictionary<string, string> environment)
+    {
+        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(script);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        await process.WaitForExitAsync(cts.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static string FindRepo()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "IotDsd.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"no IotDsd.sln above {AppContext.BaseDirectory}");
+    }
+}
