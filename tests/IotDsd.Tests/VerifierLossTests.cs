@@ -54,7 +54,9 @@ public sealed class VerifierLossTests(ITestOutputHelper output)
         // At the verifier-decoding rung quiet streamed rounds count towards leaving a silent verifier like unanswered requests.
         var (_, log) = await LoseVerifierAsync(
             "streamsilent", [], TimeSpan.FromSeconds(1), a => a.SignalAsync("STOP"), TimeSpan.FromMinutes(2),
-            o => o with { PinnedLevel = DegradationLevel.VerifierDecoding });
+            // One token a streamed round keeps the generation slow enough that the committed prefix stays under the
+            // verifier's prompt limit (8,192 tokens) while the second verifier process starts; 16 a round overran it.
+            o => o with { PinnedLevel = DegradationLevel.VerifierDecoding, StreamTokens = 1 });
         var moved = log.Entries.Where(e => e.Contains("silent for", StringComparison.Ordinal)).ToList();
         Assert.Contains(log.Entries, e => e.Contains("Streamed round quiet", StringComparison.Ordinal));
         Assert.Contains(moved, e => e.Contains("streamsilent-a", StringComparison.Ordinal) && e.Contains("streamsilent-b", StringComparison.Ordinal));
