@@ -48,7 +48,9 @@ public sealed record EdgeOptions
     /// <summary>Longest wait between reconnect attempts (exponential backoff with jitter up to this).</summary>
     public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Bound on one publish; two timeouts in a row declare the link dead.</summary>
+    /// <summary>Base bound on one publish, grown with the payload over the measured uplink (up to
+    /// <see cref="TransferTimeoutCap"/>); two timeouts in a row declare the link dead, except a big publish timing out
+    /// under the cap, which marks the link slow rather than dead.</summary>
     public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
     /// <summary>Upper bound on a publish or reply timeout grown for a big payload on a slow uplink: each timeout is its
