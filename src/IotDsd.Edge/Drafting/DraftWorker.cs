@@ -63,6 +63,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
             CleanStart = false,
             SessionExpirySeconds = _options.SessionExpirySeconds,
             PublishTimeout = _options.PublishTimeout,
+            TransferTimeoutCap = _options.TransferTimeoutCap,
             ReconnectMaxDelay = _options.ReconnectMaxDelay,
             Presence = PresencePayload.For(TopicScheme.DeviceStatus(_options.DeviceId), "device", _options.DeviceId, _draft.Name, sequence: _options.StateDirectory is { } dir ? PresenceSequence.Open(dir, "device", _options.DeviceId, _logger) : null),
         };
@@ -136,7 +137,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
 
         var ladder = new DegradationLadder(settings.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
         var adaptive = _options.AdaptiveGamma && mayAdapt ? new GammaController(settings.Gamma, settings.Gamma) : null;
-        int NextGamma() => adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma);
+        var rowBytes = 0.0; // uplink wire bytes per drafted row, from the last committed round
+        int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma), rowBytes, mayAdapt, connection);
         DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
             ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
             : session.PrepareRound(gamma, proposals.Next);
@@ -250,6 +252,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         draftedPerRound.Add((int)(session.Drafted - draftedBefore));
                         adaptive?.Observe(draftedPerRound[^1], verdict.Accepted, draftMillis[^1], roundMillis[^1], verifyMillis[^1]);
                         draftedBefore = session.Drafted;
+                        if (gamma > 0 && request is DraftRound)
+                        {
+                            rowBytes = connection.LastPublishBytes / (double)gamma;
+                        }
                         _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], gamma);
                         firstToken ??= _time.GetElapsedTime(started);
                         Emit(session, step.Start, step.Count, onCommitted);
@@ -365,8 +371,45 @@ public sealed partial class DraftWorker : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The step-down for a link too slow for the round's shape: a round of <paramref name="gamma"/> rows of
+    /// <paramref name="rowBytes"/> must go up within <see cref="EdgeOptions.TransferTimeoutCap"/> at the measured uplink
+    /// (base publish timeout + bytes / bandwidth × <see cref="MqttConnection.TransferSafetyFactor"/>). When it cannot,
+    /// γ steps down to the largest that fits (0, the verifier-decoding rung, when not even one row fits) where γ may
+    /// adapt (greedy, or sampling with <see cref="EdgeOptions.AdaptGammaInSampling"/>); in a sampling mode where it may
+    /// not, the generation fails closed with the reason rather than resending a round that can never be acknowledged.
+    /// </summary>
+    private int FitLink(SessionSettings settings, int gamma, double rowBytes, bool mayAdapt, MqttConnection connection)
+    {
+        if (gamma <= 0 || rowBytes <= 0 || connection.UplinkBytesPerSecond is not { } bps)
+        {
+            return gamma;
+        }
+
+        var seconds = (_options.TransferTimeoutCap - _options.PublishTimeout).TotalSeconds;
+        var fit = (int)Math.Min(gamma, Math.Floor(seconds * bps / MqttConnection.TransferSafetyFactor / rowBytes));
+        if (fit >= gamma)
+        {
+            return gamma;
+        }
+
+        if (!mayAdapt)
+        {
+            throw new GenerationException(string.Create(
+                System.Globalization.CultureInfo.InvariantCulture,
+                $"a {settings.Mode.Name()} round of γ = {gamma} ({gamma * rowBytes:0} bytes) cannot go up within the transfer timeout cap of {_options.TransferTimeoutCap.TotalSeconds:0} s at the measured uplink of {bps:0} B/s; lower --gamma, pick a sparser mode (dssd, rsr), or let γ step down with --adapt-in-sampling"));
+        }
+
+        var to = Math.Max(0, fit);
+        Log.SteppedDown(_logger, settings.SessionId, gamma, to, bps, _options.TransferTimeoutCap.TotalSeconds);
+        return to;
+    }
+
     private static partial class Log
     {
+        [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "Session {SessionId}: a round of γ = {From} cannot go up within {CapSeconds} s at the measured uplink of {BytesPerSecond} B/s; γ steps down to {To}")]
+        public static partial void SteppedDown(ILogger logger, string sessionId, int from, int to, double bytesPerSecond, double capSeconds);
+
         [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Reopening session {SessionId} with the whole prefix: {Code}: {Reason}")]
         public static partial void Reopening(ILogger logger, string sessionId, ErrorCode code, string reason);
 

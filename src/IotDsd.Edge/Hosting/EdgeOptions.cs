@@ -48,8 +48,15 @@ public sealed record EdgeOptions
     /// <summary>Longest wait between reconnect attempts (exponential backoff with jitter up to this).</summary>
     public TimeSpan ReconnectMaxDelay { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Bound on one publish; two timeouts in a row declare the link dead.</summary>
+    /// <summary>Base bound on one publish, grown with the payload over the measured uplink (up to
+    /// <see cref="TransferTimeoutCap"/>); two timeouts in a row declare the link dead, except a big publish timing out
+    /// under the cap, which marks the link slow rather than dead.</summary>
     public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Upper bound on a publish or reply timeout grown for a big payload on a slow uplink: each timeout is its
+    /// base (<see cref="PublishTimeout"/>, <see cref="RequestTimeout"/>) plus the payload over the measured uplink
+    /// bandwidth × 3. A round that cannot go up within it makes γ step down (docs/protocol.md, degradation ladder).</summary>
+    public TimeSpan TransferTimeoutCap { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>MQTT session expiry: the broker keeps the device's subscriptions and queued replies this long.</summary>
     public uint SessionExpirySeconds { get; init; } = 3600;
@@ -117,6 +124,11 @@ public sealed record EdgeOptions
         if (GiveUpAfter <= TimeSpan.Zero || ReconnectMaxDelay <= TimeSpan.Zero || PublishTimeout <= TimeSpan.Zero)
         {
             return "give-up time, reconnect delay and publish timeout must be positive";
+        }
+
+        if (TransferTimeoutCap < PublishTimeout || TransferTimeoutCap < RequestTimeout)
+        {
+            return $"transfer timeout cap ({TransferTimeoutCap.TotalMilliseconds} ms) must be at least the publish and request timeouts";
         }
 
         if (OfflineDraftTokens is < 0 or > 4096)

@@ -71,8 +71,11 @@ public sealed partial class MqttConnection
 
     private async Task PublishBuiltAsync(MqttApplicationMessage message, CancellationToken ct)
     {
+        var bytes = MqttFraming.PublishBytes(message.Topic, (int)message.Payload.Length, message.ResponseTopic, message.CorrelationData?.Length ?? 0);
+        var limit = TransferTimeout(_settings.PublishTimeout, bytes);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        timeout.CancelAfter(_settings.PublishTimeout);
+        timeout.CancelAfter(limit);
+        var started = _time.GetTimestamp();
         MqttClientPublishResult result;
         try
         {
@@ -80,8 +83,12 @@ public sealed partial class MqttConnection
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            ReportTimeout();
-            throw new MqttPublishException($"publish to '{message.Topic}' timed out after {_settings.PublishTimeout.TotalSeconds:0.#} s");
+            if (UplinkTimedOut(bytes, limit))
+            {
+                ReportTimeout();
+            }
+
+            throw new MqttPublishException($"publish of {bytes} bytes to '{message.Topic}' timed out after {limit.TotalSeconds:0.#} s");
         }
         catch (MQTTnet.Exceptions.MqttClientNotConnectedException ex)
         {
@@ -89,8 +96,13 @@ public sealed partial class MqttConnection
         }
         catch (MQTTnet.Exceptions.MqttCommunicationTimedOutException ex)
         {
-            ReportTimeout();
-            throw new MqttPublishException($"publish to '{message.Topic}' timed out: {ex.Message}", ex);
+            // MQTTnet reports our own cancellation while it waits for the PUBACK this way.
+            if (UplinkTimedOut(bytes, limit))
+            {
+                ReportTimeout();
+            }
+
+            throw new MqttPublishException($"publish of {bytes} bytes to '{message.Topic}' timed out after {limit.TotalSeconds:0.#} s: {ex.Message}", ex);
         }
         catch (MQTTnet.Exceptions.MqttCommunicationException ex)
         {
@@ -98,6 +110,7 @@ public sealed partial class MqttConnection
         }
 
         ReportAlive();
+        UplinkCompleted(bytes, _time.GetElapsedTime(started));
         if (!result.IsSuccess && result.ReasonCode != MqttClientPublishReasonCode.NoMatchingSubscribers)
         {
             // Refusals are counted every time and logged once per topic: a role refused on a topic would otherwise

@@ -78,11 +78,12 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
         return SendCoreAsync(topic, request, correlation, ct);
     }
 
-    private async Task SendCoreAsync(string topic, object request, byte[] correlation, CancellationToken ct)
+    private async Task<int> SendCoreAsync(string topic, object request, byte[] correlation, CancellationToken ct)
     {
         var (payload, wire) = await connection.PublishAsync(topic, request, replyTopic, correlation, ct).ConfigureAwait(false);
         Interlocked.Add(ref _sentPayload, payload);
         Interlocked.Add(ref _sentWire, wire);
+        return wire;
     }
 
     /// <summary>The replies of one streamed request; disposing stops collecting them.</summary>
@@ -96,9 +97,19 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
 
     /// <summary>As <see cref="RequestAsync(string, object, TimeSpan, CancellationToken)"/> with a raw payload (diagnostic commands are plain JSON).</summary>
     public Task<InboundMessage?> RequestRawAsync(string topic, byte[] payload, TimeSpan timeout, CancellationToken ct) =>
-        RequestCoreAsync(correlation => connection.PublishRawAsync(topic, payload, replyTopic, correlation, ct), timeout, NewCorrelationId(), ct);
+        RequestCoreAsync(
+            async correlation =>
+            {
+                await connection.PublishRawAsync(topic, payload, replyTopic, correlation, ct).ConfigureAwait(false);
+                return payload.Length;
+            },
+            timeout,
+            NewCorrelationId(),
+            ct);
 
-    private async Task<InboundMessage?> RequestCoreAsync(Func<byte[], Task> publish, TimeSpan timeout, long id, CancellationToken ct)
+    /// <summary>The reply wait grows with the request's size as the publish timeout does
+    /// (<see cref="MqttConnection.TransferTimeout"/>): the receiver has to take in what was sent before it can answer.</summary>
+    private async Task<InboundMessage?> RequestCoreAsync(Func<byte[], Task<int>> publish, TimeSpan timeout, long id, CancellationToken ct)
     {
         var correlation = new byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(correlation, id);
@@ -106,8 +117,8 @@ public sealed class MqttRequester(MqttConnection connection, string replyTopic)
         _pending[id] = tcs;
         try
         {
-            await publish(correlation).ConfigureAwait(false);
-            return await tcs.Task.WaitAsync(timeout, ct).ConfigureAwait(false);
+            var sent = await publish(correlation).ConfigureAwait(false);
+            return await tcs.Task.WaitAsync(connection.TransferTimeout(timeout, sent), ct).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -20,6 +20,10 @@ public sealed record MqttSettings
     /// <summary>Bound on every publish; MQTTnet's own timeout does not cover publishes on a half-open link.</summary>
     public TimeSpan PublishTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Upper bound on a publish or reply timeout grown for a big payload on a slow uplink (base + bytes /
+    /// measured bandwidth × safety factor); see <see cref="MqttConnection.TransferTimeout"/>.</summary>
+    public TimeSpan TransferTimeoutCap { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Timeouts in a row (publishes, or replies the caller reports) after which the link is declared dead
     /// and reconnected.</summary>
     public int DeadAfterTimeouts { get; init; } = 2;
