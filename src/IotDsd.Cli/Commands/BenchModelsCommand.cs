@@ -57,7 +57,7 @@ internal static class BenchModelsCommand
                     throw new CliError($"--gamma must be between 1 and 16, got {g}");
                 }
 
-                var lengths = ParseList(contextText, "--contexts", 1, 1 << 20);
+                var lengths = ListArgument.Ints(contextText, "--contexts", 1, 1 << 20);
                 targetDir ??= ModelsBench.EnsurePreset(result.GetValue(preset)!, Console.Error).Target;
                 using var loaded = ModelPair.Load(null, targetDir, needDraft: false, options: options);
                 try
@@ -94,20 +94,5 @@ internal static class BenchModelsCommand
         return command;
     }
 
-    private static int[] ParseBatches(string text) => ParseList(text, "--batches", 1, 256);
-
-    private static int[] ParseList(string text, string name, int min, int max)
-    {
-        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        var values = new int[parts.Length];
-        for (int i = 0; i < parts.Length; i++)
-        {
-            if (!int.TryParse(parts[i], NumberStyles.None, CultureInfo.InvariantCulture, out values[i]) || values[i] < min || values[i] > max)
-            {
-                throw new CliError($"{name} must be comma-separated whole numbers between {min} and {max}, got '{text}'");
-            }
-        }
-
-        return parts.Length > 0 ? values : throw new CliError($"{name} is empty");
-    }
+    private static int[] ParseBatches(string text) => ListArgument.Ints(text, "--batches", 1, 256);
 }

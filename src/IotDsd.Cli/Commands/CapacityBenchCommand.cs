@@ -56,40 +56,8 @@ internal static class CapacityBenchCommand
         return command;
     }
 
-    internal static double[] ParseSlos(string text)
-    {
-        var values = new List<double>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !(v > 0) || double.IsInfinity(v))
-            {
-                throw new CliError($"--slo-ms must list positive milliseconds, got '{part}'");
-            }
+    internal static double[] ParseSlos(string text) =>
+        ListArgument.Doubles(text, "--slo-ms", "positive milliseconds", v => v > 0 && !double.IsInfinity(v));
 
-            values.Add(v);
-        }
-
-        return values.Count > 0 ? [.. values] : throw new CliError("--slo-ms must list at least one SLO");
-    }
-
-    internal static int[] ParseCounts(string text)
-    {
-        var values = new List<int>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            if (!int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n is < 1 or > 100_000)
-            {
-                throw new CliError($"--sessions must list counts between 1 and 100000, got '{part}'");
-            }
-
-            if (values.Count > 0 && n <= values[^1])
-            {
-                throw new CliError($"--sessions must be ascending, got {n} after {values[^1]}");
-            }
-
-            values.Add(n);
-        }
-
-        return values.Count > 0 ? [.. values] : throw new CliError("--sessions must list at least one count");
-    }
+    internal static int[] ParseCounts(string text) => ListArgument.Ints(text, "--sessions", 1, 100_000, ascending: true);
 }

@@ -178,16 +178,6 @@ internal static class SimCommand
         return s.Validate() is { } bad ? throw new CliError(bad) : s;
     }
 
-    private static List<double> ParseList(string text)
-    {
-        var values = new List<double>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            values.Add(double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v is >= 0 and <= 1
-                ? v
-                : throw new CliError($"--acceptance takes probabilities in [0, 1] separated by commas, got '{part}'"));
-        }
-
-        return values.Count > 0 ? values : throw new CliError("--acceptance must list at least one probability");
-    }
+    private static List<double> ParseList(string text) =>
+        [.. ListArgument.Doubles(text, "--acceptance", "probabilities in [0, 1]", v => v is >= 0 and <= 1)];
 }
