@@ -83,7 +83,7 @@ internal static class GenerationLoop
         for (var i = 0; i < samples; i++)
         {
             var settings = models.WithStops(common.Settings(result, i, prefix));
-            var stream = models.Tokenizer.CreateStreamDecoder();
+            var stream = models.Tokenizer.CreateStreamDecoder(atStart: result.GetValue(common.Prompt)!.Length == 0);
             var text = new System.Text.StringBuilder();
             if (!json)
             {

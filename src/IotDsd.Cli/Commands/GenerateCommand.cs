@@ -26,7 +26,7 @@ internal static class GenerateCommand
             {
                 // Same session ids as `demo`, so a seed names the same randomness in both.
                 var settings = models.WithStops(common.Settings(result, i, "demo", speculative: false));
-                var stream = models.Tokenizer.CreateStreamDecoder();
+                var stream = models.Tokenizer.CreateStreamDecoder(atStart: promptText.Length == 0);
                 var text = new System.Text.StringBuilder();
                 if (!json)
                 {

@@ -81,7 +81,7 @@ public sealed partial class EdgeService(
     {
         var settings = options.Generation with { SessionId = $"{_runId}-{job}" };
         var text = new StringBuilder();
-        var stream = tokenizer.CreateStreamDecoder();
+        var stream = tokenizer.CreateStreamDecoder(atStart: prompt.Length == 0);
         try
         {
             var ids = tokenizer.Encode(prompt);

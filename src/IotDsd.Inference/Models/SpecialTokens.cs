@@ -120,7 +120,10 @@ public sealed class SpecialTokenFilter(Tokenizers.ITokenizer inner, IReadOnlySet
 
     public int[] Encode(string text) => Inner.Encode(text);
 
-    public Tokenizers.IStreamDecoder CreateStreamDecoder() => special.Count == 0 ? Inner.CreateStreamDecoder() : new Decoder(Inner.CreateStreamDecoder(), special);
+    public Tokenizers.IStreamDecoder CreateStreamDecoder() => CreateStreamDecoder(atStart: false);
+
+    public Tokenizers.IStreamDecoder CreateStreamDecoder(bool atStart) =>
+        special.Count == 0 ? Inner.CreateStreamDecoder(atStart) : new Decoder(Inner.CreateStreamDecoder(atStart), special);
 
     private sealed class Decoder(Tokenizers.IStreamDecoder inner, IReadOnlySet<int> special) : Tokenizers.IStreamDecoder
     {

@@ -162,6 +162,8 @@ public sealed class HfBpeTokenizer : ITokenizer
     public IStreamDecoder CreateStreamDecoder() => new HfStreamDecoder(_tokenBytes, _special, _decoder, atStart: false, skipSpecial: true);
 
     /// <summary>A stream decoder; <paramref name="atStart"/> when the first token begins the text (as <see cref="Decode"/>).</summary>
+    public IStreamDecoder CreateStreamDecoder(bool atStart) => CreateStreamDecoder(atStart, skipSpecialTokens: true);
+
     public IStreamDecoder CreateStreamDecoder(bool atStart, bool skipSpecialTokens) => new HfStreamDecoder(_tokenBytes, _special, _decoder, atStart, skipSpecialTokens);
 
     /// <summary>

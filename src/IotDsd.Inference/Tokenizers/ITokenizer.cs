@@ -7,8 +7,14 @@ public interface ITokenizer
 
     int[] Encode(string text);
 
-    /// <summary>A decoder for one generation's token stream.</summary>
+    /// <summary>A decoder for one generation's token stream, continuing a prompt already shown.</summary>
     IStreamDecoder CreateStreamDecoder();
+
+    /// <summary>
+    /// As <see cref="CreateStreamDecoder()"/>; <paramref name="atStart"/> says no text was shown before the stream (an
+    /// empty prompt), so a decoder that strips a leading space from a whole text (SentencePiece's) strips it here too.
+    /// </summary>
+    IStreamDecoder CreateStreamDecoder(bool atStart) => CreateStreamDecoder();
 }
 
 /// <summary>
