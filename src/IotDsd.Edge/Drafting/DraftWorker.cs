@@ -158,6 +158,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var started = _time.GetTimestamp();
         TimeSpan? firstToken = null;
         long reopens = 0, batchSum = 0, violations = 0;
+        var slowDown = new SlowDown(_logger, _time, settings.SessionId);
         var maxBatch = 0;
         var roundMillis = new List<double>();
         var draftMillis = new List<double>();
@@ -252,16 +253,16 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         draftedPerRound.Add((int)(session.Drafted - draftedBefore));
                         adaptive?.Observe(draftedPerRound[^1], verdict.Accepted, draftMillis[^1], roundMillis[^1], verifyMillis[^1]);
                         draftedBefore = session.Drafted;
-                        if (gamma > 0 && request is DraftRound)
-                        {
-                            rowBytes = connection.LastPublishBytes / (double)gamma;
-                        }
+                        rowBytes = gamma > 0 && request is DraftRound ? connection.LastPublishBytes / (double)gamma : rowBytes;
                         _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], gamma);
                         firstToken ??= _time.GetElapsedTime(started);
                         Emit(session, step.Start, step.Count, onCommitted);
                         run.Committed(store, fingerprint);
                         done = true;
                         break;
+                    case ErrorReply { Code: ErrorCode.Overloaded } slow when slowDown.Allows(session.Round):
+                        await slowDown.WaitAsync(slow.Message, ct).ConfigureAwait(false);
+                        break; // refused before it was processed: the same round goes again after the pause
                     case ErrorReply error:
                         throw new GenerationException($"verifier {run.Verifier} refused round {session.Round}: {error.Code}: {error.Message}");
                     case SessionOpened:
