@@ -1,3 +1,4 @@
+using IotDsd.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Security.Cryptography;
 
@@ -10,7 +11,7 @@ namespace IotDsd.Tests;
 /// </summary>
 public sealed class GpuRunScriptTests : IDisposable
 {
-    private static readonly string Repo = FindRepo();
+    private static readonly string Repo = Repository.Root;
     private readonly string _root = Directory.CreateTempSubdirectory("iotdsd-gpu-run-").FullName;
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
@@ -28,8 +29,8 @@ public sealed class GpuRunScriptTests : IDisposable
 
         const int pieceBytes = 1 << 20;
         var pieces = Path.Combine(_root, "pieces");
-        var prepare = await BashAsync(Path.Combine(Repo, "bench", "gpu", "prepare.sh"), [pieces],
-            new() { ["IOTDSD_GPU_PAYLOAD"] = payload, ["IOTDSD_GPU_PIECE_BYTES"] = pieceBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        var prepare = await Repository.RunAsync("bash", [Path.Combine(Repo, "bench", "gpu", "prepare.sh"), pieces],
+            new Dictionary<string, string> { ["IOTDSD_GPU_PAYLOAD"] = payload, ["IOTDSD_GPU_PIECE_BYTES"] = pieceBytes.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         Assert.True(prepare.Code == 0, prepare.Output);
         var parts = Directory.GetFiles(pieces, "iotdsd-gpu.tar.xz.*").Order(StringComparer.Ordinal).ToArray();
         Assert.True(parts.Length >= 3, string.Join(", ", parts));
@@ -46,7 +47,7 @@ public sealed class GpuRunScriptTests : IDisposable
         // No CUDA library where it is told to look: the payload is verified and unpacked, then a clear refusal.
         var empty = Directory.CreateDirectory(Path.Combine(_root, "no-cuda")).FullName;
         var noCuda = new Dictionary<string, string> { ["IOTDSD_CUDA_SEARCH"] = empty };
-        var run = await BashAsync(Path.Combine(pieces, "run.sh"), [Path.Combine(_root, "results")], noCuda);
+        var run = await Repository.RunAsync("bash", [Path.Combine(pieces, "run.sh"), Path.Combine(_root, "results")], noCuda);
         Assert.True(run.Code == 2, run.Output);
         Assert.Contains($"{parts.Length} piece(s) verified", run.Output, StringComparison.Ordinal);
         Assert.Contains("no CUDA library found for: libcudart.so.13", run.Output, StringComparison.Ordinal);
@@ -62,7 +63,7 @@ public sealed class GpuRunScriptTests : IDisposable
             f.WriteByte((byte)(blob[0] ^ 0xFF));
         }
 
-        var damaged = await BashAsync(Path.Combine(pieces, "run.sh"), [Path.Combine(_root, "results")], noCuda);
+        var damaged = await Repository.RunAsync("bash", [Path.Combine(pieces, "run.sh"), Path.Combine(_root, "results")], noCuda);
         Assert.True(damaged.Code == 2, damaged.Output);
         Assert.Contains("does not match its sha256", damaged.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("no CUDA library", damaged.Output, StringComparison.Ordinal);
@@ -72,36 +73,9 @@ public sealed class GpuRunScriptTests : IDisposable
     public async Task Prepare_PieceSizeOverLimit_Refused()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "the scripts need bash (Linux)");
-        var result = await BashAsync(Path.Combine(Repo, "bench", "gpu", "prepare.sh"), [Path.Combine(_root, "out")],
-            new() { ["IOTDSD_GPU_PAYLOAD"] = _root, ["IOTDSD_GPU_PIECE_BYTES"] = "62914561" });
+        var result = await Repository.RunAsync("bash", [Path.Combine(Repo, "bench", "gpu", "prepare.sh"), Path.Combine(_root, "out")],
+            new Dictionary<string, string> { ["IOTDSD_GPU_PAYLOAD"] = _root, ["IOTDSD_GPU_PIECE_BYTES"] = "62914561" });
         Assert.Equal(2, result.Code);
         Assert.Contains("IOTDSD_GPU_PIECE_BYTES must be 1..62914560", result.Output, StringComparison.Ordinal);
-    }
-
-    private static async Task<(int Code, string Output)> BashAsync(string script, string[] args, Dictionary<string, string> environment)
-    {
-        var psi = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.ArgumentList.Add(script);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in environment) psi.Environment[k] = v;
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(cts.Token);
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static string FindRepo()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "IotDsd.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no IotDsd.sln above {AppContext.BaseDirectory}");
     }
 }

@@ -1,3 +1,4 @@
+using IotDsd.Tests.Infrastructure;
 using System.Diagnostics;
 using System.Runtime.Versioning;
 
@@ -12,7 +13,7 @@ namespace IotDsd.Tests;
 [SupportedOSPlatform("linux")]
 public sealed class InstallTests : IDisposable
 {
-    private static readonly string Repo = FindRepo();
+    private static readonly string Repo = Repository.Root;
     private readonly string _root = Directory.CreateTempSubdirectory("iotdsd-install-").FullName;
 
     public void Dispose() => Directory.Delete(_root, recursive: true);
@@ -37,7 +38,7 @@ public sealed class InstallTests : IDisposable
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(_root, "etc/iotdsd/mqtt-password")));
 
         // The installed program accepts the installed settings on its own too (the README's check after editing).
-        var check = await RunAsync(Path.Combine(_root, "opt/iotdsd/iotdsd"), [role == "edge" ? "device" : "verifier", "--config", Path.Combine(_root, "etc/iotdsd", config),
+        var check = await Repository.RunAsync(Path.Combine(_root, "opt/iotdsd/iotdsd"), [role == "edge" ? "device" : "verifier", "--config", Path.Combine(_root, "etc/iotdsd", config),
             "--check-config", .. role == "edge" ? new[] { "--prompt-file", Path.Combine(_root, "etc/iotdsd/prompts.txt") } : []], null);
         Assert.True(check.Code == 0, check.Output);
         Assert.Contains("Mqtt:Broker", check.Output, StringComparison.Ordinal);
@@ -96,7 +97,7 @@ public sealed class InstallTests : IDisposable
     }
 
     private Task<(int Code, string Output)> InstallAsync(string devices, string role) =>
-        RunAsync("bash", [Path.Combine(devices, "install.sh"), role, CliBuild()], new Dictionary<string, string> { ["DESTDIR"] = _root });
+        Repository.RunAsync("bash", [Path.Combine(devices, "install.sh"), role, CliBuild()], new Dictionary<string, string> { ["DESTDIR"] = _root });
 
     /// <summary>The build output of IotDsd.Cli in this test run's configuration: the executable and its libraries.</summary>
     private static string CliBuild()
@@ -105,39 +106,5 @@ public sealed class InstallTests : IDisposable
         var dir = Path.Combine(Repo, "src/IotDsd.Cli/bin", configuration, "net10.0");
         Assert.True(File.Exists(Path.Combine(dir, "iotdsd")), $"no iotdsd executable in {dir}: build IotDsd.Cli first");
         return dir;
-    }
-
-    private static async Task<(int Code, string Output)> RunAsync(string program, string[] args, Dictionary<string, string>? environment)
-    {
-        var psi = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        foreach (var (key, value) in environment ?? [])
-        {
-            psi.Environment[key] = value;
-        }
-
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
-        await process.WaitForExitAsync(cts.Token);
-        return (process.ExitCode, await stdout + await stderr);
-    }
-
-    private static string FindRepo()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "IotDsd.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no IotDsd.sln above {AppContext.BaseDirectory}");
     }
 }

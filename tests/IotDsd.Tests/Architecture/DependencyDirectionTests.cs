@@ -1,3 +1,4 @@
+using IotDsd.Tests.Infrastructure;
 using System.Reflection;
 using System.Xml.Linq;
 
@@ -161,7 +162,7 @@ public sealed class DependencyDirectionTests
     /// <summary>The product projects under src/ and the product projects each one's .csproj references.</summary>
     private static Dictionary<string, HashSet<string>> ProjectGraph()
     {
-        var src = Path.Combine(RepositoryRoot(), "src");
+        var src = Path.Combine(Repository.Root, "src");
         var graph = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var file in Directory.EnumerateDirectories(src).SelectMany(d => Directory.EnumerateFiles(d, "*.csproj")))
         {
@@ -183,7 +184,7 @@ public sealed class DependencyDirectionTests
     private static string AssemblyNameOf(string project) =>
         XDocument.Load(ProjectFile(project)).Descendants("AssemblyName").Select(e => e.Value.Trim()).FirstOrDefault() ?? project;
 
-    private static string ProjectFile(string project) => Path.Combine(RepositoryRoot(), "src", project, project + ".csproj");
+    private static string ProjectFile(string project) => Path.Combine(Repository.Root, "src", project, project + ".csproj");
 
     private static Assembly Load(string name)
     {
@@ -196,18 +197,5 @@ public sealed class DependencyDirectionTests
             throw new InvalidOperationException(
                 $"assembly {name} is not beside the tests: IotDsd.Tests must reference its project (directly or through the CLI)", e);
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "IotDsd.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no IotDsd.sln above {AppContext.BaseDirectory}");
     }
 }
