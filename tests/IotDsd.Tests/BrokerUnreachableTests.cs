@@ -48,6 +48,27 @@ public sealed class BrokerUnreachableTests
     }
 
     [Fact]
+    public async Task Verifier_SecondUnderTheSameId_FailsWithOneErrorLine_Exit2_FirstKeepsServing()
+    {
+        await using var broker = await IotDsd.Messaging.Broker.EmbeddedBroker.StartAsync();
+        var address = $"127.0.0.1:{broker.Port}";
+        await using var first = IotDsd.Testbed.Faults.IotdsdProcess.Start("verifier", "--broker", address, "--id", "twin", "--target", TestEnvironment.TargetDir);
+        await using var watcher = await RawClient.ConnectAsync(broker.Port, "twin-watch", "iotdsd/v1/verifiers/twin/status");
+        await watcher.WaitForAsync(m => System.Text.Encoding.UTF8.GetString(m.Payload).Contains("\"online\"", StringComparison.Ordinal));
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null, "verifier", "--broker", address, "--id", "twin", "--target", TestEnvironment.TargetDir, "--log-level", "Error");
+        Assert.True(code == 2, $"exit {code}: {stderr}");
+        Assert.Equal("", stdout);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+        var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Length == 1 && lines[0].StartsWith("iotdsd verifier: ", StringComparison.Ordinal), stderr);
+
+        // The first one is still the verifier: its session was taken over, and it reconnected and said it is online again.
+        Assert.False(first.HasExited, "the first verifier stopped: " + first.Stderr);
+        bool Online((string Topic, byte[] Payload, byte[]? Correlation) m) => System.Text.Encoding.UTF8.GetString(m.Payload).Contains("\"online\"", StringComparison.Ordinal);
+        await watcher.WaitForAsync(_ => watcher.Received.Count(Online) >= 2);
+    }
+
+    [Fact]
     public async Task Device_BrokerRefusesConnection_AtInformation_InfoLinesThenTheErrorWithoutStackTrace()
     {
         var port = ClosedPort();
