@@ -32,6 +32,9 @@ public sealed record OpenSession
     [Key(9)] public string? VocabularyDigest { get; init; }
     /// <summary>End-of-sequence ids: a generated one ends the session (null or empty: only max tokens does).</summary>
     [Key(10)] public int[]? StopTokens { get; init; }
+
+    /// <summary>Most draft nodes a round may carry as a token tree; 0: chains only (at most <see cref="MaxGamma"/>).</summary>
+    [Key(11)] public int MaxTreeNodes { get; init; }
 }
 
 /// <summary>Device → verifier: one speculative round.</summary>
@@ -70,6 +73,20 @@ public sealed record DraftRound
     /// epoch) resumes the stream from <see cref="CommittedLength"/>, which then counts the tokens already received.
     /// </summary>
     [Key(10)] public int Stream { get; init; }
+
+    /// <summary>
+    /// Token tree: the parent of each node of <see cref="Draft"/> (an earlier node's index, or −1 for a node that follows
+    /// the last pending token). Null: <see cref="Draft"/> is a chain.
+    /// </summary>
+    [Key(11)] public int[]? TreeParents { get; init; }
+
+    /// <summary>
+    /// Pipelined round: sent before the verdict of round <see cref="AfterRound"/>, built on a predicted outcome of it.
+    /// The verifier verifies it only when that round's real outcome gives exactly this round's prefix
+    /// (<see cref="CommittedLength"/> and <see cref="PrefixDigest"/>); otherwise it answers
+    /// <see cref="VerdictKind.ConditionUnmet"/>. 0: an ordinary round.
+    /// </summary>
+    [Key(12)] public long AfterRound { get; init; }
 }
 
 /// <summary>Device → verifier (<c>rsr</c>): every proposal was rejected; send <see cref="Proposals"/> more for the same round.</summary>
@@ -112,6 +129,12 @@ public enum VerdictKind : byte
 
     /// <summary><c>rsr</c>: proposals (t, P_j(t)) in <see cref="Verdict.ProposalTokens"/>/<see cref="Verdict.ProposalProbs"/>.</summary>
     Proposals = 2,
+
+    /// <summary>
+    /// A pipelined round whose predicted prefix did not come true: nothing was verified and nothing changes. The device
+    /// sends the round again, built on the real outcome.
+    /// </summary>
+    ConditionUnmet = 3,
 }
 
 /// <summary>Verifier → device: the outcome of one round (or one <see cref="MoreProposals"/> attempt).</summary>
@@ -137,6 +160,9 @@ public sealed record Verdict
 
     /// <summary>Time the verifier spent on the batch, microseconds.</summary>
     [Key(12)] public int VerifyMicros { get; init; }
+
+    /// <summary>Token tree: the accepted path's node indices, root first (<see cref="Accepted"/> of them).</summary>
+    [Key(13)] public int[]? AcceptedNodes { get; init; }
 }
 
 /// <summary>Why a request was refused.</summary>

@@ -309,7 +309,7 @@ internal sealed partial class RoundProcessor(
 
         try
         {
-            target.FeedBatch(requests);
+            TokenTree.FeedBatch(target, requests);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -1,0 +1,73 @@
+namespace IotDsd.Core.Adaptive;
+
+/// <summary>
+/// The shape of one speculative round: a chain of <see cref="Depth"/> drafts (<see cref="Width"/> 1), or a token tree
+/// of at most <see cref="Nodes"/> drafts, at most <see cref="Width"/> children per node and <see cref="Depth"/> levels;
+/// and how many rounds the device may send ahead of a pending verdict (<see cref="Pipeline"/>, 0 or more).
+/// </summary>
+public readonly record struct RoundShape(int Depth, int Width, int Nodes, int Pipeline)
+{
+    /// <summary>A chain of γ drafts, one round in flight: the sequential shape.</summary>
+    public static RoundShape Chain(int gamma) => new(gamma, 1, gamma, 0);
+
+    /// <summary>True when the round may branch.</summary>
+    public bool IsTree => Width > 1 && Nodes > Depth;
+
+    /// <summary>The same shape no deeper than <paramref name="maxDepth"/> (its node budget shrunk to match).</summary>
+    public RoundShape Capped(int maxDepth)
+    {
+        var depth = Math.Clamp(Depth, 0, Math.Max(0, maxDepth));
+        return this with { Depth = depth, Nodes = depth == 0 ? 0 : Math.Clamp(Nodes, depth, Math.Max(depth, Nodes)) };
+    }
+
+    public override string ToString() => IsTree ? $"tree {Nodes}n d{Depth} w{Width} p{Pipeline}" : $"chain {Depth} p{Pipeline}";
+}
+
+/// <summary>What a device saw of one round, for <see cref="IRoundShaper.Observe"/>.</summary>
+/// <param name="Shape">The shape the round was drafted with.</param>
+/// <param name="Drafted">Draft nodes it carried.</param>
+/// <param name="Accepted">Drafts the verdict accepted (the accepted path's depth).</param>
+/// <param name="Ranks">
+/// Greedy: for each depth from 1 to <paramref name="Accepted"/> + 1, the rank (0 = the draft's most likely) of the
+/// committed token among the draft's candidates at that depth, or −1 when the draft did not rank it (sampling, or past
+/// the drafted depth). Empty when unknown.
+/// </param>
+/// <param name="DraftMs">Device time spent drafting the round.</param>
+/// <param name="VerifyMs">The verifier's batch time for the round (from the verdict).</param>
+/// <param name="RoundTripMs">Send to verdict, as the device measured it.</param>
+/// <param name="BatchSize">Sessions in the verifier's pass.</param>
+/// <param name="Pipelined">The round was sent ahead of its predecessor's verdict.</param>
+/// <param name="ConditionHeld">For a pipelined round: its predicted prefix came true and it was verified.</param>
+public readonly record struct RoundObservation(
+    RoundShape Shape,
+    int Drafted,
+    int Accepted,
+    ReadOnlyMemory<int> Ranks,
+    double DraftMs,
+    double VerifyMs,
+    double RoundTripMs,
+    int BatchSize,
+    bool Pipelined = false,
+    bool ConditionHeld = false);
+
+/// <summary>Chooses each round's shape (docs/protocol.md §6). No I/O and no clock: the caller measures.</summary>
+public interface IRoundShaper
+{
+    /// <summary>The shape of the next round, no deeper than <paramref name="maxDepth"/> (the ladder's and the link's cap).</summary>
+    RoundShape Next(int maxDepth);
+
+    /// <summary>Learns from a finished round.</summary>
+    void Observe(in RoundObservation observation);
+}
+
+/// <summary>One fixed shape every round: <c>--sequential</c> (a chain of γ, one round in flight) and pinned shapes.</summary>
+public sealed class FixedShape(RoundShape shape) : IRoundShaper
+{
+    public RoundShape Shape { get; } = shape;
+
+    public RoundShape Next(int maxDepth) => Shape.Capped(maxDepth);
+
+    public void Observe(in RoundObservation observation)
+    {
+    }
+}
