@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using IotDsd.Contracts.Messages;
+using IotDsd.Core.Adaptive;
 using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Speculative;
@@ -147,6 +148,7 @@ public sealed partial class DraftSession : IDisposable
         MaxGamma = Settings.Gamma,
         VocabularyDigest = VocabularyCheck.DigestOf(_model),
         StopTokens = Settings.StopTokens.Count == 0 ? null : [.. Settings.StopTokens],
+        MaxTreeNodes = OffersTrees ? Settings.MaxTreeNodes : 0,
     };
 
     /// <summary>Drafts up to <paramref name="gamma"/> tokens and builds the round request.</summary>
@@ -175,6 +177,7 @@ public sealed partial class DraftSession : IDisposable
         var draft = new int[gamma];
         var rows = new float[gamma * _vocab];
         var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
+        var rankRows = Settings.Sampling.IsGreedy ? new Dictionary<int, float[]>() : null;
         if (gamma > 0)
         {
             // A round re-drafted without a verdict (after ResetVerifier, or a retry with a smaller γ) left its own drafts
@@ -190,6 +193,7 @@ public sealed partial class DraftSession : IDisposable
             {
                 var q = rows.AsSpan(i * _vocab, _vocab);
                 Distribution.FromLogits(_logits, Settings.Sampling, q);
+                rankRows?.Add(i - 1, _logits.ToArray());
                 draft[i] = Settings.Sampling.IsGreedy
                     ? Distribution.ArgMax(q)
                     : Distribution.Sample(q, random.Uniform(RandomStream.Draft, n + i));
@@ -213,7 +217,7 @@ public sealed partial class DraftSession : IDisposable
             DraftDistributions = Settings.Mode == DecodingMode.Dsd ? MemoryMarshal.AsBytes(rows.AsSpan()).ToArray() : null,
             Proposals = Settings.Mode == DecodingMode.Rsr ? proposals : 0,
         };
-        _outstanding = new Outstanding(request, draft, rows, n, 0, ProposalsExamined, FollowUps);
+        _outstanding = new Outstanding(request, draft, rows, n, 0, ProposalsExamined, FollowUps) { RankRows = rankRows };
         return request;
     }
 
@@ -247,6 +251,7 @@ public sealed partial class DraftSession : IDisposable
         }
 
         var k = verdict.Accepted;
+        var path = o.Tree is { } tree ? AcceptedPath(tree, verdict, k) : null;
         var position = o.CommittedAt + k;
         var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
         int next;
@@ -305,7 +310,7 @@ public sealed partial class DraftSession : IDisposable
         }
 
         var before = _committed.Count;
-        _committed.AddRange(o.Draft.AsSpan(0, k));
+        _committed.AddRange(path is null ? o.Draft.AsSpan(0, k) : TokensOf(o.Tree!, path));
         _committed.Add(next);
         VerifierKnown = o.CommittedAt + k;
         if (_sequence.Length > VerifierKnown)
@@ -319,7 +324,7 @@ public sealed partial class DraftSession : IDisposable
         Round++;
         _outstanding = null;
         _stream = null; // a verifier that does not stream answers a streamed round as a γ = 0 round
-        return RoundStep.Committed(before, _committed.Count - before);
+        return RoundStep.Committed(before, _committed.Count - before) with { Ranks = RanksOf(o, path, k) };
     }
 
     private static bool IsDistribution(ReadOnlySpan<float> p)
@@ -358,6 +363,12 @@ public sealed partial class DraftSession : IDisposable
 
     private sealed record Outstanding(object Request, int[] Draft, float[] Rows, int CommittedAt, int Attempt, long ExaminedBefore, long FollowUpsBefore)
     {
+        /// <summary>The tree sent, for a tree round.</summary>
+        public TreeDraft? Tree { get; init; }
+
+        /// <summary>Greedy: the draft's logits where it ranked candidates (key: the node before, −1 the root).</summary>
+        public IReadOnlyDictionary<int, float[]>? RankRows { get; init; }
+
         public ReadOnlySpan<float> Row(int i, int vocab) => Rows.AsSpan(i * vocab, vocab);
     }
 }
@@ -365,6 +376,13 @@ public sealed partial class DraftSession : IDisposable
 /// <summary>What applying a verdict did.</summary>
 public readonly record struct RoundStep(RoundStepKind Kind, int Start, int Count, MoreProposals? FollowUp)
 {
+    /// <summary>
+    /// Committed greedy rounds: for each depth 1..accepted + 1, the rank (0 = the draft's top token) of the committed
+    /// token among the draft's logits at that depth, −1 where the draft did not rank (a leaf); empty when sampling.
+    /// For <see cref="RoundObservation.Ranks"/>.
+    /// </summary>
+    public int[] Ranks { get; init; } = [];
+
     public static RoundStep Ignored => new(RoundStepKind.Ignored, 0, 0, null);
 
     public static RoundStep Committed(int start, int count) => new(RoundStepKind.Committed, start, count, null);

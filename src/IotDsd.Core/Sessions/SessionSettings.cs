@@ -25,6 +25,15 @@ public sealed record SessionSettings
     /// <summary>Draft length per round (the upper bound when γ adapts).</summary>
     public int Gamma { get; init; } = 4;
 
+    /// <summary>
+    /// Most draft nodes a round may carry as a token tree (greedy and dsd); 0: chains only. Sent as
+    /// <c>OpenSession.MaxTreeNodes</c>.
+    /// </summary>
+    public int MaxTreeNodes { get; init; }
+
+    /// <summary>Upper bound on <see cref="MaxTreeNodes"/>.</summary>
+    public const int MaxTreeNodesLimit = 256;
+
     /// <summary>End-of-sequence ids: generation stops at the first one generated (it is committed, then nothing more).</summary>
     public IReadOnlyList<int> StopTokens { get; init; } = [];
 
@@ -66,6 +75,11 @@ public sealed record SessionSettings
         if (Gamma is < 1 or > 64)
         {
             return $"gamma must be between 1 and 64, got {Gamma}";
+        }
+
+        if (MaxTreeNodes is < 0 or > MaxTreeNodesLimit)
+        {
+            return $"max tree nodes must be between 0 (chains only) and {MaxTreeNodesLimit}, got {MaxTreeNodes}";
         }
 
         if (StopTokens.Count > MaxStopTokens || StopTokens.Any(t => t < 0))

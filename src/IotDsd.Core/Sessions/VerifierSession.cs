@@ -93,7 +93,14 @@ public sealed partial class VerifierSession : IDisposable
         }
 
         var gamma = round.Draft.Length;
-        if (gamma > Open.MaxGamma)
+        if (round.TreeParents is not null)
+        {
+            if (CheckTree(round) is { } badTree)
+            {
+                return badTree;
+            }
+        }
+        else if (gamma > Open.MaxGamma)
         {
             return RoundCheck.Fail(ErrorCode.InvalidRequest, $"round drafts {gamma} tokens, the session allows {Open.MaxGamma}");
         }
@@ -126,9 +133,9 @@ public sealed partial class VerifierSession : IDisposable
                 return RoundCheck.Fail(ErrorCode.InvalidRequest, $"{Open.Mode.Name()} needs one draft probability in (0, 1] per drafted token");
             case DecodingMode.Rsr when round.Proposals is < 1 or > MaxProposals:
                 return RoundCheck.Fail(ErrorCode.InvalidRequest, $"rsr proposals must be between 1 and {MaxProposals}, got {round.Proposals}");
-            case DecodingMode.Dsd when round.DraftDistributions is not { } rows || rows.Length != gamma * _vocab * sizeof(float)
+            case DecodingMode.Dsd when round.TreeParents is null && (round.DraftDistributions is not { } rows || rows.Length != gamma * _vocab * sizeof(float)
                 || !AllProbabilities(MemoryMarshal.Cast<byte, float>(rows), positive: false)
-                || !DraftedTokensPositive(MemoryMarshal.Cast<byte, float>(rows), round.Draft):
+                || !DraftedTokensPositive(MemoryMarshal.Cast<byte, float>(rows), round.Draft)):
                 return RoundCheck.Fail(ErrorCode.InvalidRequest, $"dsd needs {gamma} draft rows of {_vocab} probabilities");
         }
 
@@ -178,6 +185,11 @@ public sealed partial class VerifierSession : IDisposable
     /// <summary>The forward pass a checked round needs: pending + drafts in, the last γ+1 rows out.</summary>
     public FeedRequest BeginFeed(DraftRound round)
     {
+        if (round.TreeParents is { } parents)
+        {
+            return BeginTreeFeed(round, parents);
+        }
+
         var tokens = new int[round.Pending.Length + round.Draft.Length];
         round.Pending.CopyTo(tokens, 0);
         round.Draft.CopyTo(tokens, round.Pending.Length);
@@ -186,8 +198,18 @@ public sealed partial class VerifierSession : IDisposable
     }
 
     /// <summary>Decides a fed round, rolls the cache back to the accepted length and remembers the verdict.</summary>
-    public Verdict Complete(DraftRound round, ReadOnlySpan<float> logits, int batchSize, int queueDepth, int verifyMicros, AcceptanceRule? rule = null)
+    /// <remarks>
+    /// <paramref name="rule"/> (chains) and <paramref name="siblingResidual"/> (trees) exist so tests can build broken
+    /// variants; the product never passes them.
+    /// </remarks>
+    public Verdict Complete(
+        DraftRound round, ReadOnlySpan<float> logits, int batchSize, int queueDepth, int verifyMicros, AcceptanceRule? rule = null, bool siblingResidual = true)
     {
+        if (round.TreeParents is not null)
+        {
+            return CompleteTree(round, logits, batchSize, queueDepth, verifyMicros, siblingResidual);
+        }
+
         var gamma = round.Draft.Length;
         var rows = new float[(gamma + 1) * _vocab];
         for (var i = 0; i <= gamma; i++)

@@ -124,6 +124,11 @@ public sealed class LimitGuard
             return Refuse(LimitKind.Gamma, ErrorCode.InvalidRequest, $"max gamma {open.MaxGamma} exceeds this verifier's limit of {_limits.MaxGamma}");
         }
 
+        if (open.MaxTreeNodes > _limits.MaxTreeNodes)
+        {
+            return Refuse(LimitKind.TreeNodes, ErrorCode.InvalidRequest, $"max tree nodes {open.MaxTreeNodes} exceeds this verifier's limit of {_limits.MaxTreeNodes}");
+        }
+
         var existing = _sessions.Find(device, open.SessionId);
         var state = State(device, _time.GetTimestamp());
         var live = Live(state, device);
@@ -134,7 +139,7 @@ public sealed class LimitGuard
         }
 
         var others = Memory(state, except: existing);
-        var needed = others + SessionBytes(0) + TransientBytes(open.MaxGamma);
+        var needed = others + SessionBytes(0) + TransientBytes(Math.Max(open.MaxGamma, open.MaxTreeNodes));
         return needed > _limits.MaxDeviceMemoryBytes
             ? Refuse(LimitKind.DeviceMemory, ErrorCode.Overloaded,
                 $"device '{device}' would hold {needed >> 10} KiB of verifier memory, over its limit of {_limits.MaxDeviceMemoryBytes >> 10} KiB; close sessions first")

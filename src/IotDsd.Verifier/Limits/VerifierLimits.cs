@@ -10,6 +10,9 @@ public sealed record VerifierLimits
     /// <summary>Largest draft length a session may declare (<c>OpenSession.MaxGamma</c>).</summary>
     public int MaxGamma { get; init; } = 32;
 
+    /// <summary>Most draft nodes a session may declare for token-tree rounds (<c>OpenSession.MaxTreeNodes</c>); 0: chains only.</summary>
+    public int MaxTreeNodes { get; init; } = 64;
+
     /// <summary>Most not-yet-sent committed tokens in one round: bounds the prompt, which travels in the first round.</summary>
     public int MaxPromptTokens { get; init; } = 8192;
 
@@ -45,6 +48,11 @@ public sealed record VerifierLimits
         if (MaxGamma is < 1 or > 64)
         {
             return $"limit max gamma must be between 1 and 64, got {MaxGamma}";
+        }
+
+        if (MaxTreeNodes is < 0 or > 256)
+        {
+            return $"limit max tree nodes must be between 0 (chains only) and 256, got {MaxTreeNodes}";
         }
 
         if (MaxPromptTokens < 1 || MaxSessionTokens < 2 || MaxPromptTokens >= MaxSessionTokens)
@@ -83,6 +91,7 @@ public enum LimitKind
     SessionsPerDevice,
     RequestRate,
     DeviceMemory,
+    TreeNodes,
 }
 
 /// <summary>Thread-safe refusal counts per limit.</summary>
