@@ -1,4 +1,6 @@
 using IotDsd.Contracts.Messages;
+using IotDsd.Core.Adaptive;
+using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Core.Speculative;
@@ -50,12 +52,28 @@ internal static class SessionDriver
         Tamper? tamper = null,
         DriveStats? stats = null)
     {
+        return RunShaped(draft, target, settings, prompt, RoundShape.Chain(settings.Gamma), proposals, rule, tamper, stats);
+    }
+
+    /// <summary>As <see cref="Run"/>, every round drafted in <paramref name="shape"/> (a tree where the session offers them).</summary>
+    public static int[] RunShaped(
+        TableModel draft,
+        TableModel target,
+        SessionSettings settings,
+        int[] prompt,
+        RoundShape shape,
+        int proposals = 4,
+        AcceptanceRule? rule = null,
+        Tamper? tamper = null,
+        DriveStats? stats = null,
+        bool siblingResidual = true)
+    {
         using var device = new DraftSession(draft, settings, prompt);
         using var verifier = new VerifierSession(target, device.OpenRequest(DeviceId), DeviceId);
         while (!device.IsComplete)
         {
-            var round = device.PrepareRound(settings.Gamma, proposals);
-            var step = VerifyAndApply(device, verifier, target, round, proposals, rule, tamper);
+            var round = shape.IsTree ? device.PrepareRound(shape, proposals) : device.PrepareRound(shape.Depth, proposals);
+            var step = VerifyAndApply(device, verifier, target, round, proposals, rule, tamper, siblingResidual);
             if (step.Kind != RoundStepKind.Committed)
             {
                 throw new InvalidOperationException($"round {round.Round} ended as {step.Kind}");
@@ -68,7 +86,8 @@ internal static class SessionDriver
 
     /// <summary>One round end to end, rsr follow-ups included.</summary>
     public static RoundStep VerifyAndApply(
-        DraftSession device, VerifierSession verifier, TableModel target, DraftRound round, int proposals, AcceptanceRule? rule = null, Tamper? tamper = null)
+        DraftSession device, VerifierSession verifier, TableModel target, DraftRound round, int proposals, AcceptanceRule? rule = null, Tamper? tamper = null,
+        bool siblingResidual = true)
     {
         var check = verifier.Check(round);
         if (check.Kind != RoundCheckKind.Ok)
@@ -77,8 +96,8 @@ internal static class SessionDriver
         }
 
         var feed = verifier.BeginFeed(round);
-        target.FeedBatch([feed]);
-        var verdict = verifier.Complete(round, feed.Logits.Span, batchSize: 1, queueDepth: 0, verifyMicros: 0, rule);
+        TokenTree.FeedBatch(target, [feed]);
+        var verdict = verifier.Complete(round, feed.Logits.Span, batchSize: 1, queueDepth: 0, verifyMicros: 0, rule, siblingResidual);
         if (tamper is not null)
         {
             verdict = tamper(verdict, round, feed.Logits.Span, verifier);
@@ -105,8 +124,9 @@ internal static class SessionDriver
         return step;
     }
 
-    public static SessionSettings Settings(int index, DecodingMode mode, SamplingParams sampling, int maxTokens, int gamma) => new()
+    public static SessionSettings Settings(int index, DecodingMode mode, SamplingParams sampling, int maxTokens, int gamma, int maxTreeNodes = 0) => new()
     {
+        MaxTreeNodes = maxTreeNodes,
         SessionId = $"sess-{index}",
         Mode = mode,
         Sampling = sampling,
