@@ -141,7 +141,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma), rowBytes, mayAdapt, connection);
         DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
             ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
-            : session.PrepareRound(gamma, proposals.Next);
+            : session.PrepareRound(_options.Shape?.Capped(gamma) ?? Core.Adaptive.RoundShape.Chain(gamma), proposals.Next);
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
         var faults = new FaultStats();

@@ -79,6 +79,10 @@ public sealed record EdgeOptions
     /// <see cref="AdaptGammaInSampling"/>.</summary>
     public Resilience.DegradationLevel? PinnedLevel { get; init; }
 
+    /// <summary>Draft every round in this shape (a token tree where the session offers trees, else a chain of its
+    /// depth), never deeper than the γ the ladder and the link allow; null drafts chains of γ.</summary>
+    public Core.Adaptive.RoundShape? Shape { get; init; }
+
     /// <summary>Draft-only tokens shown (flagged unverified) when the link goes down; 0 shows none.</summary>
     public int OfflineDraftTokens { get; init; } = 32;
 

@@ -1,0 +1,55 @@
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Adaptive;
+using IotDsd.Core.Sampling;
+using IotDsd.Core.Speculative;
+using IotDsd.Messaging.Broker;
+using IotDsd.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace IotDsd.Tests;
+
+/// <summary>Token-tree rounds through the broker, the real verifier service and the shipped ONNX models.</summary>
+public sealed class TreePipelineTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(3, 2, 6)]
+    [InlineData(4, 3, 12)]
+    [InlineData(6, 4, 24)]
+    public async Task GreedyTrees_ThroughTheVerifier_GiveTheTargetOnlyText(int depth, int width, int nodes)
+    {
+        const int tokens = 160;
+        const string prompt = "Once upon a time";
+        var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", tokens);
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var shape = new RoundShape(depth, width, nodes, 0);
+        await using var pipeline = await Pipeline.StartAsync(broker.Port, device: o => o with { Shape = shape });
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var settings = Pipeline.Settings("tree", DecodingMode.Greedy, 0f, tokens, seed: 1, gamma: depth) with { MaxTreeNodes = nodes };
+        var tree = await pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, null, cts.Token);
+        var chain = await pipeline.GenerateAsync(prompt, DecodingMode.Greedy, 0f, tokens, gamma: depth, session: "chain");
+        Assert.Equal(reference, tree.Tokens);
+        Assert.Equal(reference, chain.Tokens);
+        output.WriteLine($"{shape}: {tree.Rounds} rounds, acceptance {tree.AcceptanceRate:P1}; chain {depth}: {chain.Rounds} rounds, acceptance {chain.AcceptanceRate:P1}");
+        Assert.True(tree.Rounds < chain.Rounds, $"a tree should take fewer rounds than a chain of its depth: {tree.Rounds} vs {chain.Rounds}");
+        Assert.Empty(pipeline.Log.Errors);
+    }
+
+    [Fact]
+    public async Task DsdTrees_ThroughTheVerifier_SameSeedSameText()
+    {
+        const string prompt = "Once upon a time";
+        await using var broker = await EmbeddedBroker.StartAsync();
+        await using var pipeline = await Pipeline.StartAsync(broker.Port, device: o => o with { Shape = new RoundShape(4, 3, 10, 0) });
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var settings = Pipeline.Settings("dsd-tree", DecodingMode.Dsd, 0.8f, 120, seed: 5, gamma: 4) with { MaxTreeNodes = 10 };
+        var first = await pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, null, cts.Token);
+        var second = await pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, null, cts.Token);
+        var other = await pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings with { Seed = 6 }, null, cts.Token);
+        Assert.Equal(first.Tokens, second.Tokens);
+        Assert.NotEqual(first.Tokens, other.Tokens);
+        Assert.Equal(120, first.Tokens.Count);
+        Assert.True(first.Rounds < 120, $"{first.Rounds} rounds for 120 tokens means nothing was accepted");
+        output.WriteLine($"dsd tree: {first.Rounds} rounds, up {first.UplinkBytesPerToken:0.0} B/token");
+        Assert.Empty(pipeline.Log.Errors);
+    }
+}
