@@ -111,11 +111,13 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
         Assert.True(seenDeeperRank, "some accepted node should be a second or third choice of the draft");
     }
 
-    [Fact]
-    public void Dsd_Trees_MatchTargetJointOverFirstTwoPositions()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Dsd_Trees_MatchTargetJointOverFirstTwoPositions(bool shaped)
     {
-        var (result, stats) = DsdTrees(siblingResidual: true);
-        output.WriteLine($"dsd trees: {result}; {stats}");
+        var (result, stats) = DsdTrees(siblingResidual: true, shaped ? Lossless.Shaped : Lossless.Plain);
+        output.WriteLine($"dsd trees (shaped {shaped}): {result}; {stats}");
         Assert.Equal(0, result.Impossible);
         Assert.True(stats.Drafted > stats.Rounds * 4, $"trees should branch: {stats}");
         Assert.True(result.PValue >= Lossless.Alpha, $"chi-square rejects dsd trees: {result}");
@@ -130,20 +132,21 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
     }
 
     /// <summary>dsd with a tree of depth 3, width 3 (up to 9 nodes), 4 tokens per session, counting the first two.</summary>
-    private static (ChiSquareResult Result, DriveStats Stats) DsdTrees(bool siblingResidual)
+    private static (ChiSquareResult Result, DriveStats Stats) DsdTrees(bool siblingResidual, SamplingParams? sampling = null)
     {
+        var s = sampling ?? Lossless.Plain;
         const int length = 2;
         var counts = new long[Lossless.Vocab * Lossless.Vocab];
         var stats = new DriveStats();
         var shape = new RoundShape(3, 3, 9, 0);
         for (var i = 0; i < Lossless.Samples; i++)
         {
-            var settings = Settings($"tree-{i}", DecodingMode.Dsd, Lossless.Plain, 4, 3, 9, DeterministicRandom.SampleSeed(0x7EE, i));
+            var settings = Settings($"tree-{i}", DecodingMode.Dsd, s, 4, 3, 9, DeterministicRandom.SampleSeed(0x7EE, i));
             var tokens = SessionDriver.RunShaped(Lossless.Draft, Lossless.Target, settings, Lossless.Prompt, shape, stats: stats, siblingResidual: siblingResidual);
             counts[Reference.Cell(tokens.AsSpan(0, length), Lossless.Vocab)]++;
         }
 
-        return (ChiSquare.GoodnessOfFit(counts, Reference.Joint(Lossless.Target, Lossless.Prompt, length, Lossless.Plain)), stats);
+        return (ChiSquare.GoodnessOfFit(counts, Reference.Joint(Lossless.Target, Lossless.Prompt, length, s)), stats);
     }
 
     /// <summary>A device and verifier of <paramref name="mode"/>, with the first tree round drafted (not sent).</summary>
