@@ -81,6 +81,34 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Greedy_TreeHoldsTheDraftsChainOfItsDepth()
+    {
+        var (target, draft) = TableModel.CreatePair(vocab: 12, seed: 8, targetScale: 1.5, draftNoise: 1.0);
+        var settings = Settings("spine", DecodingMode.Greedy, SamplingParams.Greedy, 40, 4, 8);
+        using var device = new DraftSession(draft, settings, [3, 7]);
+        using var verifier = new VerifierSession(target, device.OpenRequest(SessionDriver.DeviceId), SessionDriver.DeviceId);
+        var shape = new RoundShape(4, 4, 8, 0); // wide and shallow budget: best first alone would not reach depth 4
+        var checkedRounds = 0;
+        while (!device.IsComplete)
+        {
+            var round = device.PrepareRound(shape, 0);
+            if (round.TreeParents is { } parents && round.Draft.Length > 4)
+            {
+                using var chainDevice = new DraftSession(draft, settings with { MaxTreeNodes = 0 }, device.Committed.ToArray());
+                var chain = chainDevice.PrepareRound(4, 0).Draft;
+                var leaf = Enumerable.Range(0, round.Draft.Length).FirstOrDefault(
+                    i => TokenTree.PathTo(parents, i).Select(n => round.Draft[n]).SequenceEqual(chain), -1);
+                Assert.True(leaf >= 0, $"round {round.Round}: the tree [{string.Join(",", round.Draft)}] lacks the chain [{string.Join(",", chain)}]");
+                checkedRounds++;
+            }
+
+            SessionDriver.VerifyAndApply(device, verifier, target, round, 0);
+        }
+
+        Assert.True(checkedRounds > 3, $"only {checkedRounds} tree rounds checked");
+    }
+
+    [Fact]
     public void Greedy_TreeRound_ReportsRanksOfCommittedTokens()
     {
         var (target, draft) = TableModel.CreatePair(vocab: 12, seed: 8, targetScale: 1.5, draftNoise: 1.0);

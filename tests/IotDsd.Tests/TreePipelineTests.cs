@@ -30,7 +30,7 @@ public sealed class TreePipelineTests(ITestOutputHelper output)
         Assert.Equal(reference, tree.Tokens);
         Assert.Equal(reference, chain.Tokens);
         output.WriteLine($"{shape}: {tree.Rounds} rounds, acceptance {tree.AcceptanceRate:P1}; chain {depth}: {chain.Rounds} rounds, acceptance {chain.AcceptanceRate:P1}");
-        Assert.True(tree.Rounds < chain.Rounds, $"a tree should take fewer rounds than a chain of its depth: {tree.Rounds} vs {chain.Rounds}");
+        Assert.True(tree.Rounds <= chain.Rounds, $"a tree holds the chain of its depth and should take no more rounds: {tree.Rounds} vs {chain.Rounds}");
         Assert.Empty(pipeline.Log.Errors);
     }
 

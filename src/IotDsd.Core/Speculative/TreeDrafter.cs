@@ -65,7 +65,9 @@ public sealed class TreeDraft
 /// most <c>width</c> children per node, <c>depth</c> levels and <c>nodes</c> nodes. Greedy takes each node's top-ranked
 /// tokens as its children; dsd gives every expanded node <c>width</c> children (fewer only where the node budget runs
 /// out, decided before drawing) drawn i.i.d. from its Q row with the uniform of (round, position, stream Draft, index
-/// (parent + 1)·2¹⁶ + j), so the verifier's multi-candidate rejection sampling sees i.i.d. candidates. A node's row is
+/// (parent + 1)·2¹⁶ + j), so the verifier's multi-candidate rejection sampling sees i.i.d. candidates. A greedy tree
+/// always holds the draft's argmax chain to the full depth first (so it accepts at least what a chain of that depth
+/// would), and spends the rest of its budget best first. A node's row is
 /// computed only when the node is expanded (one draft feed of the tokens not already in the cache).
 /// </summary>
 public static class TreeDrafter
@@ -95,7 +97,7 @@ public static class TreeDrafter
         var cursor = new Cursor(sequence, start, rootLogits.ToArray(), tokens, parents);
         var queue = new PriorityQueue<Entry, (double, long)>();
         long order = 0;
-        queue.Enqueue(new Entry(-1, -1, 0), (0, order++));
+        queue.Enqueue(new Entry(-1, -1, 0, Spine: true), (double.NegativeInfinity, order++));
         var logProbs = new double[vocab];
         while (queue.Count > 0 && tokens.Count < nodes)
         {
@@ -103,7 +105,7 @@ public static class TreeDrafter
             if (e.Token >= 0)
             {
                 // Greedy: a ranked child wins its place.
-                Add(e.Node, e.Token, e.Score);
+                Add(e.Node, e.Token, e.Score, e.Spine);
                 continue;
             }
 
@@ -113,9 +115,12 @@ public static class TreeDrafter
             {
                 rankRows[e.Node] = logits.ToArray();
                 LogSoftmax(logits, logProbs);
-                foreach (var t in Top(logits, width))
+                var top = Top(logits, width);
+                for (var r = 0; r < top.Length; r++)
                 {
-                    queue.Enqueue(new Entry(e.Node, t, e.Score + logProbs[t]), (-(e.Score + logProbs[t]), order++));
+                    var t = top[r];
+                    var spine = e.Spine && r == 0;
+                    queue.Enqueue(new Entry(e.Node, t, e.Score + logProbs[t], spine), (spine ? double.NegativeInfinity : -(e.Score + logProbs[t]), order++));
                 }
 
                 continue;
@@ -128,7 +133,7 @@ public static class TreeDrafter
             for (var j = 0; j < count; j++)
             {
                 var t = Distribution.Sample(q, random.Uniform(RandomStream.Draft, start + childDepth - 1, ChildIndex(e.Node, j)));
-                Add(e.Node, t, e.Score + Math.Log(q[t]));
+                Add(e.Node, t, e.Score + Math.Log(q[t]), spine: false);
             }
         }
 
@@ -146,7 +151,7 @@ public static class TreeDrafter
 
         return new TreeDraft([.. tokens], [.. parents], wire, rankRows);
 
-        void Add(int parent, int token, double score)
+        void Add(int parent, int token, double score, bool spine)
         {
             var node = tokens.Count;
             tokens.Add(token);
@@ -155,7 +160,7 @@ public static class TreeDrafter
             depths.Add(d);
             if (d < depth)
             {
-                queue.Enqueue(new Entry(node, -1, score), (-score, order++));
+                queue.Enqueue(new Entry(node, -1, score, spine), (spine ? double.NegativeInfinity : -score, order++));
             }
         }
     }
@@ -193,7 +198,8 @@ public static class TreeDrafter
     }
 
     /// <summary>A node to expand (<see cref="Token"/> −1), or greedy: a ranked child of <see cref="Node"/> waiting for its place.</summary>
-    private readonly record struct Entry(int Node, int Token, double Score);
+    /// <summary><see cref="Spine"/>: greedy, on the draft's own argmax chain, which the tree always holds to its full depth.</summary>
+    private readonly record struct Entry(int Node, int Token, double Score, bool Spine = false);
 
     /// <summary>Moves the draft's cache to the path of a node, feeding only what it lacks.</summary>
     private sealed class Cursor(IModelSequence sequence, int start, float[] rootLogits, List<int> tokens, List<int> parents)
