@@ -2,7 +2,12 @@ using IotDsd.Contracts.Messages;
 using IotDsd.Core.Adaptive;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Speculative;
+using IotDsd.Edge.Drafting;
+using IotDsd.Edge.Hosting;
+using IotDsd.Inference.Models;
 using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
+using IotDsd.Verifier.Hosting;
 using IotDsd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -32,6 +37,40 @@ public sealed class TreePipelineTests(ITestOutputHelper output)
         output.WriteLine($"{shape}: {tree.Rounds} rounds, acceptance {tree.AcceptanceRate:P1}; chain {depth}: {chain.Rounds} rounds, acceptance {chain.AcceptanceRate:P1}");
         Assert.True(tree.Rounds <= chain.Rounds, $"a tree holds the chain of its depth and should take no more rounds: {tree.Rounds} vs {chain.Rounds}");
         Assert.Empty(pipeline.Log.Errors);
+    }
+
+    [Fact]
+    public async Task GreedyTrees_ShippedStoriesPair_GiveTheTargetOnlyText()
+    {
+        const int tokens = 120;
+        using var models = ModelPair.Load(null, null, needDraft: true, pair: ModelPair.StoriesPair);
+        var prompt = models.EncodePrompt("Once upon a time, there was a little girl");
+        var reference = Autoregressive.Generate(models.Target, prompt, SamplingParams.Greedy, 0, "ref", tokens);
+        await using var broker = await EmbeddedBroker.StartAsync();
+        var log = new ErrorLog();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "stories-verifier" }, models.Target, log.CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        var shape = new RoundShape(4, 3, 12, 0);
+        await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "stories-device", Shape = shape }, models.Draft!, log.CreateLogger<DraftWorker>());
+        await worker.StartAsync(CancellationToken.None);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        try
+        {
+            var settings = Pipeline.Settings("stories-tree", DecodingMode.Greedy, 0f, tokens, seed: 1, gamma: 4) with { MaxTreeNodes = 12 };
+            var tree = await worker.GenerateAsync(prompt, settings, null, cts.Token);
+            var chain = await worker.GenerateAsync(prompt, settings with { SessionId = "stories-chain", MaxTreeNodes = 0 }, null, cts.Token);
+            Assert.Equal(reference, tree.Tokens);
+            Assert.Equal(reference, chain.Tokens);
+            output.WriteLine($"stories260K, {shape}: {tree.Rounds} rounds, up {tree.UplinkBytesPerToken:0.0} B/token; chain 4: {chain.Rounds} rounds, up {chain.UplinkBytesPerToken:0.0} B/token");
+            Assert.True(tree.Rounds <= chain.Rounds, $"a tree holds the chain of its depth and should take no more rounds: {tree.Rounds} vs {chain.Rounds}");
+            Assert.Empty(log.Errors);
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+        }
     }
 
     [Fact]
