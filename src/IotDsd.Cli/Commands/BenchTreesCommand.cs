@@ -10,23 +10,23 @@ internal static class BenchTreesCommand
     public static Command Create()
     {
         var batches = new Option<string>("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,8,32" };
-        var iterations = new Option<int>("--iterations") { Description = "Timed passes per point (medians are reported).", DefaultValueFactory = _ => 5 };
+        var rounds = new Option<int>("--rounds") { Description = "Timed rounds per point (the median batch is reported).", DefaultValueFactory = _ => 12 };
         var json = new Option<bool>("--json") { Description = "One JSON object per point a line instead of the table." };
         var command = new Command("trees", "Verifier cost of token trees against chains at several batch sizes, and uplink bytes per round, with the shipped pair ($IOTDSD_PAIR).")
         {
-            batches, iterations, json,
+            batches, rounds, json,
         };
         command.SetAction(result =>
         {
-            var n = result.GetValue(iterations);
-            if (n is < 1 or > 1000)
+            var n = result.GetValue(rounds);
+            if (n is < 1 or > 100)
             {
-                throw new CliError($"--iterations must be between 1 and 1000, got {n}");
+                throw new CliError($"--rounds must be between 1 and 100, got {n}");
             }
 
             var sizes = ListArgument.Ints(result.GetValue(batches)!, "--batches", 1, 256);
             using var models = ModelPair.Load(null, null, needDraft: true);
-            TreeCostBench.Run(models.Draft!, models.Target, models.EncodePrompt(TreeCostBench.Prompt), sizes, n, result.GetValue(json), Console.Out);
+            TreeCostBench.Run(models.Draft!, models.Target, [.. TreeCostBench.Prompts.Select(models.EncodePrompt)], sizes, n, result.GetValue(json), Console.Out);
             return 0;
         });
         return command;

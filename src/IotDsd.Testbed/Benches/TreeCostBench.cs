@@ -13,8 +13,9 @@ namespace IotDsd.Testbed.Benches;
 /// <summary>
 /// The verifier's cost of token trees against chains (<c>iotdsd bench trees</c>): for each shape, mode and batch size,
 /// the median time of one batched verification pass — every session's round checked, fed in one
-/// <see cref="TokenTree.FeedBatch"/>, decided and its path kept — with real rounds drafted by the draft model, and the
-/// uplink bytes of each round as <see cref="WireCodec"/> encodes it.
+/// <see cref="TokenTree.FeedBatch"/>, decided and its path kept — over consecutive rounds of real sessions drafted by the
+/// draft model, the verifier time per committed token, and the uplink bytes of each round as <see cref="WireCodec"/>
+/// encodes it.
 /// </summary>
 internal static class TreeCostBench
 {
@@ -24,35 +25,42 @@ internal static class TreeCostBench
         RoundShape.Chain(4), RoundShape.Chain(6), new(4, 2, 8, 0), new(4, 3, 12, 0), new(6, 4, 16, 0), new(6, 4, 32, 0),
     ];
 
-    /// <summary>The prompt the sessions start from.</summary>
-    public const string Prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends.";
+    /// <summary>The prompts the sessions start from (session b takes prompt b mod 8).</summary>
+    public static readonly string[] Prompts =
+    [
+        "Once upon a time, there was a little girl named Lily.", "One day, a boy named Tom found a big red ball.",
+        "The cat sat in the sun and", "Sam and his mom went to the park.", "There was a small bird who wanted to fly.",
+        "Tim had a toy car. He", "Sue liked to help her dad in the garden.", "The dog was sad because",
+    ];
 
     /// <summary>One measured point.</summary>
     public sealed record Point(string Mode, string Shape, int Batch, double Nodes, double VerifyMs, double CommittedPerRound, double MsPerCommittedToken, double UplinkBytesPerRound);
 
     /// <summary>Measures every (mode, shape, batch) and writes a table or JSON lines to <paramref name="o"/>.</summary>
-    public static IReadOnlyList<Point> Run(ILanguageModel draft, ILanguageModel target, int[] prompt, int[] batches, int iterations, bool json, TextWriter o)
+    public static IReadOnlyList<Point> Run(ILanguageModel draft, ILanguageModel target, int[][] prompts, int[] batches, int rounds, bool json, TextWriter o)
     {
+        ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(o);
         var modes = new[] { DecodingMode.Greedy, DecodingMode.Dsd };
         var progress = new ProgressReporter("bench trees");
-        progress.Start($"timing batched verification of chains and trees (medians of {iterations})", modes.Length * Shapes.Length * batches.Length, "points");
+        progress.Start($"timing batched verification of chains and trees ({rounds} rounds a point)", modes.Length * Shapes.Length * batches.Length, "points");
         var points = new List<Point>();
         if (!json)
         {
-            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"draft {draft.Name}, target {target.Name}, prompt {prompt.Length} tokens, {Environment.ProcessorCount} cores, medians of {iterations}"));
+            o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"draft {draft.Name}, target {target.Name}, {prompts.Length} prompts, {Environment.ProcessorCount} cores, {rounds} rounds a point after one untimed round (verify ms: the median batch)"));
             o.WriteLine();
             o.WriteLine("| mode | shape | batch | nodes/round | verify ms (batch) | committed/round | verify ms per committed token | uplink bytes/round |");
             o.WriteLine("|---|---|---|---|---|---|---|---|");
         }
 
+        Measure(draft, target, prompts, DecodingMode.Greedy, Shapes[^1], 2, 2); // warm-up, not reported
         foreach (var mode in modes)
         {
             foreach (var shape in Shapes)
             {
                 foreach (var batch in batches)
                 {
-                    var p = Measure(draft, target, prompt, mode, shape, batch, iterations);
+                    var p = Measure(draft, target, prompts, mode, shape, batch, rounds);
                     points.Add(p);
                     o.WriteLine(json
                         ? string.Create(CultureInfo.InvariantCulture,
@@ -68,57 +76,64 @@ internal static class TreeCostBench
         return points;
     }
 
-    private static Point Measure(ILanguageModel draft, ILanguageModel target, int[] prompt, DecodingMode mode, RoundShape shape, int batch, int iterations)
+    private static Point Measure(ILanguageModel draft, ILanguageModel target, int[][] prompts, DecodingMode mode, RoundShape shape, int batch, int rounds)
     {
-        var times = new double[iterations];
-        long nodes = 0, committed = 0, bytes = 0, rounds = 0;
-        for (var it = 0; it < iterations; it++)
+        var times = new double[rounds];
+        long nodes = 0, committed = 0, bytes = 0, sent = 0;
+        double total = 0;
+        var devices = new DraftSession[batch];
+        var verifiers = new VerifierSession[batch];
+        try
         {
-            var devices = new DraftSession[batch];
-            var verifiers = new VerifierSession[batch];
+            for (var b = 0; b < batch; b++)
+            {
+                var settings = new SessionSettings
+                {
+                    SessionId = $"bench-{b}",
+                    Mode = mode,
+                    Sampling = mode == DecodingMode.Greedy ? SamplingParams.Greedy : new SamplingParams(0.8f, 0, 1f),
+                    Seed = (ulong)(1 + b),
+                    MaxTokens = 1024,
+                    Gamma = shape.Depth,
+                    MaxTreeNodes = shape.IsTree ? shape.Nodes : 0,
+                };
+                devices[b] = new DraftSession(draft, settings, prompts[b % prompts.Length]);
+                verifiers[b] = new VerifierSession(target, devices[b].OpenRequest("bench"), "bench");
+
+                // A first round (untimed) carries the prompt; the timed rounds build on it.
+                devices[b].Apply(VerifyBatch(target, [verifiers[b]], [devices[b].PrepareRound(shape, 0)])[0]);
+            }
+
             var work = new DraftRound[batch];
-            try
+            for (var r = 0; r < rounds; r++)
             {
                 for (var b = 0; b < batch; b++)
                 {
-                    var settings = new SessionSettings
-                    {
-                        SessionId = $"bench-{it}-{b}",
-                        Mode = mode,
-                        Sampling = mode == DecodingMode.Greedy ? SamplingParams.Greedy : new SamplingParams(0.8f, 0, 1f),
-                        Seed = (ulong)(1 + it),
-                        MaxTokens = 256,
-                        Gamma = shape.Depth,
-                        MaxTreeNodes = shape.IsTree ? shape.Nodes : 0,
-                    };
-                    devices[b] = new DraftSession(draft, settings, prompt);
-                    verifiers[b] = new VerifierSession(target, devices[b].OpenRequest("bench"), "bench");
-
-                    // A first round (untimed) carries the prompt; the timed round builds on it.
-                    var first = devices[b].PrepareRound(shape, 0);
-                    devices[b].Apply(VerifyBatch(target, [verifiers[b]], [first])[0]);
                     work[b] = devices[b].PrepareRound(shape, 0);
                     nodes += work[b].Draft.Length;
                     bytes += WireCodec.Encode(work[b]).Length;
-                    rounds++;
+                    sent++;
                 }
 
                 var started = Stopwatch.GetTimestamp();
                 var verdicts = VerifyBatch(target, verifiers, work);
-                times[it] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
-                foreach (var v in verdicts) committed += v.Accepted + 1;
+                times[r] = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                total += times[r];
+                for (var b = 0; b < batch; b++)
+                {
+                    committed += verdicts[b].Accepted + 1;
+                    devices[b].Apply(verdicts[b]);
+                }
             }
-            finally
-            {
-                foreach (var d in devices) d?.Dispose();
-                foreach (var v in verifiers) v?.Dispose();
-            }
+        }
+        finally
+        {
+            foreach (var d in devices) d?.Dispose();
+            foreach (var v in verifiers) v?.Dispose();
         }
 
         Array.Sort(times);
-        var median = times[times.Length / 2];
-        var perRound = (double)committed / rounds;
-        return new Point(mode.Name(), shape.ToString(), batch, (double)nodes / rounds, median, perRound, median / (perRound * batch), (double)bytes / rounds);
+        return new Point(mode.Name(), shape.ToString(), batch, (double)nodes / sent, times[times.Length / 2], (double)committed / sent, total / committed, (double)bytes / sent);
     }
 
     /// <summary>What the verifier does for one batch: check, one batched feed, decide.</summary>
