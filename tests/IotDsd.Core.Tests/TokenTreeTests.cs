@@ -64,4 +64,45 @@ public sealed class TokenTreeTests
         Assert.StartsWith(reason, TokenTree.Validate(parents, parents.Length));
         Assert.Throws<ArgumentException>(() => Model.CreateSequence().FeedTree(new int[parents.Length], parents, [], 0));
     }
+    [Fact]
+    public void FeedBatch_TreesAndChainsTogether_GiveEachRequestsOwnRows()
+    {
+        int[] prefix = [1, 2, 3];
+        // Two trees of different shapes and a chain in one batch; each must get what it gets fed alone.
+        (int[] Tokens, int[] Parents, int Rows)[] requests =
+        [
+            ([4, 5, 6, 0, 1, 2, 3, 4], [-1, 0, 1, 1, 2, 4, 4, 3], 7),
+            ([2, 6, 5, 1], [-1, 0, 0, 0], 4),
+            ([3, 3, 1], [], 2),
+        ];
+        var sequences = requests.Select(_ => Model.CreateSequence()).ToArray();
+        var alone = requests.Select(_ => Model.CreateSequence()).ToArray();
+        var batch = new List<FeedRequest>();
+        var expected = new List<float[]>();
+        for (var i = 0; i < requests.Length; i++)
+        {
+            var (tokens, parents, rows) = requests[i];
+            sequences[i].Feed(prefix, []);
+            alone[i].Feed(prefix, []);
+            var want = new float[rows * Model.VocabSize];
+            if (parents.Length == 0) alone[i].Feed(tokens, want);
+            else alone[i].FeedTree(tokens, parents, want, rows);
+            expected.Add(want);
+            batch.Add(new FeedRequest(sequences[i], tokens, new float[rows * Model.VocabSize]) { Parents = parents });
+        }
+
+        TokenTree.FeedBatch(Model, batch);
+        for (var i = 0; i < requests.Length; i++)
+        {
+            Assert.Equal(expected[i], batch[i].Logits.ToArray());
+        }
+
+        // The tree caches keep a path as after a lone feed; the chain's cache holds prefix + chain.
+        sequences[0].KeepPath(prefix.Length, requests[0].Tokens, [0, 1, 2, 4, 6]);
+        var next = new float[Model.VocabSize];
+        sequences[0].Feed([5], next);
+        Assert.Equal(ChainRow(prefix, [4, 5, 6, 1, 3, 5]), next);
+        Assert.Equal(prefix.Length + 3, sequences[2].Length);
+        foreach (var s in sequences.Concat(alone)) s.Dispose();
+    }
 }

@@ -2,8 +2,9 @@ namespace IotDsd.Core.Models;
 
 /// <summary>
 /// Token trees fed to models that know only chains: each root-to-leaf path is fed in turn through
-/// <see cref="IModelSequence.Truncate"/> and <see cref="IModelSequence.Feed"/>. Exact (each row sees exactly its
-/// path) and model-agnostic; a model with a tree attention mask does it in one pass (<see cref="ITreeBatchModel"/>).
+/// <see cref="IModelSequence.Truncate"/> and <see cref="IModelSequence.Feed"/>, and in a batch the paths of different
+/// trees go together as batch rows. Exact (each row sees exactly its path) and model-agnostic; a model with a tree
+/// attention mask does it in one pass (<see cref="ITreeBatchModel"/>).
 /// </summary>
 public static class TokenTree
 {
@@ -52,7 +53,9 @@ public static class TokenTree
 
     /// <summary>
     /// Feeds a batch in which some requests may be trees: the model's own tree pass when it has one, otherwise the
-    /// chains in one <see cref="ILanguageModel.FeedBatch"/> and each tree through <see cref="IModelSequence.FeedTree"/>.
+    /// branches become batch rows — each tree's root-to-leaf paths are fed in turn (as <see cref="FeedByPaths"/> does),
+    /// the k-th path of every tree together in one <see cref="ILanguageModel.FeedBatch"/>, the chains with the first.
+    /// Exact: each row sees exactly its path. The model is called as many times as the bushiest tree has leaves.
     /// </summary>
     public static void FeedBatch(ILanguageModel model, IReadOnlyList<FeedRequest> batch)
     {
@@ -76,18 +79,120 @@ public static class TokenTree
             return;
         }
 
-        var chains = new List<FeedRequest>(batch.Count - trees);
+        var plans = new List<PathPlan>(trees);
+        var requests = new List<FeedRequest>(batch.Count);
         foreach (var r in batch)
         {
-            if (!r.IsTree) chains.Add(r);
+            if (r.IsTree) plans.Add(new PathPlan(r, model.VocabSize));
+            else requests.Add(r);
         }
 
-        if (chains.Count > 0) model.FeedBatch(chains);
-        foreach (var r in batch)
+        for (var step = 0; ; step++)
         {
-            if (!r.IsTree) continue;
-            var rows = r.Logits.Length / model.VocabSize;
-            r.Sequence.FeedTree(r.Tokens.Span, r.Parents.Span, r.Logits.Span, rows);
+            var active = 0;
+            foreach (var plan in plans)
+            {
+                if (step >= plan.Steps) continue;
+                active++;
+                if (plan.Begin(step) is { } request) requests.Add(request);
+            }
+
+            if (active == 0 && requests.Count == 0) break;
+            if (requests.Count > 0) model.FeedBatch(requests);
+            foreach (var plan in plans)
+            {
+                if (step < plan.Steps) plan.End(step);
+            }
+
+            requests.Clear();
+        }
+    }
+
+    /// <summary>One tree fed path by path: the stretch each leaf adds after what the cache already holds.</summary>
+    private sealed class PathPlan
+    {
+        private readonly FeedRequest _request;
+        private readonly int _width;
+        private readonly int _firstRow;
+        private readonly int _start;
+        private readonly List<int[]> _paths = [];
+        private readonly List<int> _common = [];
+        private float[] _scratch = [];
+        private int[] _fed = [];
+        private int _from;
+        private int _count;
+
+        public PathPlan(FeedRequest request, int vocab)
+        {
+            var tokens = request.Tokens.Span;
+            var parents = request.Parents.Span;
+            if (Validate(parents, tokens.Length) is { } bad) throw new ArgumentException(bad, nameof(request));
+            var rows = request.Logits.Length / vocab;
+            if (request.Logits.Length % vocab != 0 || rows > tokens.Length)
+            {
+                throw new ArgumentException($"{request.Logits.Length} logits do not hold whole rows for {tokens.Length} tokens", nameof(request));
+            }
+
+            _request = request;
+            _width = vocab;
+            _firstRow = tokens.Length - rows;
+            _start = request.Sequence.Length;
+            var hasChild = new bool[tokens.Length];
+            foreach (var p in parents)
+            {
+                if (p >= 0) hasChild[p] = true;
+            }
+
+            var current = Array.Empty<int>();
+            for (var leaf = 0; leaf < tokens.Length; leaf++)
+            {
+                if (hasChild[leaf]) continue;
+                var path = PathTo(parents, leaf);
+                var common = 0;
+                while (common < current.Length && common < path.Length && current[common] == path[common]) common++;
+                _paths.Add(path);
+                _common.Add(common);
+                current = path;
+            }
+        }
+
+        public int Steps => _paths.Count;
+
+        /// <summary>Rolls the cache back to the path's common prefix and returns the chain request for the rest (null: fed here, no rows wanted).</summary>
+        public FeedRequest? Begin(int step)
+        {
+            var path = _paths[step];
+            var common = _common[step];
+            var sequence = _request.Sequence;
+            sequence.Truncate(_start + common);
+            _count = path.Length - common;
+            if (_fed.Length < _count) _fed = new int[_count];
+            var tokens = _request.Tokens.Span;
+            for (var i = 0; i < _count; i++) _fed[i] = tokens[path[common + i]];
+            _from = 0;
+            while (_from < _count && path[common + _from] < _firstRow) _from++;
+            var want = _count - _from;
+            if (want == 0)
+            {
+                sequence.Feed(_fed.AsSpan(0, _count), []);
+                return null;
+            }
+
+            if (want * _width > _scratch.Length) _scratch = new float[want * _width];
+            return new FeedRequest(sequence, _fed.AsMemory(0, _count), _scratch.AsMemory(0, want * _width));
+        }
+
+        /// <summary>Copies the rows of the stretch fed to where the request wants them.</summary>
+        public void End(int step)
+        {
+            var path = _paths[step];
+            var common = _common[step];
+            var logits = _request.Logits.Span;
+            for (var i = 0; i < _count - _from; i++)
+            {
+                var node = path[common + _from + i];
+                _scratch.AsSpan(i * _width, _width).CopyTo(logits.Slice((node - _firstRow) * _width, _width));
+            }
         }
     }
 

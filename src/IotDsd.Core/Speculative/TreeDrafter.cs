@@ -65,9 +65,10 @@ public sealed class TreeDraft
 /// most <c>width</c> children per node, <c>depth</c> levels and <c>nodes</c> nodes. Greedy takes each node's top-ranked
 /// tokens as its children; dsd gives every expanded node <c>width</c> children (fewer only where the node budget runs
 /// out, decided before drawing) drawn i.i.d. from its Q row with the uniform of (round, position, stream Draft, index
-/// (parent + 1)·2¹⁶ + j), so the verifier's multi-candidate rejection sampling sees i.i.d. candidates. A greedy tree
-/// always holds the draft's argmax chain to the full depth first (so it accepts at least what a chain of that depth
-/// would), and spends the rest of its budget best first. A node's row is
+/// (parent + 1)·2¹⁶ + j), so the verifier's multi-candidate rejection sampling sees i.i.d. candidates. Both first grow
+/// a spine to the full depth — greedy the draft's argmax chain, dsd the first child of each spine node (chosen by its
+/// index, never by its value) — so a tree holds at least what a chain of its depth would, and spend the rest of the
+/// budget best first. A node's row is
 /// computed only when the node is expanded (one draft feed of the tokens not already in the cache).
 /// </summary>
 public static class TreeDrafter
@@ -133,7 +134,7 @@ public static class TreeDrafter
             for (var j = 0; j < count; j++)
             {
                 var t = Distribution.Sample(q, random.Uniform(RandomStream.Draft, start + childDepth - 1, ChildIndex(e.Node, j)));
-                Add(e.Node, t, e.Score + Math.Log(q[t]), spine: false);
+                Add(e.Node, t, e.Score + Math.Log(q[t]), spine: e.Spine && j == 0);
             }
         }
 
