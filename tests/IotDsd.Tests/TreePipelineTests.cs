@@ -91,4 +91,35 @@ public sealed class TreePipelineTests(ITestOutputHelper output)
         output.WriteLine($"dsd tree: {first.Rounds} rounds, up {first.UplinkBytesPerToken:0.0} B/token");
         Assert.Empty(pipeline.Log.Errors);
     }
+    [Fact]
+    public async Task OpenAskingMoreTreeNodesThanTheVerifierAllows_FailsNamingTheLimit()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        await using var pipeline = await Pipeline.StartAsync(broker.Port, device: o => o with { Shape = new RoundShape(4, 4, 100, 0) });
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var settings = Pipeline.Settings("too-many", DecodingMode.Greedy, 0f, 40, seed: 1, gamma: 4) with { MaxTreeNodes = 100 };
+        var error = await Assert.ThrowsAsync<GenerationException>(() => pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode("Once"), settings, null, cts.Token));
+        Assert.Contains("max tree nodes 100 exceeds this verifier's limit of 64", error.Message);
+    }
+
+    [Fact]
+    public async Task BenchTrees_Json_OneObjectPerPoint_AndBadRoundsExit2()
+    {
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null, "bench", "trees", "--batches", "1,2", "--rounds", "2", "--json");
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2 * 6 * 2, lines.Length); // modes × shapes × batches
+        foreach (var line in lines)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(line);
+            Assert.True(doc.RootElement.GetProperty("verify_ms").GetDouble() > 0);
+            Assert.True(doc.RootElement.GetProperty("uplink_bytes_per_round").GetDouble() > 0);
+            Assert.True(doc.RootElement.GetProperty("committed_per_round").GetDouble() >= 1);
+        }
+
+        var bad = await CliProcess.RunAsync(null, "bench", "trees", "--rounds", "0");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--rounds must be between 1 and 100", bad.Err);
+        Assert.Single(bad.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+    }
 }
