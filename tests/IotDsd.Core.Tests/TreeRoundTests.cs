@@ -152,6 +152,35 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Greedy_ChainRound_RanksAcceptedZeroAndCorrectionAboveZero()
+    {
+        var (target, draft) = TableModel.CreatePair(vocab: 12, seed: 8, targetScale: 1.5, draftNoise: 1.0);
+        var settings = Settings("chain-ranks", DecodingMode.Greedy, SamplingParams.Greedy, 40, 4, 0);
+        using var device = new DraftSession(draft, settings, [1, 2]);
+        using var verifier = new VerifierSession(target, device.OpenRequest(SessionDriver.DeviceId), SessionDriver.DeviceId);
+        var corrections = 0;
+        while (!device.IsComplete)
+        {
+            var round = device.PrepareRound(4, 0);
+            var step = SessionDriver.VerifyAndApply(device, verifier, target, round, 0);
+            var accepted = step.Count - 1;
+            Assert.Equal(accepted + 1, step.Ranks.Length);
+            Assert.All(step.Ranks[..accepted], r => Assert.Equal(0, r));
+            if (accepted < round.Draft.Length)
+            {
+                Assert.InRange(step.Ranks[accepted], 1, 11); // the target's token was not the draft's first choice
+                corrections++;
+            }
+            else
+            {
+                Assert.Equal(-1, step.Ranks[accepted]); // the bonus follows the last draft, which the draft never ranked after
+            }
+        }
+
+        Assert.True(corrections > 3);
+    }
+
+    [Fact]
     public void Dsd_TreesWithoutResidualUpdateBetweenSiblings_ChiSquareRejects()
     {
         var (result, stats) = DsdTrees(siblingResidual: false);

@@ -177,7 +177,7 @@ public sealed partial class DraftSession : IDisposable
         var draft = new int[gamma];
         var rows = new float[gamma * _vocab];
         var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
-        var rankRows = Settings.Sampling.IsGreedy ? new Dictionary<int, float[]>() : null;
+        var rankRows = Settings.Sampling.IsGreedy ? new Dictionary<int, int[]>() : null;
         if (gamma > 0)
         {
             // A round re-drafted without a verdict (after ResetVerifier, or a retry with a smaller γ) left its own drafts
@@ -193,7 +193,7 @@ public sealed partial class DraftSession : IDisposable
             {
                 var q = rows.AsSpan(i * _vocab, _vocab);
                 Distribution.FromLogits(_logits, Settings.Sampling, q);
-                rankRows?.Add(i - 1, _logits.ToArray());
+                rankRows?.Add(i - 1, TreeDrafter.TopTokens(_logits, TreeDrafter.RankedTokens));
                 draft[i] = Settings.Sampling.IsGreedy
                     ? Distribution.ArgMax(q)
                     : Distribution.Sample(q, random.Uniform(RandomStream.Draft, n + i));
@@ -366,8 +366,8 @@ public sealed partial class DraftSession : IDisposable
         /// <summary>The tree sent, for a tree round.</summary>
         public TreeDraft? Tree { get; init; }
 
-        /// <summary>Greedy: the draft's logits where it ranked candidates (key: the node before, −1 the root).</summary>
-        public IReadOnlyDictionary<int, float[]>? RankRows { get; init; }
+        /// <summary>Greedy: the draft's best tokens where it ranked candidates (key: the node before, −1 the root).</summary>
+        public IReadOnlyDictionary<int, int[]>? RankRows { get; init; }
 
         public ReadOnlySpan<float> Row(int i, int vocab) => Rows.AsSpan(i * vocab, vocab);
     }
@@ -378,7 +378,8 @@ public readonly record struct RoundStep(RoundStepKind Kind, int Start, int Count
 {
     /// <summary>
     /// Committed greedy rounds: for each depth 1..accepted + 1, the rank (0 = the draft's top token) of the committed
-    /// token among the draft's logits at that depth, −1 where the draft did not rank (a leaf); empty when sampling.
+    /// token among the draft's logits at that depth (<see cref="TreeDrafter.RankedTokens"/> for any rank from there on),
+    /// −1 where the draft did not rank (a leaf); empty when sampling.
     /// For <see cref="RoundObservation.Ranks"/>.
     /// </summary>
     public int[] Ranks { get; init; } = [];

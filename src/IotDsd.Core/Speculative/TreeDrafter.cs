@@ -6,7 +6,7 @@ namespace IotDsd.Core.Speculative;
 /// <summary>A drafted token tree: nodes in topological order and what the device keeps of it.</summary>
 public sealed class TreeDraft
 {
-    internal TreeDraft(int[] tokens, int[] parents, float[]? wireRows, Dictionary<int, float[]> rankRows)
+    internal TreeDraft(int[] tokens, int[] parents, float[]? wireRows, Dictionary<int, int[]> rankRows)
     {
         Tokens = tokens;
         Parents = parents;
@@ -23,40 +23,35 @@ public sealed class TreeDraft
     /// <summary>dsd: Q at each node with children, root first, then those nodes in ascending order (<see cref="TreeVerifier.Expanded"/>).</summary>
     public float[]? WireRows { get; }
 
-    /// <summary>Greedy: the draft's logits at each node it ranked children at (−1 for the root).</summary>
-    public IReadOnlyDictionary<int, float[]> RankRows { get; }
+    /// <summary>Greedy: the draft's <see cref="TreeDrafter.RankedTokens"/> best tokens, best first, at each node it ranked children at (−1 for the root).</summary>
+    public IReadOnlyDictionary<int, int[]> RankRows { get; }
 
     /// <summary>
     /// Greedy: for each depth 1..path.Length + 1, the rank (0 = the draft's top token) of the committed token among the
-    /// draft's logits at the node before it, or −1 where the draft did not look (a leaf, or sampling).
+    /// draft's logits at the node before it — <see cref="TreeDrafter.RankedTokens"/> for any rank from there on — or −1
+    /// where the draft did not look (a leaf, or sampling).
     /// </summary>
     public int[] Ranks(ReadOnlySpan<int> path, ReadOnlySpan<int> committed) => RanksOf(RankRows, path, committed);
 
     /// <summary><see cref="Ranks"/> from the logits kept per node (−1: before the first node).</summary>
-    public static int[] RanksOf(IReadOnlyDictionary<int, float[]> rankRows, ReadOnlySpan<int> path, ReadOnlySpan<int> committed)
+    public static int[] RanksOf(IReadOnlyDictionary<int, int[]> rankRows, ReadOnlySpan<int> path, ReadOnlySpan<int> committed)
     {
         ArgumentNullException.ThrowIfNull(rankRows);
         var ranks = new int[path.Length + 1];
         for (var d = 0; d <= path.Length; d++)
         {
             var at = d == 0 ? -1 : path[d - 1];
-            ranks[d] = d < committed.Length && rankRows.TryGetValue(at, out var logits) ? RankOf(logits, committed[d]) : -1;
+            ranks[d] = d < committed.Length && rankRows.TryGetValue(at, out var ranked) ? RankIn(ranked, committed[d]) : -1;
         }
 
         return ranks;
     }
 
-    /// <summary>Rank of <paramref name="token"/> in <paramref name="logits"/>: tokens above it, ties going to the lower id.</summary>
-    public static int RankOf(ReadOnlySpan<float> logits, int token)
+    /// <summary>Position of <paramref name="token"/> in <paramref name="ranked"/> (best first), or its length when absent.</summary>
+    private static int RankIn(int[] ranked, int token)
     {
-        var x = logits[token];
-        var rank = 0;
-        for (var t = 0; t < logits.Length; t++)
-        {
-            if (logits[t] > x || (logits[t] == x && t < token)) rank++;
-        }
-
-        return rank;
+        var i = Array.IndexOf(ranked, token);
+        return i >= 0 ? i : ranked.Length;
     }
 }
 
@@ -76,6 +71,9 @@ public static class TreeDrafter
     /// <summary>Index of the uniform that draws child <paramref name="j"/> of <paramref name="parent"/> (−1: the root).</summary>
     public static long ChildIndex(int parent, int j) => ((long)(parent + 1) << 16) | (uint)j;
 
+    /// <summary>Greedy: how many of the draft's best tokens are kept at each expanded node for ranks (a rank past them reads as this).</summary>
+    public const int RankedTokens = 16;
+
     /// <param name="sequence">The draft's sequence, holding exactly the committed prefix of <paramref name="start"/> tokens; left there.</param>
     /// <param name="start">Committed length: the position of the root's children.</param>
     /// <param name="rootLogits">The draft's logits after the committed prefix.</param>
@@ -94,7 +92,7 @@ public static class TreeDrafter
         var parents = new List<int>(nodes);
         var depths = new List<int>(nodes);
         var qRows = new Dictionary<int, float[]>();
-        var rankRows = new Dictionary<int, float[]>();
+        var rankRows = new Dictionary<int, int[]>();
         var cursor = new Cursor(sequence, start, rootLogits.ToArray(), tokens, parents);
         var queue = new PriorityQueue<Entry, (double, long)>();
         long order = 0;
@@ -114,12 +112,12 @@ public static class TreeDrafter
             var childDepth = e.Node < 0 ? 1 : depths[e.Node] + 1;
             if (greedy)
             {
-                rankRows[e.Node] = logits.ToArray();
+                var ranked = TopTokens(logits, Math.Max(width, RankedTokens));
+                rankRows[e.Node] = ranked;
                 LogSoftmax(logits, logProbs);
-                var top = Top(logits, width);
-                for (var r = 0; r < top.Length; r++)
+                for (var r = 0; r < Math.Min(width, ranked.Length); r++)
                 {
-                    var t = top[r];
+                    var t = ranked[r];
                     var spine = e.Spine && r == 0;
                     queue.Enqueue(new Entry(e.Node, t, e.Score + logProbs[t], spine), (spine ? double.NegativeInfinity : -(e.Score + logProbs[t]), order++));
                 }
@@ -167,7 +165,7 @@ public static class TreeDrafter
     }
 
     /// <summary>The <paramref name="k"/> largest logits' ids, highest first, ties to the lower id.</summary>
-    private static int[] Top(ReadOnlySpan<float> logits, int k)
+    public static int[] TopTokens(ReadOnlySpan<float> logits, int k)
     {
         k = Math.Min(k, logits.Length);
         var top = new int[k];
