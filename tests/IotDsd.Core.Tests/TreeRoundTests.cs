@@ -267,6 +267,11 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
             AssertRefused(other, round with { DraftProbs = Enumerable.Repeat(0.5f, round.Draft.Length).ToArray(), Proposals = 4 }, "does not offer token trees");
         }
 
+        // dsd at temperature 0 (one-hot rows) drafts chains too.
+        using var coldDsd = new DraftSession(Lossless.Draft, Settings("cold", DecodingMode.Dsd, SamplingParams.Greedy, 20, 3, 8), Lossless.Prompt);
+        Assert.Equal(0, coldDsd.OpenRequest("d").MaxTreeNodes);
+        Assert.Null(coldDsd.PrepareRound(new RoundShape(3, 2, 8, 0), 0).TreeParents);
+
         // A device of a mode without trees never sends one: it asks for none and drafts a chain.
         using var rsr = new DraftSession(Lossless.Draft, Settings("rsr", DecodingMode.Rsr, Lossless.Plain, 20, 3, 8), Lossless.Prompt);
         Assert.Equal(0, rsr.OpenRequest("d").MaxTreeNodes);
@@ -366,6 +371,16 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
         }
 
         Assert.Equal(whole, resumed.Committed.Skip(Lossless.Prompt.Length).ToArray());
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(257)]
+    public void Settings_TreeBudgetOutOfRange_RefusedNamingTheSetting(int nodes)
+    {
+        var settings = Settings("bad", DecodingMode.Greedy, SamplingParams.Greedy, 20, 4, nodes);
+        Assert.Equal($"max tree nodes must be between 0 (chains only) and 256, got {nodes}", settings.Validate());
+        Assert.Throws<ArgumentException>(() => new DraftSession(Lossless.Draft, settings, Lossless.Prompt));
     }
 
     [Fact]

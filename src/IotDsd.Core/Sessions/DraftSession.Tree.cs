@@ -9,8 +9,12 @@ namespace IotDsd.Core.Sessions;
 /// <summary>Token-tree rounds (docs/protocol.md §14): drafting a budgeted tree and committing the accepted path.</summary>
 public sealed partial class DraftSession
 {
-    /// <summary>True when this session's rounds may be trees: a mode that offers them and a positive node budget.</summary>
-    public bool OffersTrees => TreeVerifier.OffersTrees(Settings.Mode) && Settings.MaxTreeNodes > 0;
+    /// <summary>
+    /// True when this session's rounds may be trees: a mode that offers them and a positive node budget. dsd at
+    /// temperature 0 does not (every row is one-hot, so i.i.d. siblings would all be the same token).
+    /// </summary>
+    public bool OffersTrees => TreeVerifier.OffersTrees(Settings.Mode) && Settings.MaxTreeNodes > 0
+        && (Settings.Mode == DecodingMode.Greedy || !Settings.Sampling.IsGreedy);
 
     /// <summary>
     /// Drafts a round of <paramref name="shape"/>: a token tree when the shape branches and the session offers trees,
