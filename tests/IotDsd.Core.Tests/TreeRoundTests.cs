@@ -295,6 +295,11 @@ public sealed class TreeRoundTests(ITestOutputHelper output)
         var negative = (float[])rows.Clone();
         negative[1] = -0.5f;
         AssertRefused(verifier, round with { DraftDistributions = MemoryMarshal.AsBytes(negative.AsSpan()).ToArray() }, "draft rows");
+        var siblings = Enumerable.Range(0, round.Draft.Length).Where(i => round.TreeParents![i] == -1).ToArray();
+        Assert.True(siblings.Length >= 2, "the root should have two children");
+        var repeated = (int[])round.Draft.Clone();
+        repeated[siblings[1]] = repeated[siblings[0]];
+        AssertRefused(verifier, round with { Draft = repeated }, "repeats a sibling's token");
         var zero = (float[])rows.Clone();
         zero[round.Draft[0]] = 0f; // node 0 hangs from the root, whose row comes first
         AssertRefused(verifier, round with { DraftDistributions = MemoryMarshal.AsBytes(zero.AsSpan()).ToArray() }, "draft probability 0");

@@ -11,7 +11,7 @@ public sealed partial class DraftSession
 {
     /// <summary>
     /// True when this session's rounds may be trees: a mode that offers them and a positive node budget. dsd at
-    /// temperature 0 does not (every row is one-hot, so i.i.d. siblings would all be the same token).
+    /// temperature 0 does not (every row is one-hot: a node could have one child only).
     /// </summary>
     public bool OffersTrees => TreeVerifier.OffersTrees(Settings.Mode) && Settings.MaxTreeNodes > 0
         && (Settings.Mode == DecodingMode.Greedy || !Settings.Sampling.IsGreedy);

@@ -58,8 +58,14 @@ public sealed partial class VerifierSession
         }
 
         var rows = MemoryMarshal.Cast<byte, float>(bytes);
+        var siblings = new HashSet<(int Parent, int Token)>();
         for (var i = 0; i < nodes; i++)
         {
+            if (!siblings.Add((parents[i], round.Draft[i])))
+            {
+                return RoundCheck.Fail(ErrorCode.InvalidRequest, $"dsd tree node {i} repeats a sibling's token {round.Draft[i]}; siblings are drawn without replacement");
+            }
+
             var row = Array.IndexOf(expanded, parents[i]);
             if (!(rows[(row * _vocab) + round.Draft[i]] > 0f))
             {

@@ -58,9 +58,10 @@ public sealed class TreeDraft
 /// <summary>
 /// Builds a budgeted token tree from the draft model (docs/protocol.md §14), best first by draft path probability: at
 /// most <c>width</c> children per node, <c>depth</c> levels and <c>nodes</c> nodes. Greedy takes each node's top-ranked
-/// tokens as its children; dsd gives every expanded node <c>width</c> children (fewer only where the node budget runs
-/// out, decided before drawing) drawn i.i.d. from its Q row with the uniform of (round, position, stream Draft, index
-/// (parent + 1)·2¹⁶ + j), so the verifier's multi-candidate rejection sampling sees i.i.d. candidates. Both first grow
+/// tokens as its children; dsd gives every expanded node <c>width</c> children (fewer only where the node budget or the
+/// row's support runs out, decided before drawing) drawn without replacement from its Q row, child j with the uniform
+/// of (round, position, stream Draft, index (parent + 1)·2¹⁶ + j), as the verifier's recursive rejection sampling
+/// assumes. Both first grow
 /// a spine to the full depth — greedy the draft's argmax chain, dsd the first child of each spine node (chosen by its
 /// index, never by its value) — so a tree holds at least what a chain of its depth would, and spend the rest of the
 /// budget best first. A node's row is
@@ -125,13 +126,23 @@ public static class TreeDrafter
                 continue;
             }
 
-            var count = Math.Min(width, nodes - tokens.Count);
             var q = new float[vocab];
             Distribution.FromLogits(logits, sampling, q);
             qRows[e.Node] = q;
+
+            // How many children is fixed before any is drawn: the width, the budget left and the row's support.
+            var support = 0;
+            foreach (var v in q)
+            {
+                if (v > 0f) support++;
+            }
+
+            var count = Math.Min(Math.Min(width, nodes - tokens.Count), support);
+            var left = (float[])q.Clone();
             for (var j = 0; j < count; j++)
             {
-                var t = Distribution.Sample(q, random.Uniform(RandomStream.Draft, start + childDepth - 1, ChildIndex(e.Node, j)));
+                var t = Distribution.Sample(left, random.Uniform(RandomStream.Draft, start + childDepth - 1, ChildIndex(e.Node, j)));
+                left[t] = 0f; // without replacement: the next sibling is drawn from Q without the earlier ones
                 Add(e.Node, t, e.Score + Math.Log(q[t]), spine: e.Spine && j == 0);
             }
         }

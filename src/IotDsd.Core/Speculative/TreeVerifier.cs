@@ -11,10 +11,11 @@ public sealed record TreeOutcome(int[] Path, int Token);
 /// <summary>
 /// Verification of a token tree (docs/protocol.md §14). Pure: rows and randomness in, outcome out.
 /// Greedy walks from the root taking the child equal to the target's argmax. dsd is multi-candidate recursive
-/// rejection sampling over children drawn i.i.d. from the draft's row Q at their parent: children are tried in order,
-/// child x is accepted with probability min(1, P′(x)/Q(x)), and on rejection P′ ← norm(max(P′ − Q, 0)); when every
-/// child is rejected the token is sampled from P′; an accepted child is descended into, and at a node without
-/// children the bonus token is sampled from P there. The committed token has exactly the target's distribution.
+/// rejection sampling over children drawn without replacement from the draft's row Q at their parent: child j was drawn
+/// from Q_j (Q without the earlier siblings, renormalised); children are tried in order, x_j is accepted with
+/// probability min(1, P′_j(x_j)/Q_j(x_j)), and on rejection P′_{j+1} = norm(max(P′_j − Q_j, 0)); when every child is
+/// rejected the token is sampled from P′; an accepted child is descended into, and at a node without children the
+/// bonus token is sampled from P there. The committed token has exactly the target's distribution.
 /// </summary>
 public static class TreeVerifier
 {
@@ -82,6 +83,7 @@ public static class TreeVerifier
         var children = new List<int>();
         var pPrime = mode == DecodingMode.Dsd ? new double[vocab] : [];
         var scratch = mode == DecodingMode.Dsd ? new float[vocab] : [];
+        var qj = mode == DecodingMode.Dsd ? new double[vocab] : [];
         var node = -1;
         while (true)
         {
@@ -121,15 +123,24 @@ public static class TreeVerifier
                 return new TreeOutcome([.. path], Distribution.Sample(p, random.Uniform(RandomStream.Bonus, position)));
             }
 
+            // Q_1 is the node's draft row; Q_{j+1} is Q_j without x_j, renormalised (children are drawn without replacement).
             var row = Array.IndexOf(expanded, node);
             var q = draftRows.Slice(row * vocab, vocab);
-            for (var t = 0; t < vocab; t++) pPrime[t] = p[t];
-            var accepted = -1;
-            for (var j = 0; j < children.Count; j++)
+            double qMass = 0;
+            for (var t = 0; t < vocab; t++)
             {
+                pPrime[t] = p[t];
+                qj[t] = q[t] > 0f ? q[t] : 0.0;
+                qMass += qj[t];
+            }
+
+            var accepted = -1;
+            for (var j = 0; j < children.Count && qMass > 0; j++)
+            {
+                for (var t = 0; t < vocab; t++) qj[t] /= qMass;
                 var x = tokens[children[j]];
-                var qx = (double)q[x];
-                var ratio = qx <= 0 ? 1.0 : Math.Min(1.0, pPrime[x] / qx);
+                var qx = qj[x];
+                var ratio = qx <= 0 ? 0.0 : Math.Min(1.0, pPrime[x] / qx);
                 if (random.Uniform(RandomStream.Accept, position, j) < ratio)
                 {
                     accepted = children[j];
@@ -138,8 +149,11 @@ public static class TreeVerifier
 
                 if (siblingResidual)
                 {
-                    Subtract(pPrime, q);
+                    Subtract(pPrime, qj);
                 }
+
+                qMass = 1.0 - qj[x];
+                qj[x] = 0;
             }
 
             if (accepted < 0)
@@ -153,8 +167,8 @@ public static class TreeVerifier
         }
     }
 
-    /// <summary>P′ ← norm(max(P′ − Q, 0)); left as it is when nothing remains (then P′ = Q up to rounding).</summary>
-    private static void Subtract(double[] pPrime, ReadOnlySpan<float> q)
+    /// <summary>P′ ← norm(max(P′ − Q_j, 0)); left as it is when nothing remains (then P′ = Q_j up to rounding).</summary>
+    private static void Subtract(double[] pPrime, double[] q)
     {
         double mass = 0;
         for (var t = 0; t < pPrime.Length; t++)
