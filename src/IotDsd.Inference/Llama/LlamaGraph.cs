@@ -43,7 +43,7 @@ public static class LlamaGraph
 
         var (cos, sin) = RotaryTables(g, positions, c);
         string bias = slots ? slotBias : MaskBias(g, ids, mask);
-        string scale = g.Constant("scale", [1f / MathF.Sqrt(d)]);
+        string scale = slots ? "" : g.Constant("scale", [1f / MathF.Sqrt(d)]);
         string eps = g.Constant("rms_eps", [c.RmsEpsilon]);
         string qPairs = g.Constant("q_pairs", [0L, 0L, heads, d / 2, 2], 5);
         string kPairs = g.Constant("k_pairs", [0L, 0L, kvHeads, d / 2, 2], 5);
@@ -51,9 +51,9 @@ public static class LlamaGraph
         string kvHeadShape = g.Constant("kv_heads", [0L, 0L, kvHeads, d], 4);
         string merged = g.Constant("merged", [0L, 0L, e], 3);
         int repeat = heads / kvHeads;
-        string? expandShape = repeat > 1 ? g.Constant("gqa_repeat", [1L, 1L, repeat, 1L, 1L], 5) : null;
-        string groupedShape = g.Constant("gqa_shape", [0L, heads, -1L, d], 4);
-        string axis2 = g.Constant("axis2", [2L], 1);
+        string? expandShape = repeat > 1 && !slots ? g.Constant("gqa_repeat", [1L, 1L, repeat, 1L, 1L], 5) : null;
+        string groupedShape = slots ? "" : g.Constant("gqa_shape", [0L, heads, -1L, d], 4);
+        string axis2 = slots ? "" : g.Constant("axis2", [2L], 1);
 
         for (int l = 0; l < c.Layers; l++)
         {

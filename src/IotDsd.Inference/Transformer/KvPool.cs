@@ -20,11 +20,11 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
 {
     private const int MinCapacity = 32;
     private NativeBuffer<byte>[] _cache = [];
-    private bool[] _used = [];
+    private SlotSequence?[] _owners = [];
     private int _inUse;
 
     /// <summary>Slots allocated.</summary>
-    public int Slots => _used.Length;
+    public int Slots => _owners.Length;
 
     /// <summary>Slots held by live sequences.</summary>
     public int InUse => _inUse;
@@ -41,36 +41,49 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
     private long HeadBytes => (long)model.HeadDim * model.KvElementSize;
     private long SlotStride => model.KvHeads * Capacity * HeadBytes;
 
-    /// <summary>Takes the lowest free slot (growing the pool when all are taken).</summary>
-    public int Acquire()
+    /// <summary>Takes the lowest free slot for <paramref name="owner"/> (growing the pool when all are taken).</summary>
+    public int Acquire(SlotSequence owner)
     {
-        for (int i = 0; i < _used.Length; i++)
+        for (int i = 0; i < _owners.Length; i++)
         {
-            if (_used[i]) continue;
-            _used[i] = true;
+            if (_owners[i] is not null) continue;
+            _owners[i] = owner;
             _inUse++;
             return i;
         }
-        int slot = _used.Length;
-        Reallocate(Math.Max(4, 2 * _used.Length), Math.Max(Capacity, MinCapacity));
-        _used[slot] = true;
+        int slot = _owners.Length;
+        Reallocate(Math.Max(4, 2 * _owners.Length), Math.Max(Capacity, MinCapacity));
+        _owners[slot] = owner;
         _inUse++;
         return slot;
     }
 
     public void Release(int slot)
     {
-        if ((uint)slot >= (uint)_used.Length || !_used[slot]) return;
-        _used[slot] = false;
+        if ((uint)slot >= (uint)_owners.Length || _owners[slot] is null) return;
+        _owners[slot] = null;
         _inUse--;
     }
 
-    /// <summary>Makes every slot hold at least <paramref name="positions"/> positions.</summary>
+    /// <summary>
+    /// Makes every slot hold at least <paramref name="positions"/> positions. The capacity follows the longest live
+    /// sequence: it grows to the next step (64 positions, or an eighth of the size past 512) and shrinks once it is
+    /// more than twice what any live sequence and <paramref name="positions"/> need, since a pass attends over all of it.
+    /// </summary>
     public void Reserve(int positions)
     {
-        if (positions <= Capacity) return;
-        int capacity = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)Math.Max(positions, MinCapacity)), int.MaxValue);
-        Reallocate(Math.Max(_used.Length, 4), capacity);
+        int needed = positions;
+        foreach (var owner in _owners) needed = Math.Max(needed, owner?.Length ?? 0);
+        int fit = Fit(needed);
+        if (fit > Capacity || fit <= Capacity / 2) Reallocate(Math.Max(_owners.Length, 4), fit);
+    }
+
+    /// <summary>The capacity for <paramref name="positions"/>: rounded up to 64, or to an eighth of the power of two below it.</summary>
+    internal static int Fit(int positions)
+    {
+        positions = Math.Max(positions, MinCapacity);
+        int step = Math.Max(64, (int)(BitOperations.RoundUpToPowerOf2((uint)positions + 1) / 16));
+        return (int)Math.Min((long)(positions + step - 1) / step * step, int.MaxValue);
     }
 
     /// <summary>
@@ -115,12 +128,12 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
         }
         if (_cache.Length > 0)
         {
-            int bytes = checked((int)(Capacity * HeadBytes));
+            int bytes = checked((int)(Math.Min(Capacity, capacity) * HeadBytes));
             for (int i = 0; i < fresh.Length; i++)
             {
-                for (int s = 0; s < _used.Length; s++)
+                for (int s = 0; s < _owners.Length && s < slots; s++)
                 {
-                    if (!_used[s]) continue;
+                    if (_owners[s] is null) continue;
                     for (int h = 0; h < model.KvHeads; h++)
                         _cache[i].Slice(s * SlotStride + h * Capacity * HeadBytes, bytes).CopyTo(fresh[i].Slice(s * freshStride + h * capacity * HeadBytes, bytes));
                 }
@@ -128,7 +141,7 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
         }
         foreach (var b in _cache) b.Dispose();
         _cache = fresh;
-        if (slots != _used.Length) Array.Resize(ref _used, slots);
+        if (slots != _owners.Length) Array.Resize(ref _owners, slots);
         Capacity = capacity;
         Generation++;
     }

@@ -91,7 +91,7 @@ internal sealed class SlotSequence(TransformerModel model, SlotEngine engine) : 
     {
         ThrowIfDisposed();
         Model.ThrowIfDisposed();
-        if (Slot < 0) Slot = engine.Pool.Acquire();
+        if (Slot < 0) Slot = engine.Pool.Acquire(this);
     }
 
     /// <summary>Counts <paramref name="count"/> positions written by a pass as part of the sequence.</summary>

@@ -63,7 +63,7 @@ public static class TransformerGraph
         string bias = slots ? slotBias : MaskBias(g, ids, mask);
         string headShape = g.Constant("head_shape", [0L, 0L, heads, d], 4);
         string mergedShape = g.Constant("merged_shape", [0L, 0L, e], 3);
-        string scale = g.Constant("scale", [1f / MathF.Sqrt(d)]);
+        string scale = slots ? "" : g.Constant("scale", [1f / MathF.Sqrt(d)]);
         string half = g.Constant("half", [0.5f]);
         string one = g.Constant("one", [1f]);
         string invSqrt2 = g.Constant("inv_sqrt2", [1f / MathF.Sqrt(2f)]);
