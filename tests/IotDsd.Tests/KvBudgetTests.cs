@@ -1,7 +1,12 @@
 using System.Diagnostics;
 using IotDsd.Contracts.Messages;
+using IotDsd.Contracts.Topics;
+using IotDsd.Contracts.Wire;
 using IotDsd.Core.Sessions;
+using IotDsd.Messaging.Broker;
+using IotDsd.Messaging.Connections;
 using IotDsd.Tests.Infrastructure;
+using IotDsd.Verifier.Hosting;
 using IotDsd.Verifier.Sessions;
 
 namespace IotDsd.Tests;
@@ -77,5 +82,36 @@ public sealed class KvBudgetTests
         Assert.NotNull(budget.AdmitRound(table, a, a.Known + 11, now));
         Assert.Equal(1, budget.Refusals);
         Assert.Equal(0, budget.Evictions);
+    }
+
+    [Fact]
+    public async Task Verifier_OpenPastItsKvBudget_RefusedOverloadedAndCounted_SmallerOneOpens()
+    {
+        await using var broker = await EmbeddedBroker.StartAsync();
+        const string verifierId = "kv-verifier", device = "kv-device";
+        var limits = new IotDsd.Verifier.Limits.VerifierLimits { BytesPerCachedToken = 1024, KvBudgetBytes = 100 << 10 }; // 100 tokens
+        using var verifier = new VerifierService(
+            new VerifierOptions { Broker = new BrokerAddress("127.0.0.1", broker.Port), VerifierId = verifierId, Limits = limits },
+            TestEnvironment.Target, new ErrorLog().CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        await using var client = await RawClient.ConnectAsync(broker.Port, "kv-client", TopicScheme.DeviceReplies(device));
+        var rounds = TopicScheme.VerifierRounds(verifierId, device);
+        OpenSession Open(string id, int maxTokens) =>
+            new() { SessionId = id, DeviceId = device, Epoch = 1, Mode = DecodingMode.Greedy, VocabSize = 256, MaxGamma = 4, MaxTokens = maxTokens };
+
+        await client.PublishAsync(rounds, WireCodec.Encode(Open("big", 200)), TopicScheme.DeviceReplies(device));
+        var refused = await client.WaitForAsync(m => WireCodec.Decode(m.Payload).Message is ErrorReply);
+        var error = (ErrorReply)WireCodec.Decode(refused.Payload).Message!;
+        Assert.Equal(ErrorCode.Overloaded, error.Code);
+        Assert.Contains("KV budget", error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, verifier.KvBudget.Refusals);
+        Assert.Equal(100 << 10, verifier.KvBudget.BudgetBytes);
+
+        await client.PublishAsync(rounds, WireCodec.Encode(Open("small", 40)), TopicScheme.DeviceReplies(device));
+        var opened = await client.WaitForAsync(m => WireCodec.Decode(m.Payload).Message is SessionOpened);
+        Assert.Equal("small", ((SessionOpened)WireCodec.Decode(opened.Payload).Message!).SessionId);
+        Assert.Equal(1, verifier.SessionCount);
+        await verifier.StopAsync(CancellationToken.None);
     }
 }
