@@ -6,12 +6,14 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace IotDsd.Inference.Transformer;
 
 /// <summary>
-/// A decoder-only transformer with a KV cache, run by ONNX Runtime with a cache per sequence
-/// (<see cref="TransformerSequence"/>) and batched forward passes over sequences of different lengths
-/// (<see cref="TransformerBatch"/>). Works with models built by <see cref="TransformerModelBuilder"/> and with the
-/// exports users bring (<see cref="TransformerSignature"/>): Optimum's (with or without <c>position_ids</c>, merged
-/// with <c>use_cache_branch</c>), onnxruntime-genai's (GroupQueryAttention), int32 or int64 ids, float32, float16 or
-/// bfloat16 caches and logits (the cache stays in the model's type; logits are widened to float32 at the boundary).
+/// A decoder-only transformer with a KV cache, run by ONNX Runtime. Graphs in the slot signature (what this project
+/// builds and imports, <see cref="KvLayout.Slots"/>) keep every sequence in the model's <see cref="KvPool"/>, read in
+/// place by <see cref="SlotEngine"/> passes that also take token trees and return only the logits rows asked for.
+/// The exports users bring (<see cref="TransformerSignature"/>: Optimum's, with or without <c>position_ids</c>, merged
+/// with <c>use_cache_branch</c>; onnxruntime-genai's GroupQueryAttention; int32 or int64 ids; float32, float16 or
+/// bfloat16 caches and logits, the cache kept in the model's type and logits widened to float32 at the boundary) keep
+/// a cache per sequence (<see cref="TransformerSequence"/>) and batched passes over a padded copy
+/// (<see cref="TransformerBatch"/>).
 /// </summary>
 public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
 {
