@@ -56,6 +56,7 @@ internal static class Settings
     public static readonly Setting MaxSessions = new("Verifier:MaxSessions", "10000", "Most sessions held at once; more are refused as overloaded.");
     public static readonly Setting VerifierStateDirectory = new("Verifier:StateDirectory", "$STATE_DIRECTORY, else none", "Where the retained status's boot and connection counters are kept so a restart continues them; none: they restart at 1.", "--state-dir");
     public static readonly Setting CapacityWeight = new("Verifier:CapacityWeight", "1", "Relative capacity (2: twice a default verifier); devices place new sessions by load per unit of it.", "--capacity-weight");
+    public static readonly Setting KvBudgetMb = new("Verifier:KvBudgetMb", "0", "Global KV-cache budget in MiB (cached tokens × the target's bytes per token); an open or round past it evicts sessions idle 30 s, else is refused as overloaded. 0: half the available memory.", "--kv-budget-mb");
     public static readonly Setting LoadRefresh = new("Verifier:LoadRefreshMs", "2000", "Longest gap between retained status refreshes carrying the load while it changes.");
     public static readonly Setting WillDelay = new("Verifier:WillDelayS", "5", "Seconds the broker waits after losing the verifier before publishing its offline will; devices fail over then (0: at once).", "--will-delay-s");
 
@@ -77,5 +78,5 @@ internal static class Settings
         [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
             MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, Level, .. Common];
 
-    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, LoadRefresh, WillDelay, .. Common];
+    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, KvBudgetMb, LoadRefresh, WillDelay, .. Common];
 }

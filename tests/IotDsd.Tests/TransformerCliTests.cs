@@ -108,8 +108,9 @@ public sealed class TransformerCliTests : IDisposable
 
         Assert.Equal([(1, 8), (1, 40), (3, 8), (3, 40)], seen);
 
-        // A context past the model's positions, a zero context and --json without --contexts: one clear line, exit 2.
-        foreach (var args in new[] { new[] { "--contexts", "1100" }, ["--contexts", "0"], ["--json"] })
+        // A context past the model's positions (1020 + γ + 1 > 1024, after a context that fits), a zero context and
+        // --json without --contexts: one clear line, exit 2, nothing printed.
+        foreach (var args in new[] { new[] { "--contexts", "1100" }, ["--contexts", "8,1020", "--json"], ["--contexts", "0"], ["--json"] })
         {
             var bad = await RunAsync(["bench", "models", "--target", target, "--batches", "1", "--iterations", "1", .. args]);
             Assert.True(bad.Code == 2, bad.Err);

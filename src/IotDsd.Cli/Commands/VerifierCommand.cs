@@ -54,6 +54,7 @@ internal static class VerifierCommand
                 CapacityWeight = layered.Double(Settings.CapacityWeight, 0.001, 1000),
                 LoadRefresh = layered.Millis(Settings.LoadRefresh, 100, 60_000),
                 WillDelay = TimeSpan.FromSeconds(layered.Int(Settings.WillDelay, 0, 3600)),
+                Limits = new() { KvBudgetBytes = layered.Int(Settings.KvBudgetMb, 0, 16 << 20) is > 0 and var mb ? (long)mb << 20 : null },
             };
             var targetDir = layered.String(Settings.TargetModel);
             layered.ThrowIfInvalid();

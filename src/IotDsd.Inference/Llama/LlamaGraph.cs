@@ -20,7 +20,8 @@ namespace IotDsd.Inference.Llama;
 public static class LlamaGraph
 {
     /// <summary>Builds the ONNX model for <paramref name="checkpoint"/>.</summary>
-    public static byte[] Build(Llama2cCheckpoint checkpoint, string graphName = "llama")
+    /// <param name="slots">True (what imports write): the slot signature (<see cref="SlotGraph"/>); false: Optimum's, as earlier imports wrote it.</param>
+    public static byte[] Build(Llama2cCheckpoint checkpoint, string graphName = "llama", bool slots = true)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         var c = checkpoint.Shape;
@@ -28,8 +29,9 @@ public static class LlamaGraph
         var g = new OnnxGraphBuilder(graphName, opset: 17);
 
         var ids = g.AddInput(TransformerGraph.InputIds, OnnxDataType.Int64, "batch_size", "sequence_length");
-        var mask = g.AddInput(TransformerGraph.AttentionMask, OnnxDataType.Int64, "batch_size", "total_sequence_length");
+        var mask = slots ? "" : g.AddInput(TransformerGraph.AttentionMask, OnnxDataType.Int64, "batch_size", "total_sequence_length");
         var positions = g.AddInput(TransformerGraph.PositionIds, OnnxDataType.Int64, "batch_size", "sequence_length");
+        var (slotBias, logitsIndices) = slots ? SlotGraph.AddInputs(g) : ("", "");
         for (int l = 0; l < c.Layers; l++)
         {
             g.AddInput(TransformerGraph.PastKey(l), OnnxDataType.Float, "batch_size", kvHeads, "past_sequence_length", d);
@@ -40,8 +42,8 @@ public static class LlamaGraph
         string x = g.Op("Gather", [embedding, ids], OnnxAttribute.Int("axis", 0));
 
         var (cos, sin) = RotaryTables(g, positions, c);
-        string bias = MaskBias(g, ids, mask);
-        string scale = g.Constant("scale", [1f / MathF.Sqrt(d)]);
+        string bias = slots ? slotBias : MaskBias(g, ids, mask);
+        string scale = slots ? "" : g.Constant("scale", [1f / MathF.Sqrt(d)]);
         string eps = g.Constant("rms_eps", [c.RmsEpsilon]);
         string qPairs = g.Constant("q_pairs", [0L, 0L, heads, d / 2, 2], 5);
         string kPairs = g.Constant("k_pairs", [0L, 0L, kvHeads, d / 2, 2], 5);
@@ -49,9 +51,9 @@ public static class LlamaGraph
         string kvHeadShape = g.Constant("kv_heads", [0L, 0L, kvHeads, d], 4);
         string merged = g.Constant("merged", [0L, 0L, e], 3);
         int repeat = heads / kvHeads;
-        string? expandShape = repeat > 1 ? g.Constant("gqa_repeat", [1L, 1L, repeat, 1L, 1L], 5) : null;
-        string groupedShape = g.Constant("gqa_shape", [0L, heads, -1L, d], 4);
-        string axis2 = g.Constant("axis2", [2L], 1);
+        string? expandShape = repeat > 1 && !slots ? g.Constant("gqa_repeat", [1L, 1L, repeat, 1L, 1L], 5) : null;
+        string groupedShape = slots ? "" : g.Constant("gqa_shape", [0L, heads, -1L, d], 4);
+        string axis2 = slots ? "" : g.Constant("axis2", [2L], 1);
 
         for (int l = 0; l < c.Layers; l++)
         {
@@ -63,14 +65,23 @@ public static class LlamaGraph
             q = Rotate(g, q, qPairs, qHeads, cos, sin);
             k = Rotate(g, k, kPairs, kvHeadShape, cos, sin);
             val = g.Op("Transpose", [g.Op("Reshape", [val, kvHeadShape])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
-            g.AddNode("Concat", [TransformerGraph.PastKey(l), k], [TransformerGraph.PresentKey(l)], "", OnnxAttribute.Int("axis", 2));
-            g.AddNode("Concat", [TransformerGraph.PastValue(l), val], [TransformerGraph.PresentValue(l)], "", OnnxAttribute.Int("axis", 2));
-            string keys = Repeat(g, TransformerGraph.PresentKey(l), expandShape, groupedShape, axis2);
-            string values = Repeat(g, TransformerGraph.PresentValue(l), expandShape, groupedShape, axis2);
-            string kt = g.Op("Transpose", [keys], OnnxAttribute.IntList("perm", [0, 1, 3, 2]));
-            string scores = g.Op("Add", [g.Op("Mul", [g.Op("MatMul", [q, kt]), scale]), bias]);
-            string probs = g.Op("Softmax", [scores], OnnxAttribute.Int("axis", -1));
-            string ctx = g.Op("Transpose", [g.Op("MatMul", [probs, values])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            string ctx;
+            if (slots)
+            {
+                ctx = g.Op("Transpose", [SlotGraph.Attend(g, q, k, val, TransformerGraph.PastKey(l), TransformerGraph.PastValue(l),
+                    TransformerGraph.PresentKey(l), TransformerGraph.PresentValue(l), bias, heads, kvHeads, d)], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            }
+            else
+            {
+                g.AddNode("Concat", [TransformerGraph.PastKey(l), k], [TransformerGraph.PresentKey(l)], "", OnnxAttribute.Int("axis", 2));
+                g.AddNode("Concat", [TransformerGraph.PastValue(l), val], [TransformerGraph.PresentValue(l)], "", OnnxAttribute.Int("axis", 2));
+                string keys = Repeat(g, TransformerGraph.PresentKey(l), expandShape, groupedShape, axis2);
+                string values = Repeat(g, TransformerGraph.PresentValue(l), expandShape, groupedShape, axis2);
+                string kt = g.Op("Transpose", [keys], OnnxAttribute.IntList("perm", [0, 1, 3, 2]));
+                string scores = g.Op("Add", [g.Op("Mul", [g.Op("MatMul", [q, kt]), scale]), bias]);
+                string probs = g.Op("Softmax", [scores], OnnxAttribute.Int("axis", -1));
+                ctx = g.Op("Transpose", [g.Op("MatMul", [probs, values])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            }
             x = g.Op("Add", [x, Linear(g, g.Op("Reshape", [ctx, merged]), checkpoint.Wo[l], p + "self_attn.o_proj.weight", heads * d, e)]);
 
             string h2 = RmsNorm(g, x, checkpoint.RmsFfn[l], p + "post_attention_layernorm.weight", eps);
@@ -82,13 +93,16 @@ public static class LlamaGraph
 
         string final = RmsNorm(g, x, checkpoint.RmsFinal, "model.norm.weight", eps);
         string head = g.AddInitializer(OnnxTensor.FromFloats("lm_head.weight", Transpose(checkpoint.Classifier, v, e), e, v));
+        if (slots) final = SlotGraph.GatherRows(g, final, logitsIndices, e);
         g.AddNode("MatMul", [final, head], [TransformerGraph.Logits]);
 
-        g.AddOutput(TransformerGraph.Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
+        if (slots) g.AddOutput(TransformerGraph.Logits, OnnxDataType.Float, "logits_rows", v);
+        else g.AddOutput(TransformerGraph.Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
+        string presentLength = slots ? "sequence_length" : "total_sequence_length";
         for (int l = 0; l < c.Layers; l++)
         {
-            g.AddOutput(TransformerGraph.PresentKey(l), OnnxDataType.Float, "batch_size", kvHeads, "total_sequence_length", d);
-            g.AddOutput(TransformerGraph.PresentValue(l), OnnxDataType.Float, "batch_size", kvHeads, "total_sequence_length", d);
+            g.AddOutput(TransformerGraph.PresentKey(l), OnnxDataType.Float, "batch_size", kvHeads, presentLength, d);
+            g.AddOutput(TransformerGraph.PresentValue(l), OnnxDataType.Float, "batch_size", kvHeads, presentLength, d);
         }
 
         return g.ToBytes();

@@ -20,9 +20,9 @@ public static class StoriesModels
 
     /// <summary>
     /// Bumped when the import or the distillation changes, so stale cache entries are not reused (2: tokenizer.json and
-    /// tokenizer_config.json as Hugging Face's converter writes them).
+    /// tokenizer_config.json as Hugging Face's converter writes them; 3: the slot signature, KV pool and tree passes).
     /// </summary>
-    private const int BuilderVersion = 2;
+    private const int BuilderVersion = 3;
 
     /// <summary>Completions sampled from the target to distil the draft, and tokens in each.</summary>
     public static DistillationSettings Distillation { get; } = new(Sequences: 128, TokensPerSequence: 256, Batch: 32, PromptBytes: 0,

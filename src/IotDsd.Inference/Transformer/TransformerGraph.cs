@@ -31,7 +31,12 @@ public static class TransformerGraph
     /// <paramref name="layersDone"/> gets the number of blocks built so far, then <see cref="TransformerConfig.Layers"/> + 1
     /// once the output layer is fitted.
     /// </summary>
-    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus, Action<int>? layersDone = null)
+    /// <param name="slots">
+    /// True (what <c>models build</c> writes): the slot signature (<see cref="SlotGraph"/>: attention bias, logits rows,
+    /// new keys/values only). False: Optimum's signature (<c>attention_mask</c>, logits for every position, present =
+    /// past + new), as earlier builds wrote it.
+    /// </param>
+    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus, Action<int>? layersDone = null, bool slots = true)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (config.Validate() is { } bad) throw new ArgumentException($"Invalid transformer shape: {bad}.", nameof(config));
@@ -40,8 +45,9 @@ public static class TransformerGraph
         var g = new OnnxGraphBuilder($"gpt2_{config.Preset}_{config.Layers}l", opset: 17);
 
         var ids = g.AddInput(InputIds, OnnxDataType.Int64, "batch_size", "sequence_length");
-        var mask = g.AddInput(AttentionMask, OnnxDataType.Int64, "batch_size", "total_sequence_length");
+        var mask = slots ? "" : g.AddInput(AttentionMask, OnnxDataType.Int64, "batch_size", "total_sequence_length");
         var positions = g.AddInput(PositionIds, OnnxDataType.Int64, "batch_size", "sequence_length");
+        var (slotBias, logitsIndices) = slots ? SlotGraph.AddInputs(g) : ("", "");
         for (int l = 0; l < config.Layers; l++)
         {
             g.AddInput(PastKey(l), OnnxDataType.Float, "batch_size", heads, "past_sequence_length", d);
@@ -54,10 +60,10 @@ public static class TransformerGraph
             TransformerWeights.Gaussian(seed, "wpe", config.MaxPositions * e, 0.05f), config.MaxPositions, e));
         string x = g.Op("Add", [g.Op("Gather", [wteName, ids], OnnxAttribute.Int("axis", 0)), g.Op("Gather", [wpe, positions], OnnxAttribute.Int("axis", 0))]);
 
-        string bias = MaskBias(g, ids, mask);
+        string bias = slots ? slotBias : MaskBias(g, ids, mask);
         string headShape = g.Constant("head_shape", [0L, 0L, heads, d], 4);
         string mergedShape = g.Constant("merged_shape", [0L, 0L, e], 3);
-        string scale = g.Constant("scale", [1f / MathF.Sqrt(d)]);
+        string scale = slots ? "" : g.Constant("scale", [1f / MathF.Sqrt(d)]);
         string half = g.Constant("half", [0.5f]);
         string one = g.Constant("one", [1f]);
         string invSqrt2 = g.Constant("inv_sqrt2", [1f / MathF.Sqrt(2f)]);
@@ -71,12 +77,21 @@ public static class TransformerGraph
             string q = g.Op("Transpose", [g.Op("Reshape", [split[0], headShape])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
             string k = g.Op("Transpose", [g.Op("Reshape", [split[1], headShape])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
             string val = g.Op("Transpose", [g.Op("Reshape", [split[2], headShape])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
-            g.AddNode("Concat", [PastKey(l), k], [PresentKey(l)], "", OnnxAttribute.Int("axis", 2));
-            g.AddNode("Concat", [PastValue(l), val], [PresentValue(l)], "", OnnxAttribute.Int("axis", 2));
-            string kt = g.Op("Transpose", [PresentKey(l)], OnnxAttribute.IntList("perm", [0, 1, 3, 2]));
-            string scores = g.Op("Add", [g.Op("Mul", [g.Op("MatMul", [q, kt]), scale]), bias]);
-            string probs = g.Op("Softmax", [scores], OnnxAttribute.Int("axis", -1));
-            string ctx = g.Op("Transpose", [g.Op("MatMul", [probs, PresentValue(l)])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            string ctx;
+            if (slots)
+            {
+                ctx = g.Op("Transpose", [SlotGraph.Attend(g, q, k, val, PastKey(l), PastValue(l), PresentKey(l), PresentValue(l), bias, heads, heads, d)],
+                    OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            }
+            else
+            {
+                g.AddNode("Concat", [PastKey(l), k], [PresentKey(l)], "", OnnxAttribute.Int("axis", 2));
+                g.AddNode("Concat", [PastValue(l), val], [PresentValue(l)], "", OnnxAttribute.Int("axis", 2));
+                string kt = g.Op("Transpose", [PresentKey(l)], OnnxAttribute.IntList("perm", [0, 1, 3, 2]));
+                string scores = g.Op("Add", [g.Op("Mul", [g.Op("MatMul", [q, kt]), scale]), bias]);
+                string probs = g.Op("Softmax", [scores], OnnxAttribute.Int("axis", -1));
+                ctx = g.Op("Transpose", [g.Op("MatMul", [probs, PresentValue(l)])], OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
+            }
             string attn = Linear(g, g.Op("Reshape", [ctx, mergedShape]), seed, p + "attn.c_proj", e, e, config.ResidualScale * inStd);
             x = g.Op("Add", [x, attn]);
 
@@ -93,13 +108,16 @@ public static class TransformerGraph
         layersDone?.Invoke(config.Layers + 1);
         string w = g.AddInitializer(OnnxTensor.FromFloats("lm_head.weight", head, e, v));
         string b = g.AddInitializer(OnnxTensor.FromFloats("lm_head.bias", headBias, v));
+        if (slots) final = SlotGraph.GatherRows(g, final, logitsIndices, e);
         g.AddNode("Add", [g.Op("MatMul", [final, w]), b], [Logits]);
 
-        g.AddOutput(Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
+        if (slots) g.AddOutput(Logits, OnnxDataType.Float, "logits_rows", v);
+        else g.AddOutput(Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
+        string presentLength = slots ? "sequence_length" : "total_sequence_length";
         for (int l = 0; l < config.Layers; l++)
         {
-            g.AddOutput(PresentKey(l), OnnxDataType.Float, "batch_size", heads, "total_sequence_length", d);
-            g.AddOutput(PresentValue(l), OnnxDataType.Float, "batch_size", heads, "total_sequence_length", d);
+            g.AddOutput(PresentKey(l), OnnxDataType.Float, "batch_size", heads, presentLength, d);
+            g.AddOutput(PresentValue(l), OnnxDataType.Float, "batch_size", heads, presentLength, d);
         }
         return g.ToBytes();
     }

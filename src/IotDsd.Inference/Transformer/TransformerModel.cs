@@ -6,16 +6,19 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace IotDsd.Inference.Transformer;
 
 /// <summary>
-/// A decoder-only transformer with a KV cache, run by ONNX Runtime with a cache per sequence
-/// (<see cref="TransformerSequence"/>) and batched forward passes over sequences of different lengths
-/// (<see cref="TransformerBatch"/>). Works with models built by <see cref="TransformerModelBuilder"/> and with the
-/// exports users bring (<see cref="TransformerSignature"/>): Optimum's (with or without <c>position_ids</c>, merged
-/// with <c>use_cache_branch</c>), onnxruntime-genai's (GroupQueryAttention), int32 or int64 ids, float32, float16 or
-/// bfloat16 caches and logits (the cache stays in the model's type; logits are widened to float32 at the boundary).
+/// A decoder-only transformer with a KV cache, run by ONNX Runtime. Graphs in the slot signature (what this project
+/// builds and imports, <see cref="KvLayout.Slots"/>) keep every sequence in the model's <see cref="KvPool"/>, read in
+/// place by <see cref="SlotEngine"/> passes that also take token trees and return only the logits rows asked for.
+/// The exports users bring (<see cref="TransformerSignature"/>: Optimum's, with or without <c>position_ids</c>, merged
+/// with <c>use_cache_branch</c>; onnxruntime-genai's GroupQueryAttention; int32 or int64 ids; float32, float16 or
+/// bfloat16 caches and logits, the cache kept in the model's type and logits widened to float32 at the boundary) keep
+/// a cache per sequence (<see cref="TransformerSequence"/>) and batched passes over a padded copy
+/// (<see cref="TransformerBatch"/>).
 /// </summary>
-public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
+public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
 {
     private readonly TransformerBatch _batch;
+    private readonly SlotEngine? _slots;
     private int _disposed;
 
     private TransformerModel(InferenceSession session, string name, TransformerSignature signature, int vocab, int maxPositions)
@@ -28,6 +31,7 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
         KvElementSize = NativeBuffer<byte>.ElementSize(signature.KvType);
         LogitsElementSize = NativeBuffer<byte>.ElementSize(signature.LogitsType);
         _batch = new TransformerBatch(this);
+        if (signature.Layout == KvLayout.Slots) _slots = new SlotEngine(this);
     }
 
     public string Name { get; }
@@ -51,6 +55,22 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
 
     /// <summary>KV cache bytes per token: layers × 2 × kv heads × head dim × 4 (the cache is fp32).</summary>
     public long CacheBytesPerToken => CacheShape.BytesPerToken(Layers, KvHeads, HeadDim, sizeof(float));
+
+    /// <summary>KV pool of a slot-signature model (bytes allocated, slots held); zeros for the other layouts, whose sequences own their caches.</summary>
+    public (long Bytes, int Slots, int InUse, int Capacity) KvPoolState
+    {
+        get
+        {
+            if (_slots is null) return (0, 0, 0, 0);
+            lock (_slots.Gate) return (_slots.Pool.Bytes, _slots.Pool.Slots, _slots.Pool.InUse, _slots.Pool.Capacity);
+        }
+    }
+
+    /// <summary>Bytes of the last slot pass's logits buffer (rows asked × width), for measurements; 0 for other layouts.</summary>
+    internal long SlotLogitsBufferBytes => _slots?.LogitsBufferBytes ?? 0;
+
+    /// <summary>Slot passes run so far (0 for other layouts).</summary>
+    internal long SlotPasses => _slots?.Passes ?? 0;
 
     /// <summary>Longest sequence the position embedding covers.</summary>
     public int MaxPositions { get; }
@@ -163,13 +183,18 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
     public IModelSequence CreateSequence()
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        return new TransformerSequence(this);
+        return _slots is null ? new TransformerSequence(this) : new SlotSequence(this, _slots);
     }
 
     public void FeedBatch(IReadOnlyList<FeedRequest> batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_slots is not null)
+        {
+            SlotBatch.Run(this, _slots, batch);
+            return;
+        }
         var live = 0;
         foreach (var r in batch)
         {
@@ -187,9 +212,48 @@ public sealed class TransformerModel : ILanguageModel, IVocabularyIdentity
         _batch.Run(batch);
     }
 
+    /// <summary>
+    /// A batch in which requests may be token trees: one pass with a tree attention bias for a slot-signature model;
+    /// otherwise the chains batched and each tree fed path by path (the graph's 2-D mask cannot express a tree).
+    /// </summary>
+    public void FeedTreeBatch(IReadOnlyList<FeedRequest> batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_slots is not null)
+        {
+            SlotBatch.Run(this, _slots, batch);
+            return;
+        }
+        var chains = batch.Where(r => !r.IsTree).ToList();
+        if (chains.Count > 0) FeedBatch(chains);
+        foreach (var r in batch)
+        {
+            if (r.IsTree) r.Sequence.FeedTree(r.Tokens.Span, r.Parents.Span, r.Logits.Span, r.Logits.Length / VocabSize);
+        }
+    }
+
+    /// <summary>Checks a feed of <paramref name="tokens"/> after <paramref name="length"/> cached ones; returns its number of logits rows.</summary>
+    internal int ValidateFeed(int length, ReadOnlySpan<int> tokens, int logitsLength)
+    {
+        ThrowIfDisposed();
+        int v = VocabSize;
+        if (logitsLength % v != 0) throw new ArgumentException($"Logits length {logitsLength} is not a whole number of {v}-wide rows.", "logits");
+        int rows = logitsLength / v;
+        if (rows > tokens.Length) throw new ArgumentException($"{rows} logits rows requested for {tokens.Length} tokens.", "logits");
+        foreach (var t in tokens)
+        {
+            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), t, $"Tokens must be 0..{v - 1}.");
+        }
+        if ((long)length + tokens.Length > MaxPositions)
+            throw new ArgumentException($"The sequence would hold {length + tokens.Length} tokens; model '{Name}' has a context of {MaxPositions}.", nameof(tokens));
+        return rows;
+    }
+
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _slots?.Dispose();
         _batch.Dispose();
         Session.Dispose();
         RunOptions.Dispose();

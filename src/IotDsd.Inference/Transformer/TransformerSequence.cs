@@ -168,18 +168,7 @@ internal sealed class TransformerSequence : IModelSequence
     public int Validate(ReadOnlySpan<int> tokens, int logitsLength)
     {
         ThrowIfDisposed();
-        Model.ThrowIfDisposed();
-        int v = Model.VocabSize;
-        if (logitsLength % v != 0) throw new ArgumentException($"Logits length {logitsLength} is not a whole number of {v}-wide rows.", "logits");
-        int rows = logitsLength / v;
-        if (rows > tokens.Length) throw new ArgumentException($"{rows} logits rows requested for {tokens.Length} tokens.", "logits");
-        foreach (var t in tokens)
-        {
-            if ((uint)t >= (uint)v) throw new ArgumentOutOfRangeException(nameof(tokens), t, $"Tokens must be 0..{v - 1}.");
-        }
-        if ((long)Length + tokens.Length > Model.MaxPositions)
-            throw new ArgumentException($"The sequence would hold {Length + tokens.Length} tokens; model '{Model.Name}' has a context of {Model.MaxPositions}.", nameof(tokens));
-        return rows;
+        return Model.ValidateFeed(Length, tokens, logitsLength);
     }
 
     /// <summary>Counts <paramref name="count"/> slots written by a batched run as part of the sequence.</summary>

@@ -26,6 +26,13 @@ public enum KvLayout
     /// is bound with exactly its length (no padded capacity, no batching across sequences).
     /// </summary>
     Exact,
+
+    /// <summary>
+    /// The slot signature (<see cref="SlotGraph"/>, what this project builds): an additive <c>attention_bias</c>, explicit
+    /// <c>position_ids</c>, <c>logits_indices</c>, and <c>present</c> holding only the new keys/values. Sessions live in
+    /// the model's KV pool (<see cref="KvPool"/>), which a pass reads in place; token trees run in one pass.
+    /// </summary>
+    Slots,
 }
 
 /// <summary>
@@ -79,7 +86,12 @@ internal sealed class TransformerSignature
 
     public required string InputIds { get; init; }
     public required TensorElementType IdsType { get; init; }
+    /// <summary>The 2-D mask; empty in the slot signature, which takes <see cref="AttentionBias"/> instead.</summary>
     public required string AttentionMask { get; init; }
+
+    /// <summary><c>attention_bias</c> and <c>logits_indices</c> (<see cref="KvLayout.Slots"/>); null otherwise.</summary>
+    public string? AttentionBias { get; init; }
+    public string? LogitsIndices { get; init; }
     public required TensorElementType MaskType { get; init; }
     public string? PositionIds { get; init; }
     public TensorElementType PositionsType { get; init; } = TensorElementType.Int64;
@@ -142,7 +154,10 @@ internal sealed class TransformerSignature
         }
 
         var idsType = Integer(names.InputIds, "token ids", true);
-        var maskType = Integer(names.AttentionMask, "the attention mask", true);
+        bool slots = inputs.ContainsKey(SlotGraph.AttentionBias) && inputs.ContainsKey(SlotGraph.LogitsIndices);
+        if (slots && (idsType != TensorElementType.Int64 || !inputs.ContainsKey(names.PositionIds) || inputs[SlotGraph.AttentionBias].ElementDataType != TensorElementType.Float))
+            Fail($"'{SlotGraph.AttentionBias}' needs int64 '{names.InputIds}', int64 '{names.PositionIds}' and a float bias");
+        var maskType = slots ? TensorElementType.Int64 : Integer(names.AttentionMask, "the attention mask", true);
         string? positions = inputs.ContainsKey(names.PositionIds) ? names.PositionIds : null;
         var positionsType = positions is null ? TensorElementType.Int64 : Integer(positions, "positions", true);
 
@@ -163,6 +178,12 @@ internal sealed class TransformerSignature
                 "cache is not supported: export with a floating-point cache)");
 
         var known = new HashSet<string>(StringComparer.Ordinal) { names.InputIds, names.AttentionMask };
+        if (slots)
+        {
+            known.Add(SlotGraph.AttentionBias);
+            known.Add(SlotGraph.LogitsIndices);
+            if (stacked is not null || kvType != TensorElementType.Float) Fail($"'{SlotGraph.AttentionBias}' graphs take float32 per-layer key/value caches");
+        }
         if (positions is not null) known.Add(positions);
         var past = new string[2 * layers];
         var present = new string[2 * layers];
@@ -201,18 +222,21 @@ internal sealed class TransformerSignature
         if (!outputs.TryGetValue(names.Logits, out var logits)) Fail($"it has no output '{names.Logits}'");
         else if (logits.ElementDataType is not (TensorElementType.Float or TensorElementType.Float16 or TensorElementType.BFloat16))
             Fail($"output '{names.Logits}' is {logits.ElementDataType}; it must be float32, float16 or bfloat16");
-        else if (logits.Dimensions.Length != 3 || logits.Dimensions[2] <= 0)
-            Fail($"'{names.Logits}' must be [batch, sequence, vocab] with a fixed vocab");
+        else if (slots ? logits.Dimensions.Length != 2 || logits.Dimensions[1] <= 0 : logits.Dimensions.Length != 3 || logits.Dimensions[2] <= 0)
+            Fail(slots ? $"'{names.Logits}' must be [rows, vocab] with a fixed vocab" : $"'{names.Logits}' must be [batch, sequence, vocab] with a fixed vocab");
 
-        var layout = operators.Contains(OnnxOperators.MicrosoftDomain + ":GroupQueryAttention") ? KvLayout.Seqlens
+        var layout = slots ? KvLayout.Slots
+            : operators.Contains(OnnxOperators.MicrosoftDomain + ":GroupQueryAttention") ? KvLayout.Seqlens
             : positions is null ? KvLayout.Exact
             : KvLayout.Concat;
         return new TransformerSignature
         {
             InputIds = names.InputIds,
             IdsType = idsType,
-            AttentionMask = names.AttentionMask,
+            AttentionMask = slots ? "" : names.AttentionMask,
             MaskType = maskType,
+            AttentionBias = slots ? SlotGraph.AttentionBias : null,
+            LogitsIndices = slots ? SlotGraph.LogitsIndices : null,
             PositionIds = positions,
             PositionsType = positionsType,
             UseCacheBranch = useCache,
@@ -224,7 +248,7 @@ internal sealed class TransformerSignature
             KvHeads = first.Dimensions[1 + skip],
             HeadDim = first.Dimensions[3 + skip],
             Stacked = stacked is not null,
-            LogitsWidth = outputs[names.Logits].Dimensions[2],
+            LogitsWidth = outputs[names.Logits].Dimensions[slots ? 1 : 2],
             Layout = layout,
         };
     }

@@ -62,6 +62,13 @@ internal static class ModelsBench
     /// </summary>
     public static void RunContexts(ILanguageModel target, InferenceOptions options, int n, int[] sizes, int[] contexts, int gamma, bool json, TextWriter o)
     {
+        // A context whose verification pass would run past the model's positions is refused before anything is printed.
+        if (target is IotDsd.Inference.Transformer.TransformerModel t && contexts.Max() + gamma + 1 > t.MaxPositions)
+        {
+            throw new ArgumentException($"--contexts {contexts.Max()} with --gamma {gamma} needs {contexts.Max() + gamma + 1} positions; " +
+                $"model '{t.Name}' has {t.MaxPositions} (the largest context is {t.MaxPositions - gamma - 1}).");
+        }
+
         var progress = new ProgressReporter("bench models");
         progress.Start($"timing γ={gamma} verification against the cached context (medians of {n})", sizes.Length * contexts.Length, "measurements");
         bool headed = json; // the table's header goes out with its first row, so a point that cannot run leaves stdout empty

@@ -123,6 +123,12 @@ internal sealed partial class RoundProcessor(
                             break;
                         }
 
+                        if (check.Kind == RoundCheckKind.Ok && sessions.Budget?.AdmitRound(sessions, session, (long)round.CommittedLength + Math.Max(round.Draft.Length, round.Stream), time.GetTimestamp()) is { } full)
+                        {
+                            Refuse(device, message, ErrorCode.Overloaded, full, replies, ct, round.SessionId, round.Round);
+                            break;
+                        }
+
                         if (Answer(device, message, check, round.SessionId, round.Round, replies, ct))
                         {
                             inBatch.Add(session);
@@ -261,6 +267,12 @@ internal sealed partial class RoundProcessor(
             if (existing is null && sessions.Count >= options.MaxSessions)
             {
                 Refuse(device, message, ErrorCode.Overloaded, $"verifier holds its maximum of {options.MaxSessions} sessions", replies, ct, open.SessionId);
+                return;
+            }
+
+            if (existing is null && sessions.Budget?.AdmitOpen(sessions, open.MaxTokens, open.MaxGamma, time.GetTimestamp()) is { } full)
+            {
+                Refuse(device, message, ErrorCode.Overloaded, full, replies, ct, open.SessionId);
                 return;
             }
 

@@ -70,6 +70,9 @@ public sealed class VerifierDiagnostics(VerifierService service, string model, I
                     ["duplicates"] = stats.Duplicates,
                     ["cache_bytes_per_token"] = service.Limits.BytesPerCachedToken,
                     ["memory_bytes"] = service.Limits.AccountedBytes,
+                    ["kv_budget_bytes"] = service.KvBudget.BudgetBytes,
+                    ["kv_refusals"] = service.KvBudget.Refusals,
+                    ["kv_evictions"] = service.KvBudget.Evictions,
                 },
             }.WithPublishRefusals(connection?.PublishesRefused ?? 0);
         }

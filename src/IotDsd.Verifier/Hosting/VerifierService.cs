@@ -41,6 +41,7 @@ public sealed partial class VerifierService : BackgroundService
         _logger = logger;
         _time = time ?? TimeProvider.System;
         Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time, target.CacheBytesPerToken);
+        _sessions.Budget = new KvBudget(options.Limits.KvBudgetBytes ?? KvBudget.DefaultBytes(), Limits.BytesPerCachedToken, options.Limits.KvEvictIdle);
         _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time, Limits.BytesPerCachedToken, () => Limits.AccountedBytes);
         StatusRejects = new PresenceRejects(logger, _time);
     }
@@ -52,6 +53,9 @@ public sealed partial class VerifierService : BackgroundService
     public LimitGuard Limits { get; }
 
     public VerifierStats Stats { get; } = new();
+
+    /// <summary>The global KV budget: its size, refusals and evictions.</summary>
+    public KvBudget KvBudget => _sessions.Budget!;
 
     /// <summary>Refusals by reason: decode failures and refused requests.</summary>
     public ErrorCounters Errors { get; } = new();

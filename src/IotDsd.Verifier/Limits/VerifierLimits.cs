@@ -35,6 +35,12 @@ public sealed record VerifierLimits
     /// (a transformer's KV cache: layers × 2 × kv heads × head dim × element size), or 1 KiB where the model does not say.</summary>
     public int? BytesPerCachedToken { get; init; }
 
+    /// <summary>The verifier's global KV-cache budget in bytes (<c>Sessions.KvBudget</c>); null: half the available memory.</summary>
+    public long? KvBudgetBytes { get; init; }
+
+    /// <summary>Sessions idle this long may be evicted when the KV budget is full.</summary>
+    public TimeSpan KvEvictIdle { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Error replies (and warnings logged) per second for one device; refusals beyond it are only counted, so a
     /// flood of bad requests costs the verifier no publishes.</summary>
     public double ErrorRepliesPerSecond { get; init; } = 10;

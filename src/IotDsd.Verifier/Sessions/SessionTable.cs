@@ -12,6 +12,15 @@ public sealed class SessionTable : IDisposable
 
     public int Count => _sessions.Count;
 
+    /// <summary>The global KV budget (admission and eviction), when the verifier keeps one.</summary>
+    public KvBudget? Budget { get; set; }
+
+    /// <summary>Every live session with its device.</summary>
+    public IEnumerable<(string Device, VerifierSession Session)> All => _sessions.Select(kv => (kv.Key.Device, kv.Value));
+
+    /// <summary>Drops a session to free its cache; a late round is told it expired.</summary>
+    public bool Evict(string deviceId, string sessionId) => Remove((deviceId, sessionId), expired: true);
+
     public VerifierSession? Find(string deviceId, string sessionId) =>
         _sessions.TryGetValue((deviceId, sessionId), out var s) ? s : null;
 

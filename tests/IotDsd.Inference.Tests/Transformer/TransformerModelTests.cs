@@ -48,7 +48,7 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
     }
 
     [Fact]
-    public void Load_BuiltTiny_HasOptimumSignatureAndShape()
+    public void Load_BuiltTiny_HasSlotSignatureAndShape()
     {
         var manifest = ModelDirectory.Validate(pair.TargetDir);
         Assert.Equal("transformer", manifest.Kind);
@@ -58,7 +58,8 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
         Assert.Equal(4, model.KvHeads);
         Assert.Equal(32, model.HeadDim);
         var inputs = model.Session.InputMetadata;
-        Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value"], inputs.Keys.Take(5));
+        Assert.Equal(["input_ids", "position_ids", "attention_bias", "logits_indices", "past_key_values.0.key", "past_key_values.0.value"], inputs.Keys.Take(6));
+        Assert.Equal(KvLayout.Slots, model.Layout);
         Assert.Contains("present.3.value", model.Session.OutputMetadata.Keys);
         using var draft = (TransformerModel)ModelDirectory.Load(pair.DraftDir);
         Assert.Equal(1, draft.Layers);
@@ -130,19 +131,20 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
         var next = Text(" Then more.");
         var full = Forward(model, [.. tokens, .. next]); // every row wanted: one pass over everything
 
-        using var whole = (TransformerSequence)model.CreateSequence();
-        whole.Feed(tokens, new float[tokens.Length * v]);
-        using var seq = (TransformerSequence)model.CreateSequence();
+        using var chunked = (TransformerModel)ModelDirectory.Load(pair.TargetDir);
+        using var seq = chunked.CreateSequence();
         var last = new float[v];
         seq.Feed(tokens, last);
+        long width = chunked.LogitsWidth * sizeof(float);
+        // The slot graph computes the output layer for the rows asked for only: one row, however long the prompt.
+        Assert.Equal(width, chunked.SlotLogitsBufferBytes);
+        Assert.True(chunked.KvPoolState.Capacity >= tokens.Length);
         Assert.Equal(tokens.Length, seq.Length);
         AssertClose(full.AsSpan((tokens.Length - 1) * v, v), last, "prompt's last row");
         Assert.Equal(Distribution.ArgMax(full.AsSpan((tokens.Length - 1) * v, v)), Distribution.ArgMax(last));
 
-        long width = ((TransformerModel)model).LogitsWidth * sizeof(float);
-        Assert.Equal(tokens.Length * width, whole.LogitsBufferBytes);
-        Assert.Equal(TransformerSequence.PrefillChunk * width, seq.LogitsBufferBytes);
-        output.WriteLine($"{tokens.Length}-token prompt: logits buffer {whole.LogitsBufferBytes} B in one pass, {seq.LogitsBufferBytes} B in chunks of {TransformerSequence.PrefillChunk}");
+        Assert.Equal((tokens.Length + next.Length) * width, ((TransformerModel)model).SlotLogitsBufferBytes); // every row wanted above
+        output.WriteLine($"{tokens.Length}-token prompt: logits buffer {(tokens.Length + next.Length) * width} B for every row, {chunked.SlotLogitsBufferBytes} B for the last row");
 
         // The cache the chunks wrote serves what follows exactly as one pass's would.
         var rows = new float[next.Length * v];

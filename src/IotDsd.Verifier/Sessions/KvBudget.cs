@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using IotDsd.Core.Sessions;
+
+namespace IotDsd.Verifier.Sessions;
+
+/// <summary>
+/// The verifier's global KV-cache budget: every live session's cached tokens × the target's bytes per token
+/// (a transformer's real KV shape: layers × 2 × kv heads × head dim × element size) must fit in
+/// <see cref="BudgetBytes"/>. A new session reserves its generation (<c>MaxTokens</c> + γ + 1 tokens) at open; a
+/// round must fit what the session will hold after it. When one does not fit, sessions idle for at least
+/// <see cref="EvictIdle"/> are dropped, least recently used first (a device whose session was evicted gets the usual
+/// "expired" answer and reopens); if that is not enough the request is refused as <c>Overloaded</c> and counted.
+/// </summary>
+public sealed class KvBudget
+{
+    /// <summary>The share of the memory available to the process that the default budget takes.</summary>
+    public const double DefaultShare = 0.5;
+
+    private long _refusals;
+    private long _evictions;
+
+    public KvBudget(long budgetBytes, long bytesPerToken, TimeSpan evictIdle)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(budgetBytes, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(bytesPerToken, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(evictIdle, TimeSpan.FromSeconds(1));
+        BudgetBytes = budgetBytes;
+        BytesPerToken = bytesPerToken;
+        EvictIdle = evictIdle;
+    }
+
+    /// <summary>Half of the memory available to the process (its cgroup limit, else the machine's).</summary>
+    public static long DefaultBytes() => Math.Max(64L << 20, (long)(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes * DefaultShare));
+
+    public long BudgetBytes { get; }
+    public long BytesPerToken { get; }
+    public TimeSpan EvictIdle { get; }
+
+    /// <summary>Opens and rounds refused because the budget was full.</summary>
+    public long Refusals => Interlocked.Read(ref _refusals);
+
+    /// <summary>Idle sessions dropped to make room.</summary>
+    public long Evictions => Interlocked.Read(ref _evictions);
+
+    /// <summary>Bytes the live sessions' caches hold (cached tokens × bytes per token).</summary>
+    public static long Held(SessionTable sessions, long bytesPerToken, VerifierSession? except = null)
+    {
+        ArgumentNullException.ThrowIfNull(sessions);
+        long tokens = 0;
+        foreach (var (_, s) in sessions.All)
+        {
+            if (!ReferenceEquals(s, except)) tokens += s.Known;
+        }
+        return tokens * bytesPerToken;
+    }
+
+    /// <summary>Null when a new session with <paramref name="maxTokens"/> and <paramref name="maxGamma"/> fits (evicting idle ones if needed); else the refusal's reason.</summary>
+    public string? AdmitOpen(SessionTable sessions, int maxTokens, int maxGamma, long nowTicks)
+    {
+        long reserve = Math.Max(64L, (long)Math.Max(0, maxTokens) + Math.Max(0, maxGamma) + 1);
+        return Admit(sessions, null, reserve, nowTicks, "a new session");
+    }
+
+    /// <summary>Null when <paramref name="session"/> may hold <paramref name="tokens"/> after its round (evicting idle ones if needed); else the refusal's reason.</summary>
+    public string? AdmitRound(SessionTable sessions, VerifierSession session, long tokens, long nowTicks) =>
+        Admit(sessions, session, tokens, nowTicks, "this round");
+
+    private string? Admit(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
+    {
+        long needed = tokens * BytesPerToken;
+        long held = Held(sessions, BytesPerToken, session);
+        if (held + needed <= BudgetBytes) return null;
+
+        long cutoff = nowTicks - (long)(EvictIdle.TotalSeconds * Stopwatch.Frequency);
+        var idle = sessions.All.Where(e => !ReferenceEquals(e.Session, session) && e.Session.LastUsedTicks <= cutoff)
+            .OrderBy(e => e.Session.LastUsedTicks).ToList();
+        foreach (var (device, s) in idle)
+        {
+            if (held + needed <= BudgetBytes) break;
+            held -= (long)s.Known * BytesPerToken;
+            sessions.Evict(device, s.Open.SessionId);
+            Interlocked.Increment(ref _evictions);
+        }
+        if (held + needed <= BudgetBytes) return null;
+
+        Interlocked.Increment(ref _refusals);
+        return $"the verifier's KV budget is full: {what} needs {needed >> 10} KiB and live sessions hold {held >> 20} MiB " +
+            $"of {BudgetBytes >> 20} MiB (none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
+    }
+}
