@@ -56,6 +56,7 @@ internal static class VerifierCommand
                 WillDelay = TimeSpan.FromSeconds(layered.Int(Settings.WillDelay, 0, 3600)),
             };
             var targetDir = layered.String(Settings.TargetModel);
+            var providers = ModelSettings.Read(layered, Settings.Verifier);
             layered.ThrowIfInvalid();
             if (result.GetValue(check))
             {
@@ -63,7 +64,7 @@ internal static class VerifierCommand
                 return 0;
             }
 
-            using var models = ModelPair.Load(null, targetDir, needDraft: false);
+            using var models = ModelPair.Load(null, targetDir, false, true, CommonOptions.Providers(providers));
             var builder = ServiceHost.CreateBuilder(result.GetValue(verbose) ? LogLevel.Information : common.LogLevel, result.GetValue(verbose));
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton<ILanguageModel>(models.Target);
