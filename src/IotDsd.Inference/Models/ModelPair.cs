@@ -83,6 +83,9 @@ public sealed class ModelPair : IDisposable
 
     private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, ModelProviders providers, string? pair)
     {
+        // A target the caller neither needs nor named is not loaded (a device runs its draft alone, on its own provider);
+        // the shipped target's directory still gives the special tokens.
+        var loadTarget = needTarget || targetDir is not null;
         if ((needDraft && draftDir is null) || (needTarget && targetDir is null))
         {
             var (defaultDraft, defaultTarget) = Shipped(pair, providers.Target);
@@ -95,7 +98,7 @@ public sealed class ModelPair : IDisposable
         try
         {
             draft = needDraft ? ModelDirectory.Load(draftDir!, providers.Draft) : null;
-            target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!, providers.Target) : null;
+            target = loadTarget ? ModelDirectory.Load(targetDir!, providers.Target) : null;
             if (draft is not null && target is not null && draft.VocabSize != target.VocabSize)
             {
                 throw new ModelPairException($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
@@ -109,7 +112,7 @@ public sealed class ModelPair : IDisposable
             }
 
             var tokenizer = TokenizerFactory.ForModelDirectory(needDraft ? draftDir! : targetDir!);
-            var specials = SpecialTokens.Read(target is not null ? targetDir! : draftDir!);
+            var specials = SpecialTokens.Read(targetDir ?? draftDir!);
             return new ModelPair(draft, (target ?? draft)!, tokenizer, specials);
         }
         catch
