@@ -60,6 +60,11 @@ internal static class Settings
     public static readonly Setting LoadRefresh = new("Verifier:LoadRefreshMs", "2000", "Longest gap between retained status refreshes carrying the load while it changes.");
     public static readonly Setting WillDelay = new("Verifier:WillDelayS", "5", "Seconds the broker waits after losing the verifier before publishing its offline will; devices fail over then (0: at once).", "--will-delay-s");
 
+    public static readonly Setting Provider = new("Models:Provider", "", "Where the models run: cpu or cuda; Models:TargetProvider and Models:DraftProvider override it per model. Empty: $IOTDSD_EXECUTION_PROVIDER, else cpu.", "--provider");
+    public static readonly Setting TargetProvider = new("Models:TargetProvider", "", "Where the target model runs: cpu or cuda; empty: $IOTDSD_TARGET_PROVIDER, else Models:Provider.", "--target-provider");
+    public static readonly Setting DraftProvider = new("Models:DraftProvider", "", "Where the draft model runs: cpu or cuda; empty: $IOTDSD_DRAFT_PROVIDER, else Models:Provider.", "--draft-provider");
+    public static readonly Setting ProviderLibrary = new("Models:ProviderLibrary", "", "CUDA: full path of libonnxruntime_providers_cuda.so (ONNX Runtime 1.32, CUDA 13, cuDNN 9); empty: $IOTDSD_PROVIDER_LIBRARY.", "--provider-library");
+
     public static readonly Setting DiagnosticsEnabled = new("Diagnostics:Enabled", "true", "Publish retained metrics and answer diagnostic commands over MQTT.");
     public static readonly Setting MetricsInterval = new("Diagnostics:MetricsIntervalMs", "5000", "Period of the retained metrics publish.", "--metrics-interval-ms");
     public static readonly Setting MaxOffline = new("Health:MaxOfflineMs", "600000", "Under a systemd watchdog: stop the heartbeat (so systemd restarts the service) once the broker link has been down this long.");
@@ -75,8 +80,8 @@ internal static class Settings
     public static readonly Setting[] Common = [DiagnosticsEnabled, MetricsInterval, MaxOffline, LogLevel];
 
     public static readonly Setting[] Device =
-        [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, StateDirectory, PromptFile, JobInterval, MaxJobs,
+        [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, Provider, DraftProvider, ProviderLibrary, StateDirectory, PromptFile, JobInterval, MaxJobs,
             MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, Level, .. Common];
 
-    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, KvBudgetMb, LoadRefresh, WillDelay, .. Common];
+    public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, Provider, TargetProvider, ProviderLibrary, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, KvBudgetMb, LoadRefresh, WillDelay, .. Common];
 }

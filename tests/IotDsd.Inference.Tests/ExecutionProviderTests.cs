@@ -23,7 +23,8 @@ public sealed class ExecutionProviderTests
         var e = Assert.Throws<ExecutionProviderException>(() => options.CreateSessionOptions());
         Assert.Contains(path, e.Message);
         Assert.Contains("does not exist", e.Message);
-        Assert.Contains("CUDA 12", e.Message);
+        Assert.Contains("CUDA 13", e.Message);
+        Assert.Contains("Microsoft.ML.OnnxRuntime.Gpu.Linux 1.32.0", e.Message);
     }
 
     [Fact]

@@ -69,6 +69,50 @@ public sealed class GpuRunScriptTests : IDisposable
         Assert.DoesNotContain("no CUDA library", damaged.Output, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The dry run: every step of run.sh on the CPU provider with tiny sizes, on this build's CLI: both targets built
+    /// (llama-1b refused, llama-tiny standing in), both drafts distilled, every JSON file written and parseable, each
+    /// capacity file naming its system.
+    /// </summary>
+    [SkippableFact]
+    public async Task Run_DryRun_EveryStepWritesItsJson()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "the scripts need bash (Linux)");
+        var folder = Directory.CreateDirectory(Path.Combine(_root, "dry")).FullName;
+        File.Copy(Path.Combine(Repo, "bench", "gpu", "run.sh"), Path.Combine(folder, "run.sh"));
+        var results = Path.Combine(_root, "dry-results");
+        var run = await Repository.RunAsync("bash", [Path.Combine(folder, "run.sh"), results], new Dictionary<string, string>
+        {
+            ["IOTDSD_GPU_DRY_RUN"] = "1",
+            ["IOTDSD_GPU_BUNDLE"] = AppContext.BaseDirectory,
+            ["IOTDSD_GPU_LLAMA"] = "llama-1b llama-tiny", // as on a GPU host: llama-1b cannot be written yet, the next preset stands in
+        });
+        Assert.True(run.Code == 0, run.Output);
+        Assert.Contains("the cpu provider loaded and ran a pass", run.Output, StringComparison.Ordinal);
+        var steps = File.ReadAllLines(Path.Combine(results, "steps.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(14, steps.Count);
+        Assert.Equal(["build-llama-1b"], steps.Where(s => s.GetProperty("rc").GetInt32() != 0).Select(s => s.GetProperty("step").GetString()));
+        Assert.Contains("over the 2 GiB an ONNX file holds in one piece", File.ReadAllText(Path.Combine(results, "build-llama-1b.txt.stderr")), StringComparison.Ordinal);
+        foreach (var (target, system) in new[] { ("small", "baseline"), ("small", "iotdsd"), ("llama", "baseline"), ("llama", "iotdsd") })
+        {
+            using var capacity = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(results, $"capacity-{target}-{system}.json")));
+            var only = Assert.Single(capacity.RootElement.GetProperty("systems").EnumerateArray());
+            Assert.Equal(system, only.GetProperty("system").GetString());
+            Assert.NotEmpty(only.GetProperty("runs").EnumerateArray());
+        }
+
+        foreach (var file in new[] { "provider-check.jsonl", "contexts-small.jsonl", "contexts-llama.jsonl" })
+        {
+            var lines = File.ReadAllLines(Path.Combine(results, file));
+            Assert.NotEmpty(lines);
+            Assert.All(lines, l => Assert.Equal("cpu", System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("provider").GetString()));
+        }
+
+        using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(results, "run.json")));
+        Assert.Equal("llama-tiny", summary.RootElement.GetProperty("llama_preset").GetString());
+        Assert.Contains("fit ms", File.ReadAllText(Path.Combine(results, "models-small.txt")), StringComparison.Ordinal);
+    }
+
     [SkippableFact]
     public async Task Prepare_PieceSizeOverLimit_Refused()
     {

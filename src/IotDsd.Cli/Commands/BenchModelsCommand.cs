@@ -37,10 +37,12 @@ internal static class BenchModelsCommand
             }
 
             var sizes = ParseBatches(result.GetValue(batches)!);
-            InferenceOptions options;
+            InferenceOptions options, draftOptions;
             try
             {
-                options = InferenceOptions.FromEnvironment(result.GetValue(provider), result.GetValue(library)) with { IntraOpThreads = Math.Clamp(result.GetValue(threads), 1, 64) };
+                // The draft follows $IOTDSD_DRAFT_PROVIDER where set (an n-gram draft stays on the CPU beside a CUDA target).
+                var providers = ModelProviders.Resolve(result.GetValue(provider), null, null, result.GetValue(library));
+                (options, draftOptions) = (providers.Target with { IntraOpThreads = Math.Clamp(result.GetValue(threads), 1, 64) }, providers.Draft with { IntraOpThreads = Math.Clamp(result.GetValue(threads), 1, 64) });
             }
             catch (ExecutionProviderException ex)
             {
@@ -87,7 +89,7 @@ internal static class BenchModelsCommand
                 (draftDir, targetDir) = ModelsBench.EnsurePreset(result.GetValue(preset)!, Console.Error);
             }
 
-            using var models = ModelPair.Load(draftDir, targetDir, needDraft: true, options: options);
+            using var models = ModelPair.Load(draftDir, targetDir, true, true, new ModelProviders(draftOptions, options));
             ModelsBench.Run(models.Draft!, models.Target, options, n, sizes, Console.Out);
             return 0;
         });

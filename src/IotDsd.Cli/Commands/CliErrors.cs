@@ -8,7 +8,7 @@ namespace IotDsd.Cli.Commands;
 internal static class CliErrors
 {
     public static bool IsUserFacing(Exception ex) => ex is CliError or IotDsd.Hosting.ConfigurationException or IotDsd.Inference.Models.ModelPairException or TestbedException or GenerationException or MqttConnectionException or MqttPublishException
-        or ArgumentException || ex.GetType().Name == "ModelLoadException";
+        or ArgumentException || ex.GetType().Name is "ModelLoadException" or "ExecutionProviderException";
 
     /// <summary>Runs <paramref name="start"/>, which binds a listening socket; a port in use (or an address that is not
     /// this machine's) becomes a one-line error naming <paramref name="option"/>.</summary>

@@ -29,6 +29,10 @@ internal sealed class CommonOptions
     public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped pair's draft, see --pair)." };
     public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped pair's target)." };
     public Option<string?> Pair { get; } = new("--pair") { Description = "Shipped pair used where --draft or --target is not given: stories (the default; a trained Llama model, stories260K, with a distilled n-gram draft) or ngram (byte n-grams of order 4 and 5). Default: $IOTDSD_PAIR, else stories." };
+    public Option<string?> Provider { get; } = new("--provider") { Description = "Where both models run: cpu or cuda (default: $IOTDSD_EXECUTION_PROVIDER, else cpu)." };
+    public Option<string?> TargetProvider { get; } = new("--target-provider") { Description = "Where the target runs: cpu or cuda (default: $IOTDSD_TARGET_PROVIDER, else --provider)." };
+    public Option<string?> DraftProvider { get; } = new("--draft-provider") { Description = "Where the draft runs: cpu or cuda (default: $IOTDSD_DRAFT_PROVIDER, else --provider)." };
+    public Option<string?> ProviderLibrary { get; } = new("--provider-library") { Description = "CUDA: path of libonnxruntime_providers_cuda.so, ONNX Runtime 1.32 (default: $IOTDSD_PROVIDER_LIBRARY)." };
     public Option<string> Broker { get; } = new("--broker") { Description = "MQTT 5 broker as HOST:PORT.", Required = true };
     public Option<string?> Username { get; } = new("--username") { Description = "MQTT user name." };
     public Option<string?> Password { get; } = new("--password") { Description = "MQTT password (prefer IOTDSD_MQTT_PASSWORD)." };
@@ -67,11 +71,25 @@ internal sealed class CommonOptions
         command.Add(Target);
         command.Add(Pair);
         command.Add(Verbose);
+        AddProviders(command);
     }
 
     /// <summary>Loads the models the command's --draft, --target and --pair name.</summary>
     public ModelPair LoadModels(ParseResult result, bool needDraft, bool needTarget = true) =>
-        ModelPair.Load(result.GetValue(Draft), result.GetValue(Target), needDraft, needTarget, pair: result.GetValue(Pair));
+        ModelPair.Load(result.GetValue(Draft), result.GetValue(Target), needDraft, needTarget, Providers(result), result.GetValue(Pair));
+
+    public void AddProviders(Command command)
+    {
+        foreach (var option in new[] { Provider, TargetProvider, DraftProvider, ProviderLibrary }) command.Add(option);
+    }
+
+    /// <summary>Each model's provider from --provider, --target-provider, --draft-provider and --provider-library.</summary>
+    public IotDsd.Inference.Execution.ModelProviders Providers(ParseResult result) => IotDsd.Inference.Execution.ModelProviders.Resolve(
+        result.GetValue(Provider), result.GetValue(DraftProvider), result.GetValue(TargetProvider), result.GetValue(ProviderLibrary));
+
+    /// <summary>Each model's provider from a service role's <c>Models:*</c> settings.</summary>
+    public static IotDsd.Inference.Execution.ModelProviders Providers(IotDsd.Hosting.ModelSettings s) =>
+        IotDsd.Inference.Execution.ModelProviders.Resolve(s.Provider, s.DraftProvider, s.TargetProvider, s.ProviderLibrary);
 
     public void AddBroker(Command command)
     {

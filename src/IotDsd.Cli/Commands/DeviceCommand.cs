@@ -37,6 +37,7 @@ internal static class DeviceCommand
             var layered = SettingOptions.Build(result, config, flags, Settings.Device);
             var common = ServiceHost.ReadCommon(layered);
             var (edge, service, draftDir) = Read(layered, common);
+            var providers = ModelSettings.Read(layered, Settings.Device);
             layered.ThrowIfInvalid();
             if (result.GetValue(check))
             {
@@ -44,7 +45,7 @@ internal static class DeviceCommand
                 return 0;
             }
 
-            using var models = ModelPair.Load(draftDir, null, needDraft: true, needTarget: false);
+            using var models = ModelPair.Load(draftDir, null, true, false, CommonOptions.Providers(providers));
             service = service with
             {
                 Generation = models.WithStops(service.Generation),

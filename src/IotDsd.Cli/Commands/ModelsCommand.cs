@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using IotDsd.Core.Sampling;
 using IotDsd.Inference.Distillation;
+using IotDsd.Inference.Llama;
 using IotDsd.Inference.Models;
 using IotDsd.Inference.Ngram;
 using IotDsd.Inference.Transformer;
@@ -19,7 +20,7 @@ internal static class ModelsCommand
         var kind = new Option<string>("--kind") { Description = "Model kind: ngram or transformer.", DefaultValueFactory = _ => "ngram" };
         var role = new Option<string>("--role") { Description = "draft or target.", Required = true };
         var order = new Option<int?>("--order") { Description = "ngram: order, 2-7 (default: 4 for a draft, 5 for a target)." };
-        var preset = new Option<string>("--preset") { Description = "transformer: tiny (tests) or small (GPT-2-small shape). A draft keeps the target's first quarter of layers.", DefaultValueFactory = _ => "tiny" };
+        var preset = new Option<string>("--preset") { Description = "transformer: tiny (tests) or small (GPT-2-small shape); Llama shapes with random weights: llama-tiny (tests), llama-300m or llama-1b. A draft keeps the target's first quarter of layers.", DefaultValueFactory = _ => "tiny" };
         var seed = new Option<ulong>("--seed") { Description = "transformer: weight seed; build draft and target with the same seed.", DefaultValueFactory = _ => 1UL };
         var corpus = new Option<string?>("--corpus") { Description = "UTF-8 text file to train (ngram) or fit the output layer (transformer) on, records separated by lines holding '%' (default: the shipped corpus)." };
         var residual = new Option<float?>("--residual-scale") { Description = "transformer: each block's contribution to the residual stream relative to the embedding (default 0.35); smaller makes the deep layers matter less, so a shallow or n-gram draft agrees more often." };
@@ -38,6 +39,14 @@ internal static class ModelsCommand
             if (r is not ("draft" or "target"))
             {
                 throw new CliError($"--role must be draft or target, got '{r}'");
+            }
+
+            if (result.GetValue(preset) is { } llama && LlamaPresets.Names.Contains(llama))
+            {
+                new ProgressReporter("models build").Step($"building {llama} ({r}) from random float32 weights, seed {result.GetValue(seed)}");
+                var lm = LlamaPresets.Build(llama, r, result.GetValue(seed), result.GetValue(output)!);
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {result.GetValue(output)}: {lm.Name} ({lm.Transformer!.Layers} layers, {lm.Transformer.Hidden} wide, vocabulary {lm.VocabSize}, float32)"));
+                return 0;
             }
 
             var corpusPath = result.GetValue(corpus);

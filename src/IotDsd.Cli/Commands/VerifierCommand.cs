@@ -57,6 +57,7 @@ internal static class VerifierCommand
                 Limits = new() { KvBudgetBytes = layered.Int(Settings.KvBudgetMb, 0, 16 << 20) is > 0 and var mb ? (long)mb << 20 : null },
             };
             var targetDir = layered.String(Settings.TargetModel);
+            var providers = ModelSettings.Read(layered, Settings.Verifier);
             layered.ThrowIfInvalid();
             if (result.GetValue(check))
             {
@@ -64,7 +65,7 @@ internal static class VerifierCommand
                 return 0;
             }
 
-            using var models = ModelPair.Load(null, targetDir, needDraft: false);
+            using var models = ModelPair.Load(null, targetDir, false, true, CommonOptions.Providers(providers));
             var builder = ServiceHost.CreateBuilder(result.GetValue(verbose) ? LogLevel.Information : common.LogLevel, result.GetValue(verbose));
             builder.Services.AddSingleton(options);
             builder.Services.AddSingleton<ILanguageModel>(models.Target);

@@ -25,8 +25,10 @@ public static class ExecutionProviders
     /// <summary>Session option that turns a silent fall-back of GPU-assigned nodes to the CPU into an error.</summary>
     public const string DisableCpuFallback = "session.disable_cpu_ep_fallback";
 
-    private const string Install = "Install the CUDA execution provider of ONNX Runtime 1.31 (libonnxruntime_providers_cuda.so from the " +
-        "onnxruntime-gpu 1.31 Linux x64 release, with CUDA 12 and cuDNN 9 on the library path) and pass its full path " +
+    /// <summary>What to install for the CUDA provider, and how to name it.</summary>
+    public const string Install = "Install the CUDA execution provider of ONNX Runtime 1.32 (libonnxruntime_providers_cuda.so from the NuGet " +
+        "package Microsoft.ML.OnnxRuntime.Gpu.Linux 1.32.0, with CUDA 13 (libcudart.so.13, libcublas.so.13, libcublasLt.so.13) " +
+        "and cuDNN 9 on the library path) and pass its full path " +
         $"(--provider-library or ${LibraryEnvironmentVariable}), or run on the CPU (provider cpu).";
 
     private static readonly Lock Gate = new();
@@ -72,7 +74,7 @@ public static class ExecutionProviders
                 catch (OnnxRuntimeException e)
                 {
                     throw new ExecutionProviderException($"ONNX Runtime could not load the execution provider library '{library}': {e.Message} " +
-                        $"It must be an ONNX Runtime 1.31 plugin provider whose dependencies (CUDA 12, cuDNN 9) are on the library path. {Install}", e);
+                        $"It must be an ONNX Runtime 1.32 provider whose dependencies (CUDA 13, cuDNN 9) are on the library path. {Install}", e);
                 }
                 Registered[library] = name;
             }

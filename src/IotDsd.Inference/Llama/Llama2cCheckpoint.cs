@@ -120,4 +120,53 @@ public sealed class Llama2cCheckpoint
             W1 = w1, W2 = w2, W3 = w3, RmsFinal = rmsFinal, Classifier = classifier,
         };
     }
+
+    /// <summary>
+    /// A checkpoint of <paramref name="shape"/> with random weights, as a Llama is initialised before training: every
+    /// matrix uniform with standard deviation <paramref name="std"/> (seeded per matrix, so the same seed gives the same
+    /// model), every RMSNorm weight 1. For measuring a shape's cost, not for text.
+    /// </summary>
+    public static Llama2cCheckpoint Random(LlamaShape shape, ulong seed, float std = 0.02f)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        int dim = shape.Dim, kvDim = shape.KvDim, hidden = shape.HiddenDim, layers = shape.Layers;
+        float bound = std * MathF.Sqrt(3f);
+        float[] Matrix(long count, int stream, int layer)
+        {
+            var m = new float[count];
+            var rng = new System.Random(unchecked((int)(seed * 0x9E3779B97F4A7C15UL >> 33) ^ (stream * 7919) ^ (layer * 104729)));
+            for (long i = 0; i < m.Length; i++) m[i] = (rng.NextSingle() * 2f - 1f) * bound;
+            return m;
+        }
+        float[][] PerLayer(long count, int stream)
+        {
+            var all = new float[layers][];
+            Parallel.For(0, layers, l => all[l] = Matrix(count, stream, l));
+            return all;
+        }
+        float[][] Ones(int count)
+        {
+            var all = new float[layers][];
+            for (int l = 0; l < layers; l++) all[l] = Enumerable.Repeat(1f, count).ToArray();
+            return all;
+        }
+
+        var embedding = Matrix((long)shape.VocabSize * dim, 0, 0);
+        return new Llama2cCheckpoint(shape)
+        {
+            TokenEmbedding = embedding, RmsAtt = Ones(dim), Wq = PerLayer((long)dim * dim, 1), Wk = PerLayer((long)kvDim * dim, 2),
+            Wv = PerLayer((long)kvDim * dim, 3), Wo = PerLayer((long)dim * dim, 4), RmsFfn = Ones(dim), W1 = PerLayer((long)hidden * dim, 5),
+            W2 = PerLayer((long)dim * hidden, 6), W3 = PerLayer((long)hidden * dim, 7), RmsFinal = Enumerable.Repeat(1f, dim).ToArray(),
+            Classifier = shape.SharedClassifier ? embedding : Matrix((long)shape.VocabSize * dim, 8, 0),
+        };
+    }
+
+    /// <summary>Parameters of <paramref name="shape"/> (the classifier counted once when shared).</summary>
+    public static long ParameterCount(LlamaShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        long dim = shape.Dim, kvDim = shape.KvDim, hidden = shape.HiddenDim;
+        return shape.VocabSize * dim * (shape.SharedClassifier ? 1 : 2) + dim
+            + shape.Layers * (2 * dim + 2 * dim * dim + 2 * kvDim * dim + 3 * hidden * dim);
+    }
 }

@@ -98,10 +98,20 @@ public static class ModelDirectory
     }
 
     /// <summary>Validates the directory and loads its model.</summary>
+    /// <exception cref="Execution.ExecutionProviderException">A GPU provider refused the graph (an operator it lacks, named).</exception>
     public static ILanguageModel Load(string dir, InferenceOptions? options = null)
     {
         var manifest = Validate(dir);
-        return Loaders[manifest.Kind](Path.GetFullPath(dir), manifest, options ?? InferenceOptions.Default);
+        options ??= InferenceOptions.Default;
+        try
+        {
+            return Loaders[manifest.Kind](Path.GetFullPath(dir), manifest, options);
+        }
+        catch (Exception e) when (e is ModelLoadException or Microsoft.ML.OnnxRuntime.OnnxRuntimeException)
+        {
+            Execution.ProviderFailures.ThrowIfRefused(e, Path.GetFullPath(dir), FilePath(dir, manifest), options);
+            throw;
+        }
     }
 
     /// <summary>Full path of the manifest's file for <paramref name="role"/>.</summary>

@@ -62,11 +62,18 @@ public sealed class ModelPair : IDisposable
     /// Loads the pair; directories left null fall back to the shipped n-gram pair. The execution provider comes from
     /// <paramref name="options"/>, else from <c>$IOTDSD_EXECUTION_PROVIDER</c> and <c>$IOTDSD_PROVIDER_LIBRARY</c> (CPU by default).
     /// </summary>
-    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true, InferenceOptions? options = null, string? pair = null)
+    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget = true, InferenceOptions? options = null, string? pair = null) =>
+        Load(draftDir, targetDir, needDraft, needTarget, options is null ? null : ModelProviders.Both(options), pair);
+
+    /// <summary>
+    /// Loads the pair with a provider per model (<see cref="ModelProviders"/>; null: <see cref="ModelProviders.Resolve"/>
+    /// from the environment). A model whose graph its provider cannot run fails with a message naming the operator.
+    /// </summary>
+    public static ModelPair Load(string? draftDir, string? targetDir, bool needDraft, bool needTarget, ModelProviders? providers, string? pair = null)
     {
         try
         {
-            return LoadCore(draftDir, targetDir, needDraft, needTarget, options ?? InferenceOptions.FromEnvironment(), pair);
+            return LoadCore(draftDir, targetDir, needDraft, needTarget, providers ?? ModelProviders.Resolve(), pair);
         }
         catch (ExecutionProviderException ex)
         {
@@ -74,11 +81,14 @@ public sealed class ModelPair : IDisposable
         }
     }
 
-    private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, InferenceOptions options, string? pair)
+    private static ModelPair LoadCore(string? draftDir, string? targetDir, bool needDraft, bool needTarget, ModelProviders providers, string? pair)
     {
+        // A target the caller neither needs nor named is not loaded (a device runs its draft alone, on its own provider);
+        // the shipped target's directory still gives the special tokens.
+        var loadTarget = needTarget || targetDir is not null;
         if ((needDraft && draftDir is null) || (needTarget && targetDir is null))
         {
-            var (defaultDraft, defaultTarget) = Shipped(pair, options);
+            var (defaultDraft, defaultTarget) = Shipped(pair, providers.Target);
             draftDir ??= defaultDraft;
             targetDir ??= defaultTarget;
         }
@@ -87,8 +97,8 @@ public sealed class ModelPair : IDisposable
         ILanguageModel? target = null;
         try
         {
-            draft = needDraft ? ModelDirectory.Load(draftDir!, options) : null;
-            target = needTarget || targetDir is not null ? ModelDirectory.Load(targetDir!, options) : null;
+            draft = needDraft ? ModelDirectory.Load(draftDir!, providers.Draft) : null;
+            target = loadTarget ? ModelDirectory.Load(targetDir!, providers.Target) : null;
             if (draft is not null && target is not null && draft.VocabSize != target.VocabSize)
             {
                 throw new ModelPairException($"draft ({draftDir}) has {draft.VocabSize} tokens and target ({targetDir}) {target.VocabSize}: the pair must share a vocabulary");
@@ -102,7 +112,7 @@ public sealed class ModelPair : IDisposable
             }
 
             var tokenizer = TokenizerFactory.ForModelDirectory(needDraft ? draftDir! : targetDir!);
-            var specials = SpecialTokens.Read(target is not null ? targetDir! : draftDir!);
+            var specials = SpecialTokens.Read(targetDir ?? draftDir!);
             return new ModelPair(draft, (target ?? draft)!, tokenizer, specials);
         }
         catch
