@@ -72,8 +72,28 @@ internal static class WanCell
         await using var emulator = new LinkEmulator(new LinkEmulatorOptions { UpstreamHost = broker.Host, UpstreamPort = broker.Port, Up = link.Up, Down = link.Down });
         await emulator.StartAsync(ct).ConfigureAwait(false);
         var edge = options(new EdgeOptions { Broker = new BrokerAddress("127.0.0.1", emulator.Port), DeviceId = deviceId, VerifierId = verifierId });
-        await using var worker = new DraftWorker(edge, draft, NullLogger.Instance);
-        await worker.StartAsync(ct).ConfigureAwait(false);
+        var worker = new DraftWorker(edge, draft, NullLogger.Instance);
+        try
+        {
+            await worker.StartAsync(ct).ConfigureAwait(false);
+            return await GenerateAsync(worker, emulator, prompt, settings, limit, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            try
+            {
+                await worker.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (MqttPublishException)
+            {
+                // The device's offline status could not be acknowledged in time: a cut cell leaves the link busy with
+                // its last transfer. The next cell has a fresh device and link.
+            }
+        }
+    }
+
+    private static async Task<WanCellOutcome> GenerateAsync(DraftWorker worker, LinkEmulator emulator, int[] prompt, SessionSettings settings, TimeSpan limit, CancellationToken ct)
+    {
         using var cut = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var committed = 0;
         var started = Stopwatch.GetTimestamp();
@@ -105,6 +125,10 @@ internal static class WanCell
             return Partial("cut", null);
         }
         catch (GenerationException ex)
+        {
+            return Partial("failed", ex.Message);
+        }
+        catch (MqttPublishException ex)
         {
             return Partial("failed", ex.Message);
         }
