@@ -53,19 +53,22 @@ internal sealed record WanReport
             }
 
             s.AppendLine();
-            s.AppendLine("| V | link | mode | outcome | tok/s | round p50 / p95 ms | up B/tok | down B/tok | γ | sim tok/s | sim ms/round | sim up / down B/tok |");
-            s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+            s.AppendLine("| V | link | mode | outcome | tok/s | tok/round | round p50 / p95 ms | up B/tok | down B/tok | γ max | sim tok/s | sim ms/round | sim up / down B/tok |");
+            s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var r in TableB)
             {
                 var outcome = r.Status switch
                 {
                     "ok" => string.Join(", ", r.Levels),
                     "cut" => string.Create(CultureInfo.InvariantCulture, $"cut at {r.ElapsedSeconds:0} s: {r.Tokens} tokens, level {string.Join(", ", r.Levels)}"),
-                    _ => $"failed closed after {r.Tokens} tokens: {r.Error}",
+                    _ => $"failed closed after {r.Tokens} tokens: {r.Error?.Split(';')[0]}",
                 };
-                var rounds = r.Status == "ok" ? string.Create(CultureInfo.InvariantCulture, $"{r.RoundP50Ms:0} / {r.RoundP95Ms:0}") : "—";
-                var bytes = r.Status == "ok" ? "" : " (link)";
-                Line($"| {r.Vocab:N0} | {r.Link} | {r.Mode} | {outcome} | {r.TokensPerSecond:0.0} | {rounds} | {r.UpBytesPerToken:N0}{bytes} | {r.DownBytesPerToken:N0}{bytes} | {(r.Status == "ok" ? r.GammaLast.ToString(CultureInfo.InvariantCulture) : "—")} | {Num(r.SimTokensPerSecond, "0.0")} | {Num(r.SimRoundMs, "0")} | {Num(r.SimUpBytesPerToken, "N0")} / {Num(r.SimDownBytesPerToken, "N0")} |");
+                var ok = r.Status == "ok";
+                var perRound = ok ? string.Create(CultureInfo.InvariantCulture, $"{r.TokensPerRound:0.00}") : "—";
+                var rounds = ok ? string.Create(CultureInfo.InvariantCulture, $"{r.RoundP50Ms:0} / {r.RoundP95Ms:0}") : "—";
+                var bytes = ok ? "" : " (link)";
+                var gamma = ok ? r.GammaMax.ToString(CultureInfo.InvariantCulture) : "—";
+                Line($"| {r.Vocab:N0} | {r.Link} | {r.Mode} | {outcome} | {r.TokensPerSecond:0.0} | {perRound} | {rounds} | {r.UpBytesPerToken:N0}{bytes} | {r.DownBytesPerToken:N0}{bytes} | {gamma} | {Num(r.SimTokensPerSecond, "0.0")} | {Num(r.SimRoundMs, "0")} | {Num(r.SimUpBytesPerToken, "N0")} / {Num(r.SimDownBytesPerToken, "N0")} |");
             }
         }
 

@@ -67,8 +67,10 @@ internal sealed record WanRowB
     [JsonPropertyName("link_bytes_down")] public long LinkBytesDown { get; init; }
     [JsonPropertyName("levels")] public IReadOnlyList<string> Levels { get; init; } = [];
 
-    /// <summary>Drafts in the last round but one (the last may be cut short by max tokens): where γ ended up.</summary>
-    [JsonPropertyName("gamma_last")] public int GammaLast { get; init; }
+    [JsonPropertyName("tokens_per_round")] public double TokensPerRound { get; init; }
+
+    /// <summary>The most drafts any round sent (a step-down shows in <see cref="Levels"/>).</summary>
+    [JsonPropertyName("gamma_max")] public int GammaMax { get; init; }
     [JsonPropertyName("loopback_tokens_per_s")] public double LoopbackTokensPerSecond { get; init; }
     [JsonPropertyName("sim_tokens_per_s")] public double? SimTokensPerSecond { get; init; }
     [JsonPropertyName("sim_round_ms")] public double? SimRoundMs { get; init; }
@@ -96,7 +98,8 @@ internal sealed record WanRowB
             LinkBytesUp = real.LinkBytesUp,
             LinkBytesDown = real.LinkBytesDown,
             Levels = real.Levels,
-            GammaLast = r is { DraftedPerRound.Count: > 1 } ? r.DraftedPerRound[^2] : r?.DraftedPerRound.LastOrDefault() ?? 0,
+            TokensPerRound = Math.Round(r?.TokensPerRound ?? 0, 2),
+            GammaMax = r is { DraftedPerRound.Count: > 0 } ? r.DraftedPerRound.Max() : 0,
             LoopbackTokensPerSecond = Math.Round(loopback.Report?.TokensPerSecond ?? 0, 2),
             SimTokensPerSecond = sim is null ? null : Math.Round(sim.TokensPerSecond, 2),
             SimRoundMs = sim is null || sim.TokensPerSecond <= 0 ? null : Math.Round(1000 * sim.TokensPerRound / sim.TokensPerSecond, 1),
