@@ -1,5 +1,9 @@
 using System.Text.Json;
+using IotDsd.Contracts.Topics;
+using IotDsd.Messaging.Connections;
+using IotDsd.Messaging.Presence;
 using IotDsd.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Abstractions;
 
 namespace IotDsd.Tests;
@@ -51,6 +55,32 @@ public sealed class WanBenchTests(ITestOutputHelper output)
             Assert.True(row.GetProperty("sim_tokens_per_s").GetDouble() > 0, row.ToString());
             Assert.True(row.GetProperty("sim_round_ms").GetDouble() >= 60, row.ToString());
         }
+    }
+
+    [SkippableFact]
+    public async Task BenchWan_OnMosquitto_RunsACellAndLeavesNothingRetained()
+    {
+        await using var broker = await MosquittoProcess.TryStart();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        await using (var control = new MqttConnection(new MqttSettings { Broker = address, ClientId = "control" }, _ => false, NullLogger.Instance))
+        {
+            await control.ConnectAsync([], CancellationToken.None);
+            await control.PublishRawAsync(TopicScheme.DeviceStatus("control-device"), new PresencePayload { Role = "device", Id = "control-device", Connection = 1 }.ToJson(), retain: true, CancellationToken.None);
+        }
+
+        var (code, stdout, stderr) = await CliProcess.RunAsync(null,
+            "bench", "wan", "--broker", $"{address}", "--tables", "b", "--vocabs", "256", "--modes", "dssd", "--links", "narrowband", "--cell-tokens", "8", "--json");
+        output.WriteLine(stderr);
+        Assert.True(code == 0, stderr);
+        var row = Assert.Single(JsonDocument.Parse(stdout).RootElement.GetProperty("table_b").EnumerateArray().ToList());
+        Assert.Equal("ok", row.GetProperty("status").GetString());
+        Assert.Equal(8, row.GetProperty("tokens").GetInt32());
+        Assert.True(row.GetProperty("round_p50_ms").GetDouble() >= 200, row.ToString());
+
+        var diag = await CliProcess.RunAsync(null, "diag", "--broker", $"{address}", "--json", "--wait-ms", "1000");
+        Assert.True(diag.Code == 0, diag.Err);
+        var ids = JsonDocument.Parse(diag.Out).RootElement.EnumerateArray().Select(r => r.GetProperty("id").GetString()).ToList();
+        Assert.Equal(["control-device"], ids);
     }
 
     [Theory]
