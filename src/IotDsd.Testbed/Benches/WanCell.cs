@@ -12,8 +12,8 @@ namespace IotDsd.Testbed.Benches;
 
 /// <summary>
 /// The two device shapes Table A compares, both through the device's public options only, so the bench measures
-/// whatever the device does by default. Until the device has a sequential switch its default is the sequential shape,
-/// and <see cref="Distinct"/> says so.
+/// whatever the device does by default. <see cref="Sequential"/> sets the device's sequential switch where it has one;
+/// without one its default is the sequential shape, and <see cref="Distinct"/> says both columns run the same rounds.
 /// </summary>
 internal static class WanShapes
 {

@@ -27,7 +27,7 @@ internal sealed record WanReport
             s.AppendLine("Table A: greedy, sequential against the device's default shape (each pair of cells in this run)");
             if (!ShapesDistinct)
             {
-                s.AppendLine("(this build's device has no shape but the sequential one: both columns run the same rounds)");
+                s.AppendLine("(both columns gave the device the same options, as this build has no sequential switch: they ran the same rounds)");
             }
 
             s.AppendLine();
