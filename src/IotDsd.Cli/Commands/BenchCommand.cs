@@ -31,6 +31,6 @@ internal static class BenchCommand
             Console.Out.WriteLine(report);
             return 0;
         });
-        return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common), FaultBenchCommand.Create(common), BenchTreesCommand.Create() };
+        return new Command("bench", "Measurements.") { rtt, BenchModelsCommand.Create(), FloodBenchCommand.Create(), CapacityBenchCommand.Create(common), FaultBenchCommand.Create(common), BenchTreesCommand.Create(), WanBenchCommand.Create(common) };
     }
 }
