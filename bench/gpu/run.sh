@@ -10,7 +10,7 @@
 # 3. fails unless the CUDA provider really loaded: a pass of a tiny model on provider cuda, where ONNX Runtime may
 #    not fall back to the CPU;
 # 4. builds, on this host, the GPT-2-small-shape target (residual scale 2.0) and a Llama-shape target (llama-1b, or
-#    llama-300m where llama-1b cannot be written), distils an order-2 n-gram draft from each, and runs on CUDA (the
+#    llama-300m where llama-1b cannot be built in its step), distils an order-2 n-gram draft from each, and runs on CUDA (the
 #    drafts on the CPU, --draft-provider cpu) `bench capacity`, IotDsd and server-only, at a 50 ms p99 time per output
 #    token over session counts up to 512, then `bench models` (the pass-cost fit, and verification against the cached
 #    context).

@@ -49,6 +49,11 @@ internal static class ModelsCommand
                 return 0;
             }
 
+            if (result.GetValue(preset) is { } named && named.StartsWith("llama", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new CliError($"--preset {named} is not a Llama preset; known: {string.Join(", ", LlamaPresets.Names)}");
+            }
+
             var corpusPath = result.GetValue(corpus);
             var text = ReadCorpus(corpusPath);
 

@@ -67,8 +67,7 @@ public static class Llama2cImporter
         const int bos = 1, eos = 2;
 
         Directory.CreateDirectory(outDir);
-        var onnx = LlamaGraph.Build(checkpoint, name);
-        File.WriteAllBytes(Path.Combine(outDir, TransformerModelBuilder.ModelFileName), onnx);
+        var external = LlamaGraph.Save(checkpoint, Path.Combine(outDir, TransformerModelBuilder.ModelFileName), name);
         using (var stream = File.Create(Path.Combine(outDir, TransformerModelBuilder.TokenizerFileName)))
             SentencePieceBin.WriteTokenizerJson(tokenizer, stream);
         SentencePieceBin.WriteTokenizerConfig(tokenizer, Path.Combine(outDir, TokenizerConfigFile), modelMaxLength: shape.SeqLen);
@@ -112,6 +111,7 @@ public static class Llama2cImporter
             ["generation_config"] = GenerationConfigFile,
             ["tokenizer_config"] = TokenizerConfigFile,
         };
+        if (external is not null) files["model_data"] = external;
         var manifest = new ModelManifest
         {
             Kind = TransformerModelBuilder.Kind,

@@ -21,7 +21,35 @@ public static class LlamaGraph
 {
     /// <summary>Builds the ONNX model for <paramref name="checkpoint"/>.</summary>
     /// <param name="slots">True (what imports write): the slot signature (<see cref="SlotGraph"/>); false: Optimum's, as earlier imports wrote it.</param>
-    public static byte[] Build(Llama2cCheckpoint checkpoint, string graphName = "llama", bool slots = true)
+    public static byte[] Build(Llama2cCheckpoint checkpoint, string graphName = "llama", bool slots = true) =>
+        Graph(checkpoint, graphName, slots).ToBytes();
+
+    /// <summary>Bytes of weights past which <see cref="Save"/> writes them beside the graph (ONNX's 2 GiB protobuf limit, with room).</summary>
+    public const long ExternalDataThresholdBytes = 1L << 30;
+
+    /// <summary>The file <see cref="Save"/> writes large weights to, beside the graph.</summary>
+    public const string ExternalDataFile = "model.onnx.data";
+
+    /// <summary>
+    /// Writes the ONNX model for <paramref name="checkpoint"/> to <paramref name="path"/>: in one file, or, when its
+    /// weights pass <see cref="ExternalDataThresholdBytes"/>, with them in <see cref="ExternalDataFile"/> beside it.
+    /// Returns the external data file's name, or null.
+    /// </summary>
+    public static string? Save(Llama2cCheckpoint checkpoint, string path, string graphName = "llama", long externalAbove = ExternalDataThresholdBytes)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        var g = Graph(checkpoint, graphName, slots: true);
+        if (Llama2cCheckpoint.ParameterCount(checkpoint.Shape) * sizeof(float) <= externalAbove)
+        {
+            g.Save(path);
+            return null;
+        }
+
+        g.SaveWithExternalData(path, ExternalDataFile);
+        return ExternalDataFile;
+    }
+
+    private static OnnxGraphBuilder Graph(Llama2cCheckpoint checkpoint, string graphName, bool slots)
     {
         ArgumentNullException.ThrowIfNull(checkpoint);
         var c = checkpoint.Shape;
@@ -105,7 +133,7 @@ public static class LlamaGraph
             g.AddOutput(TransformerGraph.PresentValue(l), OnnxDataType.Float, "batch_size", kvHeads, presentLength, d);
         }
 
-        return g.ToBytes();
+        return g;
     }
 
     /// <summary>cos and sin of each position's angles, [batch, seq, 1, head_dim/2, 1], gathered from tables over the context.</summary>

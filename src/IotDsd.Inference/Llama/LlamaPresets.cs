@@ -19,9 +19,6 @@ public static class LlamaPresets
     /// </summary>
     public static IReadOnlyList<string> Names { get; } = ["llama-tiny", "llama-300m", "llama-1b"];
 
-    /// <summary>The largest ONNX file written as one protobuf (2 GiB less a margin for the graph).</summary>
-    public const long SingleFileLimitBytes = (1L << 31) - (16L << 20);
-
     /// <summary>The target shape of a preset; a draft keeps its first quarter of layers (at least one).</summary>
     public static LlamaShape Shape(string preset, string role = "target")
     {
@@ -40,18 +37,14 @@ public static class LlamaPresets
 
     /// <summary>
     /// Writes the model directory of <paramref name="preset"/> for <paramref name="role"/> (target or draft; the same
-    /// seed gives a draft whose layers are the target's first ones). Float32 weights; a shape whose weights pass
-    /// <see cref="SingleFileLimitBytes"/> is refused with a <see cref="ModelLoadException"/> (ONNX's single-file limit).
+    /// seed gives a draft whose layers are the target's first ones). Float32 weights; past
+    /// <see cref="LlamaGraph.ExternalDataThresholdBytes"/> (llama-1b's 4.4 GB) they go to <c>model.onnx.data</c> beside
+    /// the graph, as exporters write models over ONNX's 2 GiB single-file limit.
     /// </summary>
     public static ModelManifest Build(string preset, string role, ulong seed, string outDir)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(outDir);
         var shape = Shape(preset, role);
-        var bytes = WeightBytes(shape);
-        if (bytes > SingleFileLimitBytes)
-            throw new ModelLoadException(outDir, $"{preset} ({Llama2cCheckpoint.ParameterCount(shape) / 1e9:0.00} B parameters) needs " +
-                $"{bytes / 1e9:0.0} GB of float32 weights, over the 2 GiB an ONNX file holds in one piece, and this build writes Llama graphs " +
-                "in one piece (no external-data output yet); use llama-300m or llama-tiny.");
         var checkpoint = Llama2cCheckpoint.Random(shape, seed);
         var name = $"{preset}-{role}-s{seed}";
         return Llama2cImporter.Import(checkpoint, Vocabulary(shape.VocabSize), "tok512.bin (shipped, padded)", outDir, name, role);

@@ -5,8 +5,8 @@ using IotDsd.Inference.Onnx;
 namespace IotDsd.Inference.Tests.Llama;
 
 /// <summary>
-/// The Llama presets from random weights. llama-1b itself (4.4 GB of float32 weights) is not built here: its shape is
-/// checked, and llama-tiny — the same family (grouped-query attention, RoPE, RMSNorm, SwiGLU, untied output, vocabulary
+/// The Llama presets from random weights. llama-1b itself (4.4 GB of float32 weights, written with external data) is not
+/// built here: its shape is checked, and llama-tiny — the same family (grouped-query attention, RoPE, RMSNorm, SwiGLU, untied output, vocabulary
 /// 32,000) — is built, loaded and run.
 /// </summary>
 public sealed class LlamaPresetTests : IDisposable
@@ -50,12 +50,28 @@ public sealed class LlamaPresetTests : IDisposable
     }
 
     [Fact]
-    public void Llama1b_OverTheSingleFileLimit_RefusedWithTheSize()
+    public void WeightsPastTheThreshold_GoBesideTheGraph_AndGiveTheSameLogits()
     {
-        var e = Assert.Throws<ModelLoadException>(() => LlamaPresets.Build("llama-1b", "target", 1, Path.Combine(_root, "big")));
-        Assert.Contains("1.10 B parameters", e.Message);
-        Assert.Contains("4.4 GB of float32 weights", e.Message);
-        Assert.False(Directory.Exists(Path.Combine(_root, "big")));
+        // llama-1b's 4.4 GB take this path on a GPU host; llama-tiny with the threshold at 0 takes it here.
+        var checkpoint = Llama2cCheckpoint.Random(LlamaPresets.Shape("llama-tiny"), 5);
+        var inline = Path.Combine(_root, "inline.onnx");
+        var external = Path.Combine(_root, "ext", "model.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(external)!);
+        Assert.Null(LlamaGraph.Save(checkpoint, inline, "tiny"));
+        Assert.Equal(LlamaGraph.ExternalDataFile, LlamaGraph.Save(checkpoint, external, "tiny", externalAbove: 0));
+        Assert.True(new FileInfo(external).Length < new FileInfo(inline).Length / 10);
+        Assert.True(new FileInfo(Path.Combine(_root, "ext", LlamaGraph.ExternalDataFile)).Length > new FileInfo(inline).Length * 9 / 10);
+
+        float[] Row(string path)
+        {
+            using var model = IotDsd.Inference.Transformer.TransformerModel.Open(path, "tiny");
+            using var seq = model.CreateSequence();
+            var row = new float[model.VocabSize];
+            seq.Feed([1, 400, 7], row);
+            return row;
+        }
+
+        Assert.Equal(Row(inline), Row(external));
     }
 
     [Fact]
