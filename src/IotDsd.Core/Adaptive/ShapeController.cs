@@ -18,7 +18,7 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// Chooses each round's shape — chain length, tree width and node budget, and whether to send the next round ahead of
 /// the pending verdict — for the most committed tokens per second (docs/protocol.md §6). Per candidate shape it
 /// predicts the tokens a round commits, 1 + the expected accepted drafts (<see cref="AcceptanceModel"/>: per-depth
-/// rank statistics, or the chain outcome), and the time it takes: drafting (a line in nodes), the round trip outside
+/// rank statistics, or the chain outcome), and the time it takes: drafting (per node), the round trip outside
 /// the verifier (the median of the last rounds' send-to-verdict time less the verifier's time and any modelled
 /// transfer), the modelled transfer (optional: the simulator knows its link), and the verifier's batch time (a line in
 /// batch × (nodes + 1), with the batch as recently seen — so a loaded verifier makes large rounds dear for everyone).
@@ -27,20 +27,25 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// of drafting and verifying where that is more); otherwise it was wasted uplink (its transfer) and a short reply, and the next round costs a full
 /// round trip. The menu: every depth up to the cap; widths 2 .. <see cref="ShapeLimits.MaxWidth"/> at node budgets of
 /// 1.5, 2, 3 and 4 × the depth; each sequential or pipelined: a few hundred candidates, evaluated from one best-first
-/// pass per (width, depth), tens of microseconds. A new shape must beat the current one by 3 % to replace it. No I/O and
-/// no clock: the caller measures.
+/// pass per (width, depth), tens of microseconds. A new shape must beat the current one by 3 % to replace it; every
+/// <see cref="ProbeEvery"/> rounds one round tries a neighbouring depth. Drafting is costed per node (the first round,
+/// which pays the warm-up, teaches no costs). No I/O and no clock: the caller measures.
 /// </summary>
 public sealed class ShapeController : IRoundShaper
 {
     /// <summary>How much better (relative goodput) a candidate must be to replace the current shape.</summary>
     public const double Hysteresis = 0.03;
 
+    /// <summary>Every this many rounds the controller tries a neighbour of its shape (a quarter deeper or shallower, in
+    /// turn), so that its cost lines see more than one size: one size alone cannot tell a per-node cost from a fixed one.</summary>
+    public const int ProbeEvery = 16;
+
     private static readonly double[] NodeFactors = [1.5, 2, 3, 4];
 
     private readonly ShapeLimits _limits;
     private readonly Func<RoundShape, double, double>? _transferMs;
     private readonly AcceptanceModel _acceptance;
-    private readonly DecayedLine _draft;
+    private readonly DecayedRatio _draft;
     private readonly DecayedLine _verify;
     private readonly RecentMedian _link = new();
     private readonly double _decay;
@@ -48,6 +53,7 @@ public sealed class ShapeController : IRoundShaper
     private double _missMs;
     private RoundShape _current;
     private int _observed;
+    private long _nexts;
 
     /// <param name="limits">What it may choose.</param>
     /// <param name="initial">The shape before the first observation (capped by the limits).</param>
@@ -75,7 +81,7 @@ public sealed class ShapeController : IRoundShaper
         _limits = limits with { MaxWidth = Math.Min(limits.MaxWidth, AcceptanceModel.MaxRank - 1), MaxPipeline = Math.Min(limits.MaxPipeline, 1) };
         _decay = Math.Pow(0.5, 1.0 / halfLife);
         _acceptance = new AcceptanceModel(halfLife);
-        _draft = new DecayedLine(_decay);
+        _draft = new DecayedRatio(_decay);
         _verify = new DecayedLine(_decay);
         _transferMs = transferMs;
         Initial = Limit(initial ?? RoundShape.Chain(limits.MaxDepth), limits.MaxDepth);
@@ -95,7 +101,7 @@ public sealed class ShapeController : IRoundShaper
     public AcceptanceModel Acceptance => _acceptance;
 
     /// <summary>Estimated draft time of a round of <paramref name="nodes"/>, ms.</summary>
-    public double DraftMs(int nodes) => _draft.At(nodes);
+    public double DraftMs(int nodes) => _draft.PerUnit * nodes;
 
     /// <summary>Estimated round trip outside drafting, verification and modelled transfer (network, broker, queueing), ms.</summary>
     public double LinkMs => _link.Value;
@@ -119,6 +125,16 @@ public sealed class ShapeController : IRoundShaper
         }
 
         _observed++;
+        if (_observed == 1 && !o.Pipelined)
+        {
+            // The first round of a generation pays the warm-up (first model calls, session open): it teaches acceptance
+            // and the round trip but not the per-node costs.
+            _acceptance.Observe(o);
+            _batch = Math.Max(1, o.BatchSize);
+            _link.Add(Math.Max(0, o.RoundTripMs - o.VerifyMs - Transfer(o.Shape)));
+            return;
+        }
+
         _draft.Add(nodes, Math.Max(0, o.DraftMs));
         if (o.Pipelined && !o.ConditionHeld)
         {
@@ -151,7 +167,26 @@ public sealed class ShapeController : IRoundShaper
             return Limit(Initial, cap);
         }
 
+        var preferred = Preferred(cap);
+        return ++_nexts % ProbeEvery == 0 && Probe(preferred, cap) is { } probe ? probe : preferred;
+    }
+
+    /// <summary>The shape it prefers now, no deeper than <paramref name="maxDepth"/>: <see cref="Next"/> without its probes.</summary>
+    public RoundShape Preferred(int maxDepth)
+    {
+        var cap = Math.Min(maxDepth, _limits.MaxDepth);
+        if (cap < 1)
+        {
+            return RoundShape.Chain(Math.Max(0, cap));
+        }
+
+        if (_observed == 0)
+        {
+            return Limit(Initial, cap);
+        }
+
         var current = Limit(_current, cap);
+
         var best = current;
         var bestRate = Goodput(current) * (1 + Hysteresis);
         var budget = Math.Min(_limits.Nodes, 4 * cap);
@@ -232,6 +267,20 @@ public sealed class ShapeController : IRoundShaper
         }
 
         return (1 + accepted) / Math.Max(time, 1e-6);
+    }
+
+    private RoundShape? Probe(RoundShape current, int cap)
+    {
+        var step = Math.Max(1, current.Depth / 4);
+        var depth = (_nexts / ProbeEvery) % 2 == 0 ? current.Depth + step : current.Depth - step;
+        depth = depth > cap ? current.Depth - step : depth < 1 ? current.Depth + step : depth;
+        if (depth < 1 || depth > cap || depth == current.Depth)
+        {
+            return null;
+        }
+
+        var nodes = current.IsTree ? Math.Max(depth + 1, (int)Math.Round((double)current.Nodes * depth / current.Depth)) : depth;
+        return Limit(current with { Depth = depth, Nodes = nodes }, cap);
     }
 
     private double Transfer(RoundShape shape) => _transferMs is null || shape.Depth < 1 ? 0 : Math.Max(0, _transferMs(shape, _acceptance.Top(1)));
