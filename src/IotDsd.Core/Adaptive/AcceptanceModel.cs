@@ -24,6 +24,8 @@ public sealed class AcceptanceModel
     private readonly double[] _top = new double[Depths + 1];
     private readonly double[] _rank = new double[MaxRank + 1];
     private double _missed;
+    private readonly double[] _topCache = new double[Depths + 1];
+    private bool _dirty = true;
 
     /// <param name="halfLife">Rounds after which an observation weighs half.</param>
     public AcceptanceModel(double halfLife = 32)
@@ -73,6 +75,7 @@ public sealed class AcceptanceModel
         }
 
         Decay();
+        _dirty = true;
         for (var d = 1; d <= o.Accepted + 1; d++)
         {
             var r = d <= ranks.Length ? ranks[d - 1] : -1;
@@ -102,8 +105,18 @@ public sealed class AcceptanceModel
     /// <summary>a<sub>d</sub>(0): chance the draft's top token is committed at depth <paramref name="depth"/> (1-based).</summary>
     public double Top(int depth)
     {
-        var b = Bucket(depth);
-        return (_top[b] + (Shrink * PooledTop)) / (_reached[b] + Shrink);
+        if (_dirty)
+        {
+            var pooled = PooledTop;
+            for (var b = 1; b <= Depths; b++)
+            {
+                _topCache[b] = (_top[b] + (Shrink * pooled)) / (_reached[b] + Shrink);
+            }
+
+            _dirty = false;
+        }
+
+        return _topCache[Bucket(depth)];
     }
 
     /// <summary>s(r): of the committed tokens that were not the draft's top one, the share at rank <paramref name="rank"/> ≥ 1.</summary>

@@ -196,7 +196,7 @@ public sealed class ShapeController : IRoundShaper
             Consider(RoundShape.Chain(depth), _acceptance.ChainAccepted(depth), ref best, ref bestRate);
             for (var width = 2; width <= _limits.MaxWidth && budget > depth; width++)
             {
-                var most = _acceptance.TreeAccepted(width, depth, accepted);
+                var most = _acceptance.TreeAccepted(width, depth, accepted[..Math.Min(budget, (int)Math.Ceiling(NodeFactors[^1] * depth))]);
                 var lastNodes = depth;
                 foreach (var factor in NodeFactors)
                 {
