@@ -38,20 +38,6 @@ internal sealed class DecayedLine(double decay)
     }
 }
 
-/// <summary>A decayed ratio Σy / Σx: time per unit (draft milliseconds per node), through the origin.</summary>
-internal sealed class DecayedRatio(double decay)
-{
-    private double _x, _y;
-
-    public void Add(double x, double y)
-    {
-        _x = (_x * decay) + x;
-        _y = (_y * decay) + y;
-    }
-
-    public double PerUnit => _x <= 0 ? 0 : _y / _x;
-}
-
 /// <summary>
 /// The median of the last few samples: the round-trip estimate. It ignores a single outlier and follows a step in the
 /// link within half its window (<see cref="Window"/> = 7: four rounds after a step, the median is on the new side).

@@ -18,7 +18,8 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// Chooses each round's shape — chain length, tree width and node budget, and whether to send the next round ahead of
 /// the pending verdict — for the most committed tokens per second (docs/protocol.md §6). Per candidate shape it
 /// predicts the tokens a round commits, 1 + the expected accepted drafts (<see cref="AcceptanceModel"/>: per-depth
-/// rank statistics, or the chain outcome), and the time it takes: drafting (per node), the round trip outside
+/// rank statistics, or the chain outcome), and the time it takes: drafting (a line in nodes: a fixed part per round and
+/// a part per node), the round trip outside
 /// the verifier (the median of the last rounds' send-to-verdict time less the verifier's time and any modelled
 /// transfer), the modelled transfer (optional: the simulator knows its link), and the verifier's batch time (a line in
 /// batch × (nodes + 1), with the batch as recently seen — so a loaded verifier makes large rounds dear for everyone).
@@ -28,8 +29,8 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// round trip. The menu: every depth up to the cap; widths 2 .. <see cref="ShapeLimits.MaxWidth"/> at node budgets of
 /// 1.5, 2, 3 and 4 × the depth; each sequential or pipelined: a few hundred candidates, evaluated from one best-first
 /// pass per (width, depth), tens of microseconds. A new shape must beat the current one by 3 % to replace it; every
-/// <see cref="ProbeEvery"/> rounds one round tries a neighbouring depth. Drafting is costed per node (the first round,
-/// which pays the warm-up, teaches no costs). No I/O and no clock: the caller measures.
+/// <see cref="ProbeEvery"/> rounds one round tries a neighbouring depth, so that the cost lines see more than one size
+/// (the first round, which pays the warm-up, teaches no costs). No I/O and no clock: the caller measures.
 /// </summary>
 public sealed class ShapeController : IRoundShaper
 {
@@ -45,7 +46,7 @@ public sealed class ShapeController : IRoundShaper
     private readonly ShapeLimits _limits;
     private readonly Func<RoundShape, double, double>? _transferMs;
     private readonly AcceptanceModel _acceptance;
-    private readonly DecayedRatio _draft;
+    private readonly DecayedLine _draft;
     private readonly DecayedLine _verify;
     private readonly RecentMedian _link = new();
     private readonly double _decay;
@@ -81,7 +82,7 @@ public sealed class ShapeController : IRoundShaper
         _limits = limits with { MaxWidth = Math.Min(limits.MaxWidth, AcceptanceModel.MaxRank - 1), MaxPipeline = Math.Min(limits.MaxPipeline, 1) };
         _decay = Math.Pow(0.5, 1.0 / halfLife);
         _acceptance = new AcceptanceModel(halfLife);
-        _draft = new DecayedRatio(_decay);
+        _draft = new DecayedLine(_decay);
         _verify = new DecayedLine(_decay);
         _transferMs = transferMs;
         Initial = Limit(initial ?? RoundShape.Chain(limits.MaxDepth), limits.MaxDepth);
@@ -101,7 +102,7 @@ public sealed class ShapeController : IRoundShaper
     public AcceptanceModel Acceptance => _acceptance;
 
     /// <summary>Estimated draft time of a round of <paramref name="nodes"/>, ms.</summary>
-    public double DraftMs(int nodes) => _draft.PerUnit * nodes;
+    public double DraftMs(int nodes) => _draft.At(nodes);
 
     /// <summary>Estimated round trip outside drafting, verification and modelled transfer (network, broker, queueing), ms.</summary>
     public double LinkMs => _link.Value;
