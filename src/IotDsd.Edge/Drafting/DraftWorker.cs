@@ -137,8 +137,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
         }
 
         var ladder = new DegradationLadder(shaped.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
-        var adaptive = !_options.Sequential && mayAdapt ? ShapeController.ForChains(shaped.Gamma, settings.Gamma) : null;
         var rowBytes = 0.0; // uplink wire bytes per drafted row, from the last committed round
+        var adaptive = !_options.Sequential && mayAdapt ? ShapeController.ForChains(shaped.Gamma, settings.Gamma, transferMs: (shape, _) => connection.UplinkBytesPerSecond is > 0 and var bps ? shape.Nodes * rowBytes * 1000 / bps : 0) : null;
         int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Next(ladder.Gamma).Depth, rowBytes, mayAdapt, connection);
         DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
             ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
