@@ -45,6 +45,7 @@ internal static class Settings
     public static readonly Setting TopK = new("Edge:TopK", "0", "Keep the k most likely tokens; 0 is off.");
     public static readonly Setting TopP = new("Edge:TopP", "1", "Nucleus sampling mass; 1 is off.");
     public static readonly Setting Gamma = new("Edge:Gamma", "4", "Draft tokens per round.", "--gamma");
+    public static readonly Setting Sequential = new("Edge:Sequential", "false", "One chain of Edge:Gamma drafts a round, one round in flight, no adaptation (the baseline); false: the shape controller chooses each greedy round's shape (depth from Edge:Gamma up to 16), sampling modes keep Edge:Gamma.", "--sequential");
     public static readonly Setting Level = new("Edge:Level", "", "Pin the degradation ladder: normal, reduced-gamma, gamma-1 or verifier-decoding; empty lets it move with the link.", "--level");
     public static readonly Setting Seed = new("Edge:Seed", "42", "Seed; randomness is derived from (seed, session, round, position).", "--seed");
 
@@ -81,7 +82,7 @@ internal static class Settings
 
     public static readonly Setting[] Device =
         [.. Mqtt, DeviceId, PinVerifier, RequestTimeout, MaxAttempts, DiscoveryTimeout, DraftModel, Provider, DraftProvider, ProviderLibrary, StateDirectory, PromptFile, JobInterval, MaxJobs,
-            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Seed, Level, .. Common];
+            MaxTokens, Mode, Temperature, TopK, TopP, Gamma, Sequential, Seed, Level, .. Common];
 
     public static readonly Setting[] Verifier = [.. Mqtt, VerifierId, TargetModel, Provider, TargetProvider, ProviderLibrary, MaxBatch, BatchWait, SessionIdle, MaxSessions, VerifierStateDirectory, CapacityWeight, KvBudgetMb, LoadRefresh, WillDelay, .. Common];
 }

@@ -23,8 +23,8 @@ internal sealed class CommonOptions
     public Option<int> Gamma { get; } = new("--gamma") { Description = "Draft tokens per round.", DefaultValueFactory = _ => 4 };
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
     public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
-    public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Choose γ each round for goodput, at most --gamma (greedy; sampling keeps --gamma so a seed names one text)." };
-    public Option<bool> AdaptInSampling { get; } = new("--adapt-in-sampling") { Description = "Let γ change in sampling modes too (with --adaptive-gamma, on the degradation ladder, and when a round cannot go up within the transfer timeout cap): the output keeps the target's distribution exactly, but a seed no longer names one text." };
+    public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Accepted for compatibility; no effect: the shape controller is on by default in greedy (see --sequential)." };
+    public Option<bool> AdaptInSampling { get; } = new("--adapt-in-sampling") { Description = "Let γ change in sampling modes too (the shape controller, the degradation ladder, and when a round cannot go up within the transfer timeout cap): the output keeps the target's distribution exactly, but a seed no longer names one text." };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
     public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped pair's draft, see --pair)." };
     public Option<string?> Target { get; } = new("--target") { Description = "Target model directory (default: the shipped pair's target)." };

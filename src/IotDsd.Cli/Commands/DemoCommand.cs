@@ -23,14 +23,16 @@ internal static class DemoCommand
         var level = LevelOption.Create();
         var streamTokens = new Option<int>("--stream-tokens") { Description = "At verifier-decoding, tokens the verifier decodes and streams per request; 0 sends γ = 0 rounds instead.", DefaultValueFactory = _ => 16 };
         command.Add(level);
+        var sequential = SequentialOption.Create();
+        command.Add(sequential);
         command.Add(streamTokens);
-        command.SetAction((result, ct) => RunAsync(common, result, ParseLevel(result.GetValue(level)), result.GetValue(streamTokens), ct));
+        command.SetAction((result, ct) => RunAsync(common, result, ParseLevel(result.GetValue(level)), result.GetValue(streamTokens), result.GetValue(sequential), ct));
         return command;
     }
 
     private static DegradationLevel? ParseLevel(string? text) => LevelOption.Parse(text, bad => throw new CliError($"--level {bad}"));
 
-    private static async Task<int> RunAsync(CommonOptions common, ParseResult result, DegradationLevel? level, int streamTokens, CancellationToken ct)
+    private static async Task<int> RunAsync(CommonOptions common, ParseResult result, DegradationLevel? level, int streamTokens, bool sequential, CancellationToken ct)
     {
         var edge = new EdgeOptions
         {
@@ -38,6 +40,7 @@ internal static class DemoCommand
             DeviceId = "demo-device",
             VerifierId = "demo-verifier",
             AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+            Sequential = sequential,
             PinnedLevel = level,
             AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || level is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
             StreamTokens = streamTokens,

@@ -98,6 +98,7 @@ internal static class DeviceCommand
             DeviceId = deviceId,
             StateDirectory = stateDir,
             PinnedLevel = level,
+            Sequential = c.Bool(Settings.Sequential),
             AdaptGammaInSampling = level is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
             VerifierId = verifier,
             Broker = common.Broker,

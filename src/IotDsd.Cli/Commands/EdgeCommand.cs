@@ -21,7 +21,8 @@ internal static class EdgeCommand
         var syncRounds = new Option<int>("--state-sync-rounds") { Description = "With --state-dir: fsync the session journal after this many rounds (a power cut loses at most the rounds since, which are decoded again).", DefaultValueFactory = _ => 16 };
         var syncMs = new Option<double>("--state-sync-ms") { Description = "With --state-dir: fsync the journal at the first round this long after the last fsync.", DefaultValueFactory = _ => 5000 };
         var level = LevelOption.Create();
-        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, publishTimeout, transferCap, stateDir, syncRounds, syncMs, giveUp, level };
+        var sequential = SequentialOption.Create();
+        var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, publishTimeout, transferCap, stateDir, syncRounds, syncMs, giveUp, level, sequential };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
         command.SetAction(async (result, ct) =>
@@ -52,6 +53,7 @@ internal static class EdgeCommand
                 },
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+                Sequential = result.GetValue(sequential),
                 AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || pinned is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
                 PinnedLevel = pinned,
             };

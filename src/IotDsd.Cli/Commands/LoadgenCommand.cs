@@ -19,10 +19,11 @@ internal static class LoadgenCommand
         var watch = new Option<string[]>("--watch") { Description = "NAME=PID of a process whose CPU and memory to report (repeatable), e.g. broker=1234.", AllowMultipleArgumentsPerToken = false };
         var maxBatch = new Option<int>("--max-batch") { Description = "Embedded verifier or server: most sessions per forward pass.", DefaultValueFactory = _ => 32 };
         var check = new Option<bool>("--check") { Description = "Compare every greedy or baseline text with target-only decoding.", DefaultValueFactory = _ => true };
+        var sequential = SequentialOption.Create();
         var timeout = new Option<int>("--request-timeout-ms") { Description = "Wait for a reply before resending.", DefaultValueFactory = _ => 10_000 };
         var command = new Command("loadgen", "Run N simulated devices at once against real verifiers (or the server-only baseline) and report capacity figures.")
         {
-            broker, devices, baseline, id, watch, maxBatch, check, timeout, common.Username, common.Password,
+            broker, devices, baseline, id, watch, maxBatch, check, timeout, sequential, common.Username, common.Password,
         };
         common.AddGeneration(command, speculative: true, defaultPrompts: true);
         command.SetAction(async (result, ct) =>
@@ -47,7 +48,7 @@ internal static class LoadgenCommand
             var settings = Enumerable.Range(0, n * samples).Select(i => common.Settings(result, i, $"lg{i / samples}")).ToArray();
             var references = result.GetValue(check) ? LoadGenerator.References(models.Target, prompts, settings, samples, useBaseline) : null;
             var spec = new LoadGenerator.LoadSpec(n, samples, useBaseline, result.GetValue(broker), result.GetValue(id), result.GetValue(maxBatch),
-                result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling));
+                result.GetValue(common.Username), common.PasswordOf(result), TimeSpan.FromMilliseconds(result.GetValue(timeout)), result.GetValue(common.AdaptiveGamma), result.GetValue(common.AdaptInSampling), Sequential: result.GetValue(sequential));
             var report = await LoadGenerator.RunAsync(spec, models.Draft, models.Target, prompts, settings, references, watched, logging, ct).ConfigureAwait(false);
             Console.Out.WriteLine(result.GetValue(common.Json) ? System.Text.Json.JsonSerializer.Serialize(report) : report.Summary());
             return report.Failed == 0 && report.LostTokens == 0 && report.DuplicatedTokens == 0 && report.ReferenceMismatches == 0 ? 0 : 1;

@@ -111,6 +111,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var requester = _requester ?? throw new InvalidOperationException("call StartAsync first");
         var connection = _connection!;
         var fingerprint = Fingerprint(prompt, settings);
+        var shaped = !_options.Sequential && (settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling) ? settings with { Gamma = Math.Max(settings.Gamma, _options.MaxDepth) } : settings;
         using var store = _options.StateDirectory is { } dir ? new SessionStore(dir, _options.StateJournal, _time) : null;
         DraftSessionState? saved;
         try
@@ -127,7 +128,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var downPayload0 = Interlocked.Read(ref _downPayload);
         var downWire0 = Interlocked.Read(ref _downWire);
         var deadLinks0 = connection.DeadLinksDetected;
-        using var session = saved is null ? new DraftSession(_draft, settings, prompt) : Restore(saved, settings);
+        using var session = saved is null ? new DraftSession(_draft, shaped, prompt) : Restore(saved, shaped);
         var mayAdapt = settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling;
         var proposals = new ProposalBudget();
         if (_options.PinnedLevel is > DegradationLevel.Normal && !mayAdapt)
@@ -135,10 +136,10 @@ public sealed partial class DraftWorker : IAsyncDisposable
             throw new GenerationException($"pinning the ladder at {DegradationLadder.Name(_options.PinnedLevel.Value)} changes γ; in sampling modes allow that with AdaptGammaInSampling");
         }
 
-        var ladder = new DegradationLadder(settings.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
-        var adaptive = _options.AdaptiveGamma && mayAdapt ? new GammaController(settings.Gamma, settings.Gamma) : null;
+        var ladder = new DegradationLadder(shaped.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
         var rowBytes = 0.0; // uplink wire bytes per drafted row, from the last committed round
-        int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Choose(cap: ladder.Gamma), rowBytes, mayAdapt, connection);
+        var adaptive = !_options.Sequential && mayAdapt ? ShapeController.ForChains(shaped.Gamma, settings.Gamma, transferMs: (shape, _) => connection.UplinkBytesPerSecond is > 0 and var bps ? shape.Nodes * rowBytes * 1000 / bps : 0) : null;
+        int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Next(ladder.Gamma).Depth, rowBytes, mayAdapt, connection);
         DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
             ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
             : session.PrepareRound(_options.Shape?.Capped(gamma) ?? Core.Adaptive.RoundShape.Chain(gamma), proposals.Next);
@@ -251,7 +252,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
                         roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
                         acceptedPerRound.Add(verdict.Accepted);
                         draftedPerRound.Add((int)(session.Drafted - draftedBefore));
-                        adaptive?.Observe(draftedPerRound[^1], verdict.Accepted, draftMillis[^1], roundMillis[^1], verifyMillis[^1]);
+                        adaptive?.Observe(new RoundObservation(RoundShape.Chain(draftedPerRound[^1]), draftedPerRound[^1], verdict.Accepted, default, draftMillis[^1], verifyMillis[^1], roundMillis[^1] - draftMillis[^1], verdict.BatchSize));
                         draftedBefore = session.Drafted;
                         rowBytes = gamma > 0 && request is DraftRound ? connection.LastPublishBytes / (double)gamma : rowBytes;
                         _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], gamma);

@@ -65,10 +65,18 @@ public sealed record EdgeOptions
     /// longer names one text under faults). Greedy always may.</summary>
     public bool AdaptGammaInSampling { get; init; }
 
-    /// <summary>Choose γ each round for goodput (docs/protocol.md §6) from the observed acceptance, draft, link and verifier
-    /// times, never above the session's γ nor the degradation ladder's. Applies in greedy mode, and in sampling modes
-    /// only with <see cref="AdaptGammaInSampling"/> (a timing-driven γ makes a seed name a distribution, not a text).</summary>
+    /// <summary>No effect: the shape controller is on by default (see <see cref="Sequential"/>); kept so that configurations
+    /// and callers that turned the former adaptive γ on still work.</summary>
     public bool AdaptiveGamma { get; init; }
+
+    /// <summary>One chain of the session's γ every round, one round in flight, no adaptation: the baseline. Otherwise the
+    /// shape controller (docs/protocol.md §6) chooses each round's shape for committed tokens per second, from the
+    /// session's γ up to <see cref="MaxDepth"/> — in greedy mode, and in sampling modes only with
+    /// <see cref="AdaptGammaInSampling"/> (a timing-driven shape makes a seed name a distribution, not a text).</summary>
+    public bool Sequential { get; init; }
+
+    /// <summary>Deepest round the shape controller may choose (never below the session's γ, where it starts).</summary>
+    public int MaxDepth { get; init; } = 16;
 
     /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
     /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
@@ -113,6 +121,11 @@ public sealed record EdgeOptions
         if (StateJournal.Validate() is { } journal)
         {
             return journal;
+        }
+
+        if (MaxDepth is < 1 or > 32)
+        {
+            return $"max depth must be between 1 and 32, got {MaxDepth}";
         }
 
         if (SilentVerifierTimeouts < 1)

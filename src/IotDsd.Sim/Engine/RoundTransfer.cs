@@ -4,7 +4,7 @@ using IotDsd.Sim.Wire;
 namespace IotDsd.Sim.Engine;
 
 /// <summary>
-/// The simulated link's serialisation time for a round of γ drafts, as the draft-length controller sees it: the
+/// The simulated link's serialisation time for a round of γ drafts, as the shape controller sees it: the
 /// request, and the verdict weighted by the chance that some draft is rejected (a rejection carries the correction).
 /// </summary>
 internal static class RoundTransfer

@@ -7,7 +7,7 @@ internal sealed class DeviceSim
     public double OutagePhase;
     public LinkState Up;
     public LinkState Down;
-    public IotDsd.Core.Adaptive.GammaController? Adaptive;
+    public IotDsd.Core.Adaptive.ShapeController? Adaptive;
 
     // The request and round in flight.
     public int Generated;
@@ -23,6 +23,7 @@ internal sealed class DeviceSim
     public double RoundStart;
     public double DraftMs;
     public double VerifyMs;
+    public int BatchSize;
     public double SpecReadyAt = double.NaN;
 
     // Counters.

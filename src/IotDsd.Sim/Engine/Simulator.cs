@@ -43,9 +43,13 @@ public sealed partial class Simulator
         }
     }
 
-    /// <summary>docs/protocol.md §6 on one device: the edge's own controller, told the simulated link's transfer time.</summary>
-    private static GammaController AdaptiveController(Scenario scenario, MessageSizes sizes) =>
-        new(scenario.Gamma, scenario.Gamma, transferMs: (gamma, alpha) => RoundTransfer.Ms(scenario, sizes, gamma, alpha));
+    /// <summary>
+    /// docs/protocol.md §6 on one device: the edge's own shape controller, told the simulated link's transfer time. The
+    /// simulator draws acceptance per position of a chain and sends no round ahead of a verdict, so it offers the
+    /// controller chains only (its <c>Pipelining</c> drafts ahead, but sends after the verdict).
+    /// </summary>
+    private static ShapeController AdaptiveController(Scenario scenario, MessageSizes sizes) =>
+        ShapeController.ForChains(scenario.Gamma, scenario.Gamma, transferMs: (shape, alpha) => RoundTransfer.Ms(scenario, sizes, shape.Nodes, alpha));
 
     /// <summary>Runs <paramref name="scenario"/> to completion (every device finishes its requests).</summary>
     public static SimResult Run(Scenario scenario, CancellationToken ct = default)
@@ -137,7 +141,7 @@ public sealed partial class Simulator
     private void ScheduleDraft(int id, bool hit)
     {
         var d = _devices[id];
-        var gamma = d.Adaptive?.Choose() ?? _s.Gamma;
+        var gamma = d.Adaptive?.Next(_s.Gamma).Depth ?? _s.Gamma;
         d.Gamma = Math.Clamp(gamma, 0, Math.Min(_s.Gamma, _s.TokensPerRequest - d.Generated - 1));
         d.RoundStart = _now;
         var draft = d.Gamma > 0 ? (d.Gamma * _s.Device.DraftMsPerToken) + _s.Device.DraftFixedMs : 0;
@@ -219,6 +223,7 @@ public sealed partial class Simulator
         foreach (var id in v.Batch)
         {
             _devices[id].VerifyMs = cost;
+            _devices[id].BatchSize = v.Batch.Count;
         }
 
         _events.Push(_now + cost, EventKind.BatchDone, index);
@@ -309,7 +314,11 @@ public sealed partial class Simulator
             d.TtftMs += _now - d.RequestStart;
         }
 
-        d.Adaptive?.Observe(d.Gamma, d.Accepted, d.DraftMs, _now - d.RoundStart, d.VerifyMs);
+        if (d.Gamma > 0)
+        {
+            d.Adaptive?.Observe(new RoundObservation(RoundShape.Chain(d.Gamma), d.Gamma, d.Accepted, default, d.DraftMs, d.VerifyMs, _now - d.RoundStart - d.DraftMs, d.BatchSize));
+        }
+
         if (d.Generated >= _s.TokensPerRequest)
         {
             FinishRequest(d, id);

@@ -125,7 +125,7 @@ internal static class RttBench
         await verifier.Ready.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = DeviceId, VerifierId = VerifierId }, draft, NullLogger.Instance);
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = DeviceId, VerifierId = VerifierId, Sequential = true }, draft, NullLogger.Instance);
             await worker.StartAsync(ct).ConfigureAwait(false);
             var settings = new SessionSettings { SessionId = "bench", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
             await worker.GenerateAsync(prompt, settings with { SessionId = "warm", MaxTokens = GreedyWarmUp }, _ => progress.Advance(), ct).ConfigureAwait(false);

@@ -33,7 +33,7 @@ internal static class LoadGenerator
 
     /// <summary>What one load run drives: how many devices, against which system and broker.</summary>
     internal sealed record LoadSpec(
-        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma, bool AdaptInSampling = false, TimeSpan? BatchWait = null);
+        int Devices, int Samples, bool Baseline, string? Broker, string? Id, int MaxBatch, string? Username, string? Password, TimeSpan RequestTimeout, bool AdaptiveGamma, bool AdaptInSampling = false, TimeSpan? BatchWait = null, bool Sequential = false);
 
     /// <summary>
     /// One load run: starts an embedded broker and an in-process verifier or server unless <see cref="LoadSpec.Broker"/>
@@ -90,7 +90,7 @@ internal static class LoadGenerator
             }
 
             var processes = new ProcessWatch(watched);
-            run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, processes, logging);
+            run = new LoadRun(n, spec.Samples, address, spec.Username, spec.Password, spec.RequestTimeout, spec.AdaptiveGamma, spec.AdaptInSampling, spec.Sequential, processes, logging);
             var (sessionSamples, errors, wall) = useBaseline
                 ? await run.BaselineAsync(serverId!, prompts, settings, references, ct).ConfigureAwait(false)
                 : await run.SpeculativeAsync(draft ?? throw new ArgumentNullException(nameof(draft)), serverId, prompts, settings, references, ct).ConfigureAwait(false);
@@ -145,7 +145,7 @@ internal static class LoadGenerator
     }
 
     /// <summary>The devices of one load run.</summary>
-    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, bool adaptInSampling, ProcessWatch processes, ILoggerFactory logging)
+    private sealed class LoadRun(int devices, int samples, BrokerAddress broker, string? username, string? password, TimeSpan requestTimeout, bool adaptiveGamma, bool adaptInSampling, bool sequential, ProcessWatch processes, ILoggerFactory logging)
     {
         public static string DeviceId(int device) => string.Create(CultureInfo.InvariantCulture, $"lg{device}");
 
@@ -159,6 +159,7 @@ internal static class LoadGenerator
             RequestTimeout = requestTimeout,
             AdaptiveGamma = adaptiveGamma,
             AdaptGammaInSampling = adaptInSampling,
+            Sequential = sequential,
         };
 
         public async Task<(List<SessionSample>, List<string>, double)> SpeculativeAsync(

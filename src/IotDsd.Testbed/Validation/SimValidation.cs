@@ -129,7 +129,7 @@ internal static class SimValidation
 
     private static async Task<DraftWorker> WorkerAsync(BrokerAddress address, string deviceId, ILanguageModel draft, CancellationToken ct)
     {
-        var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = deviceId, VerifierId = "validate-verifier" }, draft, NullLogger.Instance);
+        var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = deviceId, VerifierId = "validate-verifier", Sequential = true }, draft, NullLogger.Instance);
         await worker.StartAsync(ct).ConfigureAwait(false);
         return worker;
     }
