@@ -116,6 +116,7 @@ public sealed partial class DraftSession : IDisposable
         }
 
         _outstanding = null;
+        DropAhead();
     }
 
     /// <summary>
@@ -163,6 +164,7 @@ public sealed partial class DraftSession : IDisposable
             throw new InvalidOperationException("the generation is complete");
         }
 
+        DropAhead();
         if (_outstanding is { } abandoned)
         {
             ProposalsExamined = abandoned.ExaminedBefore;
@@ -214,6 +216,7 @@ public sealed partial class DraftSession : IDisposable
             Proposals = Settings.Mode == DecodingMode.Rsr ? proposals : 0,
         };
         _outstanding = new Outstanding(request, draft, rows, n, 0, ProposalsExamined, FollowUps);
+        _fedFor = gamma > 0 ? request : null;
         return request;
     }
 
@@ -308,10 +311,7 @@ public sealed partial class DraftSession : IDisposable
         _committed.AddRange(o.Draft.AsSpan(0, k));
         _committed.Add(next);
         VerifierKnown = o.CommittedAt + k;
-        if (_sequence.Length > VerifierKnown)
-        {
-            _sequence.Truncate(VerifierKnown);
-        }
+        TrimDraftCache();
 
         Rounds++;
         Drafted += gamma;

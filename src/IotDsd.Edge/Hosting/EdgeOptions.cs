@@ -70,6 +70,14 @@ public sealed record EdgeOptions
     /// only with <see cref="AdaptGammaInSampling"/> (a timing-driven γ makes a seed name a distribution, not a text).</summary>
     public bool AdaptiveGamma { get; init; }
 
+    /// <summary>The baseline round loop: one chain of the session's γ per round, one round in flight, no adaptation
+    /// (<see cref="AdaptiveGamma"/> and <see cref="PipelineDepth"/> are ignored).</summary>
+    public bool Sequential { get; init; }
+
+    /// <summary>Greedy: rounds sent ahead of a pending verdict, each drafted on the predicted outcome of the one before
+    /// (0 or 1; docs/protocol.md, pipelined rounds). Ignored in sampling modes and with <see cref="Sequential"/>.</summary>
+    public int PipelineDepth { get; init; } = 1;
+
     /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
     /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
     public int StreamTokens { get; init; } = 16;
@@ -129,6 +137,11 @@ public sealed record EdgeOptions
         if (TransferTimeoutCap < PublishTimeout || TransferTimeoutCap < RequestTimeout)
         {
             return $"transfer timeout cap ({TransferTimeoutCap.TotalMilliseconds} ms) must be at least the publish and request timeouts";
+        }
+
+        if (PipelineDepth is < 0 or > 1)
+        {
+            return $"pipeline depth must be 0 or 1, got {PipelineDepth}";
         }
 
         if (OfflineDraftTokens is < 0 or > 4096)
