@@ -56,7 +56,7 @@ public sealed partial class DraftSession
         o.Draft.CopyTo(predicted, n);
         predicted[^1] = bonus;
         var generated = predicted.Length - PromptLength;
-        gamma = Math.Clamp(gamma, 0, Math.Min(Settings.Gamma, Settings.MaxTokens - generated - 1));
+        gamma = Math.Max(0, Math.Min(gamma, Math.Min(Settings.Gamma, Settings.MaxTokens - generated - 1)));
         if (gamma == 0 || EndsWithin(predicted.AsSpan(n)))
         {
             return null; // the predicted outcome ends the generation (or leaves nothing to draft): nothing to pipeline

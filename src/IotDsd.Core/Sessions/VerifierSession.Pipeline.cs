@@ -10,8 +10,9 @@ namespace IotDsd.Core.Sessions;
 /// <item>It must follow r directly (<c>Round = AfterRound + 1</c>) and carry drafts (no stream); else it is refused.</item>
 /// <item>Round r not verified yet (it was reordered behind, or lost): <see cref="RoundCheckKind.Hold"/> — the caller
 /// keeps it (one per session) and checks it again once r is verified.</item>
-/// <item>Round r is the last verified: the condition is the ordinary prefix check — the round builds on exactly the
-/// verified length and digest. Holds: it is verified like any round (and its verdict cached). Fails: a short
+/// <item>Round r is the last verified: the condition is that the round builds on exactly r's real outcome — the
+/// verified prefix (length and digest) followed by the one token r's verdict chose, as its only pending token (so
+/// only verdicts that choose the token, greedy and dsd, can be followed). Holds: it is verified like any round (and its verdict cached). Fails: a short
 /// <see cref="VerdictKind.ConditionUnmet"/> reply, which is never cached and changes nothing, since the device then
 /// sends the real round r + 1 under the same number.</item>
 /// <item>Round r + 1 already verified (this round, a duplicate, or the real round sent after an unmet condition): the
@@ -65,8 +66,11 @@ public sealed partial class VerifierSession
             return RoundCheck.Hold;
         }
 
-        // Round r was a streamed round (no verdict), or the generation ended: the device predicted no such outcome.
-        if (_lastVerdict is null || EndedAt is not null || round.Pending.Length == 0 || round.CommittedLength - round.Pending.Length != Known || !InVocab(round.Pending))
+        // The real outcome of round r is its accepted drafts (Known) and the token its verdict chose: the round must build
+        // on exactly that. A verdict that left the token to the device (dssd, rsr), a streamed round (no verdict) or an
+        // ended generation gives no outcome to build on.
+        if (_lastVerdict is not { Kind: VerdictKind.Token } last || EndedAt is not null
+            || round.CommittedLength != Known + 1 || round.Pending is not [var token] || token != last.Token)
         {
             return RoundCheck.Duplicate(ConditionUnmet(round));
         }
