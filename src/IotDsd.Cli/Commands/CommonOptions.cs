@@ -24,6 +24,7 @@ internal sealed class CommonOptions
     public Option<ulong> Seed { get; } = new("--seed") { Description = "Seed; randomness is derived from (seed, session, round, position).", DefaultValueFactory = _ => 42UL };
     public Option<int> Samples { get; } = new("--samples") { Description = "Independent completions of the prompt.", DefaultValueFactory = _ => 1 };
     public Option<bool> AdaptiveGamma { get; } = new("--adaptive-gamma") { Description = "Choose γ each round for goodput, at most --gamma (greedy; sampling keeps --gamma so a seed names one text)." };
+    public Option<bool> Sequential { get; } = new("--sequential") { Description = "The baseline round loop: one chain of --gamma per round, one round in flight, no adaptation (by default greedy sends each round ahead of the previous verdict)." };
     public Option<bool> AdaptInSampling { get; } = new("--adapt-in-sampling") { Description = "Let γ change in sampling modes too (with --adaptive-gamma, on the degradation ladder, and when a round cannot go up within the transfer timeout cap): the output keeps the target's distribution exactly, but a seed no longer names one text." };
     public Option<bool> Json { get; } = new("--json") { Description = "One JSON object per completion on stdout." };
     public Option<string?> Draft { get; } = new("--draft") { Description = "Draft model directory (default: the shipped pair's draft, see --pair)." };

@@ -20,6 +20,7 @@ internal static class DemoCommand
     {
         var command = new Command("demo", "Run broker, verifier and draft worker in one process and generate text (all traffic crosses the broker over TCP).");
         common.AddGeneration(command, speculative: true);
+        command.Add(common.Sequential);
         var level = LevelOption.Create();
         var streamTokens = new Option<int>("--stream-tokens") { Description = "At verifier-decoding, tokens the verifier decodes and streams per request; 0 sends γ = 0 rounds instead.", DefaultValueFactory = _ => 16 };
         command.Add(level);
@@ -38,6 +39,7 @@ internal static class DemoCommand
             DeviceId = "demo-device",
             VerifierId = "demo-verifier",
             AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+            Sequential = result.GetValue(common.Sequential),
             PinnedLevel = level,
             AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || level is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
             StreamTokens = streamTokens,

@@ -24,6 +24,7 @@ internal static class EdgeCommand
         var command = new Command("edge", "Run a draft worker: drafts with the small model, verifies through a verifier over MQTT.") { deviceId, verifier, timeout, publishTimeout, transferCap, stateDir, syncRounds, syncMs, giveUp, level };
         common.AddBroker(command);
         common.AddGeneration(command, speculative: true);
+        command.Add(common.Sequential);
         command.SetAction(async (result, ct) =>
         {
             var pinned = LevelOption.Parse(result.GetValue(level), bad => throw new CliError($"--level {bad}"));
@@ -52,6 +53,7 @@ internal static class EdgeCommand
                 },
                 GiveUpAfter = TimeSpan.FromSeconds(result.GetValue(giveUp)),
                 AdaptiveGamma = result.GetValue(common.AdaptiveGamma),
+                Sequential = result.GetValue(common.Sequential),
                 AdaptGammaInSampling = result.GetValue(common.AdaptInSampling) || pinned is > DegradationLevel.Normal, // asking for a rung below normal is asking for its γ
                 PinnedLevel = pinned,
             };
