@@ -35,10 +35,11 @@ public sealed class PipelinedRoundTests
     private sealed record Outcome(int[] Tokens, int Ahead, int Held, int Unmet, int HeldBack, long Rounds);
 
     /// <summary>
-    /// Runs a greedy generation with one round always sent ahead. <paramref name="reorder"/> decides, per round, whether
-    /// the conditional round reaches the verifier before the round it follows (then it must be held).
+    /// Runs a greedy generation with rounds always sent ahead, one per predicted outcome (<paramref name="outcomes"/>).
+    /// <paramref name="reorder"/> decides, per round, whether the conditional rounds reach the verifier before the round
+    /// they follow (then they must be held). Counts rounds sent ahead, verified (held conditions) and all unmet.
     /// </summary>
-    private static Outcome RunPipelined(TableModel draft, SessionSettings settings, int[] prompt, Func<long, bool> reorder)
+    private static Outcome RunPipelined(TableModel draft, SessionSettings settings, int[] prompt, Func<long, bool> reorder, int outcomes = 1)
     {
         using var device = new DraftSession(draft, settings, prompt);
         using var verifier = new VerifierSession(Lossless.Target, device.OpenRequest(SessionDriver.DeviceId), SessionDriver.DeviceId);
@@ -46,17 +47,16 @@ public sealed class PipelinedRoundTests
         int ahead = 0, held = 0, unmet = 0, heldBack = 0;
         while (true)
         {
-            var next = device.PrepareAhead(settings.Gamma);
-            RoundCheck? early = null;
-            if (next is not null)
+            var next = device.PrepareAhead(settings.Gamma, outcomes);
+            Assert.True(next.Count <= Math.Max(1, outcomes));
+            ahead += next.Count;
+            foreach (var candidate in next)
             {
-                ahead++;
-                Assert.Equal(round.Round + 1, next.Round);
-                Assert.Equal(round.Round, next.AfterRound);
+                Assert.Equal(round.Round + 1, candidate.Round);
+                Assert.Equal(round.Round, candidate.AfterRound);
                 if (reorder(round.Round))
                 {
-                    early = verifier.Check(next);
-                    Assert.Equal(RoundCheckKind.Hold, early.Value.Kind);
+                    Assert.Equal(RoundCheckKind.Hold, verifier.Check(candidate).Kind);
                     heldBack++;
                 }
             }
@@ -64,42 +64,36 @@ public sealed class PipelinedRoundTests
             Assert.Equal(RoundCheckKind.Ok, verifier.Check(round).Kind);
             var step = device.Apply(Verify(verifier, round));
             Assert.Equal(RoundStepKind.Committed, step.Kind);
-            if (next is null)
-            {
-                Assert.False(device.PromoteAhead());
-                if (device.IsComplete)
-                {
-                    break;
-                }
 
-                round = device.PrepareRound(settings.Gamma, 4);
-                continue;
+            // Each arriving now, or released after its round was verified: at most one is built on the real outcome.
+            var checks = next.Select(c => (Round: c, Check: verifier.Check(c))).ToList();
+            var taken = checks.Where(c => c.Check.Kind == RoundCheckKind.Ok).Select(c => c.Round).ToList();
+            Assert.True(taken.Count <= 1, $"{taken.Count} predictions of round {round.Round} held");
+            foreach (var (candidate, check) in checks.Where(c => c.Check.Kind != RoundCheckKind.Ok))
+            {
+                Assert.Equal(RoundCheckKind.Reply, check.Kind);
+                Assert.Equal(VerdictKind.ConditionUnmet, check.Verdict!.Kind);
+                Assert.Equal(candidate.Round, check.Verdict.Round);
+                Assert.Equal(RoundStepKind.Ignored, device.Apply(check.Verdict).Kind);
+                unmet++;
             }
 
-            var check = verifier.Check(next); // arriving now, or released after its round was verified
             var promoted = device.PromoteAhead();
-            if (check.Kind == RoundCheckKind.Ok)
+            Assert.Same(taken.FirstOrDefault(), promoted);
+            if (promoted is not null)
             {
-                Assert.True(promoted, $"the verifier took round {next.Round} but the device dropped it");
-                Assert.Same(next, device.OutstandingRequest);
+                Assert.Same(promoted, device.OutstandingRequest);
                 held++;
-                round = next;
+                round = promoted;
                 continue;
             }
 
-            Assert.False(promoted, $"the device kept round {next.Round}, which the verifier refused ({check.Kind})");
-            Assert.Equal(RoundCheckKind.Reply, check.Kind);
-            Assert.Equal(VerdictKind.ConditionUnmet, check.Verdict!.Kind);
-            Assert.Equal(next.Round, check.Verdict.Round);
-            Assert.Equal(RoundStepKind.Ignored, device.Apply(check.Verdict).Kind);
-            unmet++;
             if (device.IsComplete)
             {
                 break;
             }
 
             round = device.PrepareRound(settings.Gamma, 4);
-            Assert.Equal(next.Round, round.Round); // the real round after an unmet condition keeps the number
             Assert.Equal(0, round.AfterRound);
         }
 
@@ -107,16 +101,19 @@ public sealed class PipelinedRoundTests
     }
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    [InlineData(2)]
-    public void Pipelined_Greedy_GivesTheTargetsOwnText_WhetherPredictionsHoldOrNot(int reorderEvery)
+    [InlineData(0, 1)]
+    [InlineData(1, 1)]
+    [InlineData(2, 1)]
+    [InlineData(0, 4)]
+    [InlineData(1, 2)]
+    [InlineData(2, 4)]
+    public void Pipelined_Greedy_GivesTheTargetsOwnText_WhetherPredictionsHoldOrNot(int reorderEvery, int outcomes)
     {
         var totals = new int[3];
         for (var p = 0; p < 30; p++)
         {
             int[] prompt = [p % Lossless.Vocab, (p / Lossless.Vocab) % Lossless.Vocab];
-            var outcome = RunPipelined(Lossless.Draft, Greedy($"pipe-{p}"), prompt, r => reorderEvery > 0 && r % reorderEvery == 0);
+            var outcome = RunPipelined(Lossless.Draft, Greedy($"pipe-{p}"), prompt, r => reorderEvery > 0 && r % reorderEvery == 0, outcomes);
             Assert.Equal(Reference.Greedy(Lossless.Target, prompt, 40), outcome.Tokens);
             totals[0] += outcome.Held;
             totals[1] += outcome.Unmet;
@@ -127,6 +124,24 @@ public sealed class PipelinedRoundTests
         Assert.True(totals[0] > 20, $"conditions held {totals[0]} times");
         Assert.True(totals[1] > 20, $"conditions unmet {totals[1]} times");
         Assert.Equal(reorderEvery > 0, totals[2] > 0);
+    }
+
+    [Fact]
+    public void PredictingEveryOutcome_HoldsMoreOften_ThanPredictingAllAccepted()
+    {
+        int held1 = 0, heldAll = 0, rounds1 = 0, roundsAll = 0;
+        for (var p = 0; p < 30; p++)
+        {
+            int[] prompt = [p % Lossless.Vocab, (p / Lossless.Vocab) % Lossless.Vocab];
+            var one = RunPipelined(Lossless.Draft, Greedy($"one-{p}"), prompt, _ => false, outcomes: 1);
+            var all = RunPipelined(Lossless.Draft, Greedy($"all-{p}"), prompt, _ => false, outcomes: Gamma + 1);
+            Assert.Equal(one.Tokens, all.Tokens);
+            (held1, heldAll, rounds1, roundsAll) = (held1 + one.Held, heldAll + all.Held, rounds1 + (int)one.Rounds, roundsAll + (int)all.Rounds);
+        }
+
+        // Same rounds either way (each is the sequential loop's); more of them were already verified when taken over.
+        Assert.Equal(rounds1, roundsAll);
+        Assert.True(heldAll > held1, $"every outcome predicted: {heldAll} held; all accepted only: {held1}");
     }
 
     [Fact]
@@ -157,11 +172,10 @@ public sealed class PipelinedRoundTests
         while (stale is null)
         {
             var round = device.PrepareRound(Gamma, 4);
-            var ahead = device.PrepareAhead(Gamma);
-            Assert.NotNull(ahead);
+            var ahead = Assert.Single(device.PrepareAhead(Gamma));
             Assert.Equal(RoundCheckKind.Ok, verifier.Check(round).Kind);
             device.Apply(Verify(verifier, round));
-            if (!device.PromoteAhead())
+            if (device.PromoteAhead() is null)
             {
                 stale = ahead;
             }
@@ -205,14 +219,14 @@ public sealed class PipelinedRoundTests
         using var device = new DraftSession(Lossless.Target, Greedy("held"), Lossless.Prompt);
         using var verifier = new VerifierSession(Lossless.Target, device.OpenRequest(SessionDriver.DeviceId), SessionDriver.DeviceId);
         var first = device.PrepareRound(Gamma, 4);
-        var ahead = device.PrepareAhead(Gamma)!;
+        var ahead = Assert.Single(device.PrepareAhead(Gamma));
         Assert.Equal(RoundCheckKind.Hold, verifier.Check(ahead).Kind);
         Assert.Equal(RoundCheckKind.Hold, verifier.Check(ahead).Kind); // a copy: still held, nothing changed
         Assert.Equal(0, verifier.LastRound);
 
         Assert.Equal(RoundCheckKind.Ok, verifier.Check(first).Kind);
         device.Apply(Verify(verifier, first));
-        Assert.True(device.PromoteAhead());
+        Assert.Same(ahead, device.PromoteAhead());
         Assert.Equal(RoundCheckKind.Ok, verifier.Check(ahead).Kind);
         var verdict = Verify(verifier, ahead);
         Assert.Equal(Gamma, verdict.Accepted);
@@ -228,12 +242,12 @@ public sealed class PipelinedRoundTests
     {
         using var pair = new SessionPair(DecodingMode.Greedy, gamma: Gamma, maxTokens: 30);
         var round = pair.Device.PrepareRound(Gamma, 4);
-        var ahead = pair.Device.PrepareAhead(Gamma)!;
+        var ahead = pair.Device.PrepareAhead(Gamma, Gamma + 1)[^1];
         Assert.Equal(RoundCheckKind.Error, pair.Verifier.Check(ahead with { AfterRound = ahead.Round - 2 }).Kind);
         Assert.Equal(ErrorCode.InvalidRequest, pair.Verifier.Check(ahead with { Stream = 4 }).Code);
 
         pair.Failover(); // the device reopens under a new epoch: what it drafted ahead is gone
-        Assert.Null(pair.Device.AheadRequest);
+        Assert.Empty(pair.Device.AheadRequests);
         Assert.Equal(RoundCheckKind.Stale, pair.Verifier.Check(ahead with { Epoch = pair.Verifier.Epoch - 1 }).Kind);
         var again = pair.Device.PrepareRound(Gamma, 4);
         Assert.Equal(round.Round, again.Round);
@@ -248,7 +262,7 @@ public sealed class PipelinedRoundTests
     {
         using var pair = new SessionPair(mode, gamma: Gamma);
         pair.Device.PrepareRound(Gamma, 4);
-        Assert.Null(pair.Device.PrepareAhead(Gamma));
+        Assert.Empty(pair.Device.PrepareAhead(Gamma, Gamma + 1));
     }
 
     [Fact]
@@ -256,6 +270,11 @@ public sealed class PipelinedRoundTests
     {
         using var device = new DraftSession(Lossless.Target, Greedy("end", maxTokens: 4), Lossless.Prompt);
         device.PrepareRound(Gamma, 4); // 3 drafts + the bonus reach max tokens
-        Assert.Null(device.PrepareAhead(Gamma));
+        Assert.Empty(device.PrepareAhead(Gamma));
+
+        // Fewer drafts accepted leave room: rounds for k = 0 and 1 (k = 2 leaves one token, the round's own bonus).
+        var shorter = device.PrepareAhead(Gamma, Gamma + 1);
+        Assert.Equal(2, shorter.Count);
+        Assert.All(shorter, r => Assert.True(r.CommittedLength - Lossless.Prompt.Length + r.Draft.Length < 4));
     }
 }

@@ -130,7 +130,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
         await Reply<SessionOpened>(await Send(session.OpenRequest(device)));
 
         var first = session.PrepareRound(4, 1);
-        var ahead = session.PrepareAhead(4)!;
+        var ahead = Assert.Single(session.PrepareAhead(4));
         var aheadId = await Send(ahead); // the conditional round first: held, as round 1 is not verified yet
         var firstId = await Send(first);
         var v1 = await Reply<Verdict>(firstId);
@@ -138,14 +138,14 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
         Assert.Equal((1L, 4, VerdictKind.Token), (v1.Round, v1.Accepted, v1.Kind));
         Assert.Equal((2L, 4, VerdictKind.Token), (v2.Round, v2.Accepted, v2.Kind));
         Assert.Equal(RoundStepKind.Committed, session.Apply(v1).Kind);
-        Assert.True(session.PromoteAhead());
+        Assert.Same(ahead, session.PromoteAhead());
         Assert.Equal(RoundStepKind.Committed, session.Apply(v2).Kind);
         var copy = await Reply<Verdict>(await Send(ahead)); // a copy after it was verified: the same verdict
         Assert.Equal((v2.Round, v2.Accepted, v2.Token), (copy.Round, copy.Accepted, copy.Token));
 
         // A prediction that will not come true (another bonus token), held and then answered short; the real one verified.
         var third = session.PrepareRound(4, 1);
-        var real = session.PrepareAhead(4)!;
+        var real = Assert.Single(session.PrepareAhead(4));
         var wrong = real with { Pending = [(real.Pending[0] + 1) % TestEnvironment.Target.VocabSize] };
         var wrongId = await Send(wrong);
         var thirdId = await Send(third);
@@ -153,7 +153,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
         var unmet = await Reply<Verdict>(wrongId);
         Assert.Equal((real.Round, VerdictKind.ConditionUnmet), (unmet.Round, unmet.Kind));
         Assert.Equal(RoundStepKind.Committed, session.Apply(v3).Kind);
-        Assert.True(session.PromoteAhead());
+        Assert.Same(real, session.PromoteAhead());
         var v4 = await Reply<Verdict>(await Send(real)); // not answered from a cache: verified
         Assert.Equal((real.Round, VerdictKind.Token, 4), (v4.Round, v4.Kind, v4.Accepted));
         Assert.Equal(RoundStepKind.Committed, session.Apply(v4).Kind);

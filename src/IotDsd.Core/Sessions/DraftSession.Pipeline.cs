@@ -9,33 +9,40 @@ namespace IotDsd.Core.Sessions;
 /// draft accepted and the bonus token the draft's own argmax after them — and sent with
 /// <see cref="DraftRound.AfterRound"/> = r. It is numbered r + 1, as the sequential round after r would be, and drafted
 /// from that predicted prefix exactly as that round would be, so when the prediction comes true it is that round.
-/// After r's verdict, <see cref="PromoteAhead"/> makes it the outstanding round, or discards it when the real outcome
-/// differs (the verifier answers it <see cref="VerdictKind.ConditionUnmet"/>; the device drafts r + 1 again).
+/// Several outcomes may be predicted (k drafts accepted and the draft's best other token, for small k), each its own
+/// round r + 1. After r's verdict, <see cref="PromoteAhead"/> makes the one built on the real outcome the outstanding
+/// round and discards the rest (the verifier answers them <see cref="VerdictKind.ConditionUnmet"/>); when none was, the
+/// device drafts r + 1 again.
 /// Only greedy: a sampled bonus token is the target's, and a prediction of it would almost never hold.
 /// </summary>
 public sealed partial class DraftSession
 {
-    private Ahead? _ahead;
+    private readonly List<Ahead> _ahead = [];
     private object? _fedFor; // the outstanding request whose drafts (all but the last) the draft cache holds, _logits after them
 
-    /// <summary>The round drafted ahead on a predicted outcome of the outstanding one, if any.</summary>
-    public DraftRound? AheadRequest => _ahead?.Request;
+    /// <summary>The rounds drafted ahead on predicted outcomes of the outstanding one (empty when none).</summary>
+    public IReadOnlyList<DraftRound> AheadRequests => [.. _ahead.Select(a => a.Request)];
 
     /// <summary>
-    /// Drafts the round after the outstanding one on its predicted outcome and returns it (with
-    /// <see cref="DraftRound.AfterRound"/> set), or null when no such round is possible: not greedy, no drafted chain
-    /// outstanding, one already ahead, or the predicted outcome would end the generation.
+    /// Drafts the round after the outstanding one on its predicted outcomes and returns them (each with
+    /// <see cref="DraftRound.AfterRound"/> set), or an empty list when no such round is possible: not greedy, no drafted
+    /// chain outstanding, rounds already ahead, or every predicted outcome would end the generation. The first
+    /// <paramref name="outcomes"/> − 1 predictions are "k drafts accepted, then the draft's best other token" for
+    /// k = 0, 1, …; the last is always "every draft accepted, then the draft's own next token". 1 predicts only that.
     /// </summary>
-    public DraftRound? PrepareAhead(int gamma)
+    public IReadOnlyList<DraftRound> PrepareAhead(int gamma, int outcomes = 1)
     {
-        if (_ahead is not null || !Settings.Sampling.IsGreedy || Settings.Mode != DecodingMode.Greedy
+        if (_ahead.Count > 0 || !Settings.Sampling.IsGreedy || Settings.Mode != DecodingMode.Greedy
             || _outstanding is not { Request: DraftRound { Stream: 0, TreeParents: null } outstanding, Attempt: 0 } o || o.Draft.Length == 0)
         {
-            return null;
+            return [];
         }
 
         var k = o.Draft.Length;
         var n = o.CommittedAt;
+        var prefix = new int[n + k];
+        CollectionsMarshal.AsSpan(_committed).CopyTo(prefix);
+        o.Draft.CopyTo(prefix, n);
         if (!ReferenceEquals(_fedFor, outstanding) || _sequence.Length != n + k - 1)
         {
             // The cache moved since the round was drafted (a draft-only stretch): bring it to the prefix and drafts.
@@ -44,17 +51,48 @@ public sealed partial class DraftSession
                 _sequence.Truncate(n - 1);
             }
 
-            _sequence.Feed(CollectionsMarshal.AsSpan(_committed)[_sequence.Length..], _logits);
-            _sequence.Feed(o.Draft.AsSpan(0, k - 1), _logits);
+            _sequence.Feed(prefix.AsSpan(_sequence.Length, n + k - 1 - _sequence.Length), _logits);
         }
 
         _fedFor = null;
-        _sequence.Feed(o.Draft.AsSpan(k - 1), _logits);
-        var bonus = Distribution.ArgMax(_logits);
-        var predicted = new int[n + k + 1];
-        CollectionsMarshal.AsSpan(_committed).CopyTo(predicted);
-        o.Draft.CopyTo(predicted, n);
+        var agreed = n + k - 1; // the cache holds prefix[..agreed] (and maybe a prediction's tokens after it)
+        for (var accepted = 0; accepted < Math.Min(k, outcomes - 1); accepted++)
+        {
+            // Draft k rejected at this position: the target's token is most likely the draft's best other one.
+            _sequence.Truncate(n + accepted - 1);
+            _sequence.Feed(prefix.AsSpan(n + accepted - 1, 1), _logits);
+            _logits[o.Draft[accepted]] = float.NegativeInfinity;
+            DraftOn(prefix.AsSpan(0, n + accepted), Distribution.ArgMax(_logits), gamma);
+            agreed = n + accepted;
+        }
+
+        if (_sequence.Length != agreed)
+        {
+            _sequence.Truncate(agreed);
+        }
+
+        if (agreed < n + k - 1)
+        {
+            _sequence.Feed(prefix.AsSpan(agreed, n + k - 1 - agreed), _logits);
+        }
+
+        _sequence.Feed(prefix.AsSpan(n + k - 1, 1), _logits);
+        if (DraftOn(prefix, Distribution.ArgMax(_logits), gamma) is { } last)
+        {
+            _fedFor = last;
+        }
+
+        return [.. _ahead.Select(a => a.Request)];
+    }
+
+    /// <summary>Drafts the round after <paramref name="prefix"/> + <paramref name="bonus"/> (the cache holds the prefix)
+    /// and keeps it ahead; null when that outcome would end the generation.</summary>
+    private DraftRound? DraftOn(ReadOnlySpan<int> prefix, int bonus, int gamma)
+    {
+        var predicted = new int[prefix.Length + 1];
+        prefix.CopyTo(predicted);
         predicted[^1] = bonus;
+        var n = _outstanding!.CommittedAt;
         var generated = predicted.Length - PromptLength;
         gamma = Math.Max(0, Math.Min(gamma, Math.Min(Settings.Gamma, Settings.MaxTokens - generated - 1)));
         if (gamma == 0 || EndsWithin(predicted.AsSpan(n)))
@@ -83,41 +121,41 @@ public sealed partial class DraftSession
             Round = Round + 1,
             CommittedLength = predicted.Length,
             PrefixDigest = PrefixDigest.Of(predicted),
-            Pending = [bonus], // every draft of the round before accepted: the verifier holds them, not the bonus
+            Pending = [bonus], // the accepted drafts of the round before are the verifier's; the next token is not
             Draft = draft,
             AfterRound = Round,
         };
-        _ahead = new Ahead(request, draft, rows, predicted.Length, predicted.AsSpan(n).ToArray());
-        _fedFor = request;
+        _ahead.Add(new Ahead(request, draft, rows, predicted.Length, predicted.AsSpan(n).ToArray()));
         return request;
     }
 
     /// <summary>
-    /// After the outstanding round's verdict was applied: makes the round drafted ahead the outstanding one when the
-    /// real outcome is the predicted one (returns true; its request is already sent), else drops it (false).
+    /// After the outstanding round's verdict was applied: makes the round drafted ahead on the real outcome the
+    /// outstanding one and returns it (its request is already sent), dropping the others; null when none was built on it.
     /// </summary>
-    public bool PromoteAhead()
+    public DraftRound? PromoteAhead()
     {
-        var a = _ahead;
-        _ahead = null;
-        if (a is null || _outstanding is not null || a.Request.Round != Round || a.Request.Epoch != Epoch || !AheadHeld(a))
+        var held = _outstanding is null ? _ahead.Find(a => a.Request.Round == Round && a.Request.Epoch == Epoch && AheadHeld(a)) : null;
+        _ahead.Clear();
+        if (held is null)
         {
-            if (a is not null && ReferenceEquals(_fedFor, a.Request))
-            {
-                _fedFor = null;
-            }
-
-            return false;
+            _fedFor = null;
+            return null;
         }
 
-        _outstanding = new Outstanding(a.Request, a.Draft, a.Rows, a.CommittedAt, 0, ProposalsExamined, FollowUps);
-        return true;
+        if (!ReferenceEquals(_fedFor, held.Request))
+        {
+            _fedFor = null;
+        }
+
+        _outstanding = new Outstanding(held.Request, held.Draft, held.Rows, held.CommittedAt, 0, ProposalsExamined, FollowUps);
+        return held.Request;
     }
 
-    /// <summary>Drops a round drafted ahead (the session moved to a new epoch, or a fresh round is drafted).</summary>
+    /// <summary>Drops the rounds drafted ahead (the session moved to a new epoch, or a fresh round is drafted).</summary>
     private void DropAhead()
     {
-        _ahead = null;
+        _ahead.Clear();
         _fedFor = null;
     }
 
@@ -127,11 +165,11 @@ public sealed partial class DraftSession
 
     /// <summary>
     /// Called by <see cref="Apply"/> once a verdict is committed: the draft cache keeps only what the verifier holds,
-    /// unless a round drafted ahead was built on exactly this outcome (then it holds that prefix and the next drafts).
+    /// unless the last round drafted ahead (whose prefix and drafts the cache holds) was built on exactly this outcome.
     /// </summary>
     private void TrimDraftCache()
     {
-        if (_ahead is { } a && AheadHeld(a))
+        if (_ahead.Count > 0 && ReferenceEquals(_fedFor, _ahead[^1].Request) && AheadHeld(_ahead[^1]))
         {
             return;
         }

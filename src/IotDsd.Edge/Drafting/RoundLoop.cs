@@ -51,8 +51,21 @@ internal sealed partial class RoundLoop(
     /// <summary>The rsr proposal budget, for a resumed session to start from.</summary>
     public ProposalBudget Proposals => _proposals;
 
-    /// <summary>A round drafted and sent ahead, with what its observation needs.</summary>
-    private sealed record Ahead(DraftRound Request, AheadSend Send, RoundShape Shape, double DraftMs, long SentAt);
+    /// <summary>The rounds drafted and sent ahead on predicted outcomes of the outstanding one, with what their
+    /// observation needs.</summary>
+    private sealed record Ahead(IReadOnlyList<(DraftRound Request, AheadSend Send)> Rounds, RoundShape Shape, double DraftMs, long SentAt)
+    {
+        public void Dispose()
+        {
+            foreach (var (_, send) in Rounds)
+            {
+                send.Dispose();
+            }
+        }
+    }
+
+    /// <summary>One round taken over from those sent ahead.</summary>
+    private sealed record Promoted(DraftRound Request, AheadSend Send, RoundShape Shape, double DraftMs, long SentAt);
 
     private RoundShape NextShape() => ladder.Gamma <= 0 ? RoundShape.Chain(0) : shaper.Next(ladder.Gamma);
 
@@ -63,7 +76,7 @@ internal sealed partial class RoundLoop(
     /// <summary>Runs rounds until the session is complete; <paramref name="onCommitted"/> sees each committed stretch.</summary>
     public async Task RunAsync(long started, Action<int, int> onCommitted, Action committed, CancellationToken ct)
     {
-        Ahead? promoted = null;
+        Promoted? promoted = null;
         while (!session.IsComplete)
         {
             var roundStart = time.GetTimestamp();
@@ -161,10 +174,16 @@ internal sealed partial class RoundLoop(
                             FirstToken ??= time.GetElapsedTime(started);
                             onCommitted(step.Start, step.Count);
                             committed();
-                            if (ahead is not null && session.PromoteAhead())
+                            if (ahead is not null && session.PromoteAhead() is { } next)
                             {
                                 AheadHeld++;
-                                promoted = ahead;
+                                var taken = ahead.Rounds.First(r => ReferenceEquals(r.Request, next));
+                                promoted = new Promoted(next, taken.Send, ahead.Shape, ahead.DraftMs, ahead.SentAt);
+                                foreach (var (_, other) in ahead.Rounds.Where(r => !ReferenceEquals(r.Request, next)))
+                                {
+                                    other.Dispose();
+                                }
+
                                 ahead = null;
                             }
 
@@ -195,27 +214,28 @@ internal sealed partial class RoundLoop(
     {
         var begun = time.GetTimestamp();
         var shape = NextShape();
-        DraftRound? request;
+        IReadOnlyList<DraftRound> requests;
         using (run.Drafting())
         {
-            request = shape.Pipeline >= 1 && shape.Depth > 0 ? session.PrepareAhead(fit.Fit(shape.Depth)) : null;
+            var depth = shape.Pipeline >= 1 && shape.Depth > 0 ? fit.Fit(shape.Depth) : 0;
+            requests = depth > 0 ? session.PrepareAhead(depth, options.PredictedOutcomes == 0 ? depth + 1 : options.PredictedOutcomes) : [];
         }
 
-        if (request is null)
+        if (requests.Count == 0)
         {
             return null;
         }
 
         var draftMs = time.GetElapsedTime(begun).TotalMilliseconds;
-        AheadSent++;
-        var send = run.SendAhead(request, ct);
-        fit.Sent(request);
-        return new Ahead(request, send, shape, draftMs, time.GetTimestamp());
+        AheadSent += requests.Count;
+        var sends = requests.Select(r => (r, run.SendAhead(r, ct))).ToList();
+        fit.Sent(requests[^1]);
+        return new Ahead(sends, shape, draftMs, time.GetTimestamp());
     }
 
     private static void Abandon(ref Ahead? ahead)
     {
-        ahead?.Send.Dispose();
+        ahead?.Dispose();
         ahead = null;
     }
 

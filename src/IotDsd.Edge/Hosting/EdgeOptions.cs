@@ -78,6 +78,11 @@ public sealed record EdgeOptions
     /// (0 or 1; docs/protocol.md, pipelined rounds). Ignored in sampling modes and with <see cref="Sequential"/>.</summary>
     public int PipelineDepth { get; init; } = 1;
 
+    /// <summary>Pipelined rounds: outcomes of the pending round predicted, each with its own round sent ahead — "k drafts
+    /// accepted, then the draft's best other token" for k = 0, 1, …, and always "all accepted, then the draft's next
+    /// token". 0: one per possible k (γ + 1); 1: only "all accepted". More cost uplink bytes and draft time, never text.</summary>
+    public int PredictedOutcomes { get; init; }
+
     /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
     /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
     public int StreamTokens { get; init; } = 16;
@@ -137,6 +142,11 @@ public sealed record EdgeOptions
         if (TransferTimeoutCap < PublishTimeout || TransferTimeoutCap < RequestTimeout)
         {
             return $"transfer timeout cap ({TransferTimeoutCap.TotalMilliseconds} ms) must be at least the publish and request timeouts";
+        }
+
+        if (PredictedOutcomes is < 0 or > 65)
+        {
+            return $"predicted outcomes must be between 0 and 65, got {PredictedOutcomes}";
         }
 
         if (PipelineDepth is < 0 or > 1)

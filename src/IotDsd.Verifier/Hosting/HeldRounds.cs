@@ -6,31 +6,51 @@ using IotDsd.Verifier.Sessions;
 namespace IotDsd.Verifier.Hosting;
 
 /// <summary>
-/// Conditional rounds that arrived before the round they follow was verified (reordered, or that round was lost): at
-/// most one per session, the highest round kept (a copy of the same round replaces the older copy; the one dropped is
-/// counted as a duplicate, and its sender's resend brings it back). Each is checked again, as if it had just arrived,
-/// in the pass after the round it follows is verified, or dropped there when its session is gone or reopened.
+/// Conditional rounds that arrived before the round they follow was verified (reordered, or that round was lost): per
+/// session only those of the highest round number seen (a device may send one per predicted outcome), at most
+/// <see cref="MaxPerSession"/>; a lower round, or one past the bound, is dropped and counted as a duplicate (its
+/// sender's resend brings it back). Each is checked again, as if it had just arrived, in the pass after the round it
+/// follows is verified, or dropped there when its session is gone or reopened.
 /// </summary>
 internal sealed class HeldRounds
 {
-    private readonly Dictionary<VerifierSession, Held> _held = [];
+    /// <summary>Held rounds per session: one per possible outcome of the largest round (γ ≤ 64), and a copy of each.</summary>
+    public const int MaxPerSession = 130;
+
+    private readonly Dictionary<VerifierSession, List<Held>> _held = [];
 
     public int Count => _held.Count;
 
     public void Hold(string device, VerifierSession session, DraftRound round, InboundMessage message, VerifierStats stats)
     {
-        if (_held.TryGetValue(session, out var before) && before.Round.Round > round.Round)
+        if (!_held.TryGetValue(session, out var list))
+        {
+            _held[session] = list = [];
+        }
+
+        if (list.Count > 0 && list[0].Round.Round != round.Round)
+        {
+            if (list[0].Round.Round > round.Round)
+            {
+                stats.Duplicate();
+                return;
+            }
+
+            foreach (var _ in list)
+            {
+                stats.Duplicate();
+            }
+
+            list.Clear();
+        }
+
+        if (list.Count >= MaxPerSession)
         {
             stats.Duplicate();
             return;
         }
 
-        if (before is not null)
-        {
-            stats.Duplicate();
-        }
-
-        _held[session] = new Held(device, round, message);
+        list.Add(new Held(device, round, message));
     }
 
     /// <summary>Moves every held round whose condition can now be judged (or whose session is gone) to <paramref name="ready"/>.</summary>
@@ -41,12 +61,12 @@ internal sealed class HeldRounds
             return;
         }
 
-        foreach (var (session, held) in _held.ToArray())
+        foreach (var (session, list) in _held.ToArray())
         {
-            if (session.LastRound >= held.Round.AfterRound || !ReferenceEquals(sessions.Find(held.Device, session.Open.SessionId), session))
+            if (list.Count == 0 || session.LastRound >= list[0].Round.AfterRound || !ReferenceEquals(sessions.Find(list[0].Device, session.Open.SessionId), session))
             {
                 _held.Remove(session);
-                ready.Add(held.Message);
+                ready.AddRange(list.Select(h => h.Message));
             }
         }
     }

@@ -28,7 +28,7 @@ internal sealed partial class RoundProcessor(
     TimeProvider time)
 {
     /// <summary>Passes run in one call for deferred rounds beyond the first (each takes at least one round per session).</summary>
-    private const int MaxExtraPasses = 4;
+    private const int MaxExtraPasses = 8;
 
     private readonly List<InboundMessage> _deferred = [];
     private readonly HeldRounds _held = new();
