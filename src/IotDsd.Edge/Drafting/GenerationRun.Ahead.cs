@@ -3,8 +3,12 @@ using IotDsd.Messaging.Connections;
 
 namespace IotDsd.Edge.Drafting;
 
-/// <summary>A round sent ahead of its predecessor's verdict: one send under its own correlation id, not retried.</summary>
-internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> reply, CancellationTokenSource cancel) : IDisposable
+/// <summary>
+/// A round sent ahead of its predecessor's verdict: one send under its own correlation id, not retried. Abandoning it
+/// stops the wait for its reply, never its publish (a publish cancelled while its PUBACK is due reads as a timeout on
+/// the link).
+/// </summary>
+internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> reply, CancellationTokenSource cancel, IDisposable listener) : IDisposable
 {
     public string Verifier { get; } = verifier;
     public long Id { get; } = id;
@@ -27,7 +31,7 @@ internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> 
     public void Dispose()
     {
         Cancel();
-        cancel.Dispose();
+        listener.Dispose();
     }
 }
 
@@ -41,10 +45,33 @@ internal sealed partial class GenerationRun
     public AheadSend SendAhead(DraftRound request, CancellationToken ct)
     {
         var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var id = _requester.NewCorrelationId();
-        var reply = _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, cts.Token);
+        var listener = _requester.Listen(_requester.NewCorrelationId());
+        var reply = ReplyAsync(_requester.SendAsync(Topic, request, listener.Id, ct), listener, cts.Token);
         _ = reply.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return new AheadSend(Verifier, id, reply, cts);
+        return new AheadSend(Verifier, listener.Id, reply, cts, new Both(listener, cts));
+    }
+
+    /// <summary>The first reply under the send's correlation id, or null after the request timeout (from the publish).</summary>
+    private async Task<InboundMessage?> ReplyAsync(Task send, MqttRequester.Listener listener, CancellationToken ct)
+    {
+        await send.ConfigureAwait(false);
+        try
+        {
+            return await listener.Reader.ReadAsync(ct).AsTask().WaitAsync(_options.RequestTimeout, _time, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+    }
+
+    private sealed class Both(IDisposable first, IDisposable second) : IDisposable
+    {
+        public void Dispose()
+        {
+            first.Dispose();
+            second.Dispose();
+        }
     }
 
     /// <summary>
