@@ -78,6 +78,7 @@ public sealed partial class DraftSession
         }
 
         var n = _committed.Count;
+        _fedFor = null;
         if (_sequence.Length >= n)
         {
             _sequence.Truncate(n - 1);

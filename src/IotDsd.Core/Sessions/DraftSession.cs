@@ -117,6 +117,7 @@ public sealed partial class DraftSession : IDisposable
         }
 
         _outstanding = null;
+        DropAhead();
     }
 
     /// <summary>
@@ -165,6 +166,7 @@ public sealed partial class DraftSession : IDisposable
             throw new InvalidOperationException("the generation is complete");
         }
 
+        DropAhead();
         if (_outstanding is { } abandoned)
         {
             ProposalsExamined = abandoned.ExaminedBefore;
@@ -218,6 +220,7 @@ public sealed partial class DraftSession : IDisposable
             Proposals = Settings.Mode == DecodingMode.Rsr ? proposals : 0,
         };
         _outstanding = new Outstanding(request, draft, rows, n, 0, ProposalsExamined, FollowUps) { RankRows = rankRows };
+        _fedFor = gamma > 0 ? request : null;
         return request;
     }
 
@@ -313,10 +316,7 @@ public sealed partial class DraftSession : IDisposable
         _committed.AddRange(path is null ? o.Draft.AsSpan(0, k) : TokensOf(o.Tree!, path));
         _committed.Add(next);
         VerifierKnown = o.CommittedAt + k;
-        if (_sequence.Length > VerifierKnown)
-        {
-            _sequence.Truncate(VerifierKnown);
-        }
+        TrimDraftCache();
 
         Rounds++;
         Drafted += gamma;

@@ -67,6 +67,11 @@ public sealed partial class VerifierSession : IDisposable
             return RoundCheck.Fail(ErrorCode.UnknownSession, $"session epoch is {Epoch}, round says {round.Epoch}; reopen the session");
         }
 
+        if (CheckConditional(round) is { } conditional)
+        {
+            return conditional;
+        }
+
         if (_stream is not null && CheckAgainstStream(round) is { } streamed)
         {
             return streamed;
@@ -227,6 +232,7 @@ public sealed partial class VerifierSession : IDisposable
         Known = round.CommittedLength + outcome.Accepted;
         _sequence.Truncate(Known);
         _lastRound = round.Round;
+        _lastContent = ContentOf(round);
         _lastRejectedRow = outcome.TargetRow;
         _lastRejectedPosition = firstPosition + outcome.Accepted;
         _followUps.Clear();
@@ -309,6 +315,9 @@ public readonly record struct RoundCheck(RoundCheckKind Kind, Verdict? Verdict, 
 
     public static RoundCheck Stale => new(RoundCheckKind.Stale, null, 0, null);
 
+    /// <summary>A conditional round whose condition cannot be judged yet: keep it and check it again later.</summary>
+    public static RoundCheck Hold => new(RoundCheckKind.Hold, null, 0, null);
+
     public static RoundCheck Duplicate(Verdict v) => new(RoundCheckKind.Reply, v, 0, null);
 
     public static RoundCheck Fail(ErrorCode code, string reason) => new(RoundCheckKind.Error, null, code, reason);
@@ -336,4 +345,7 @@ public enum RoundCheckKind
 
     /// <summary>A streamed round resent: resend its tokens from <see cref="RoundCheck.StreamFrom"/>; the stream goes on.</summary>
     Resume,
+
+    /// <summary>A conditional round whose round it follows is not verified yet: hold it, check it again after that round.</summary>
+    Hold,
 }

@@ -111,7 +111,7 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var requester = _requester ?? throw new InvalidOperationException("call StartAsync first");
         var connection = _connection!;
         var fingerprint = Fingerprint(prompt, settings);
-        var shaped = !_options.Sequential && (settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling) ? settings with { Gamma = Math.Max(settings.Gamma, _options.MaxDepth) } : settings;
+        var shaped = RoundShapers.Shaped(_options, settings);
         using var store = _options.StateDirectory is { } dir ? new SessionStore(dir, _options.StateJournal, _time) : null;
         DraftSessionState? saved;
         try
@@ -130,149 +130,32 @@ public sealed partial class DraftWorker : IAsyncDisposable
         var deadLinks0 = connection.DeadLinksDetected;
         using var session = saved is null ? new DraftSession(_draft, shaped, prompt) : Restore(saved, shaped);
         var mayAdapt = settings.Mode == DecodingMode.Greedy || _options.AdaptGammaInSampling;
-        var proposals = new ProposalBudget();
         if (_options.PinnedLevel is > DegradationLevel.Normal && !mayAdapt)
         {
             throw new GenerationException($"pinning the ladder at {DegradationLadder.Name(_options.PinnedLevel.Value)} changes γ; in sampling modes allow that with AdaptGammaInSampling");
         }
 
         var ladder = new DegradationLadder(shaped.Gamma, mayAdapt, time: _time, pinned: _options.PinnedLevel);
-        var rowBytes = 0.0; // uplink wire bytes per drafted row, from the last committed round
-        var adaptive = !_options.Sequential && mayAdapt ? ShapeController.ForChains(shaped.Gamma, settings.Gamma, transferMs: (shape, _) => connection.UplinkBytesPerSecond is > 0 and var bps ? shape.Nodes * rowBytes * 1000 / bps : 0) : null;
-        int NextGamma() => FitLink(settings, adaptive is null || ladder.Gamma <= 0 ? ladder.Gamma : adaptive.Next(ladder.Gamma).Depth, rowBytes, mayAdapt, connection);
-        DraftRound Prepare(int gamma) => gamma == 0 && _options.StreamTokens > 0
-            ? session.PrepareStream(_options.StreamTokens, proposals.Next) // verifier-side decoding, streamed down
-            : session.PrepareRound(_options.Shape?.Capped(gamma) ?? Core.Adaptive.RoundShape.Chain(gamma), proposals.Next);
         ladder.Changed += (from, to) => Log.LevelChanged(_logger, settings.SessionId, DegradationLadder.Name(from), DegradationLadder.Name(to), to == DegradationLevel.Offline);
         _ladder = ladder;
         var faults = new FaultStats();
         using var run = new GenerationRun(_options, connection, requester, _directory, session, ladder, faults, onUnverified, _metrics, _logger, _time);
+        var fit = new LinkFit(_options, settings, mayAdapt, connection, _logger);
+        var loop = new RoundLoop(_options, session, run, ladder, RoundShapers.For(_options, session, settings, mayAdapt, fit, connection), fit, _metrics, _logger, _time);
         var resumed = saved is null ? 0 : Math.Min(session.Generated, settings.MaxTokens);
         if (saved is not null)
         {
             Log.Resumed(_logger, settings.SessionId, resumed, session.Round);
             store!.Save(session.Snapshot(), fingerprint); // the new epoch is on disk (fsynced) before any open carries it
-            proposals.Observe(session);
+            loop.Proposals.Observe(session);
             Emit(session, session.PromptLength, session.Committed.Count - session.PromptLength, onCommitted);
         }
 
         var started = _time.GetTimestamp();
-        TimeSpan? firstToken = null;
-        long reopens = 0, batchSum = 0, violations = 0;
-        var slowDown = new SlowDown(_logger, _time, settings.SessionId);
-        var maxBatch = 0;
-        var roundMillis = new List<double>();
-        var draftMillis = new List<double>();
-        var verifyMillis = new List<double>();
-        var acceptedPerRound = new List<int>();
-        var draftedPerRound = new List<int>();
-        var draftedBefore = session.Drafted;
         _metrics?.SessionStarted();
-
         await run.ChooseVerifierAsync(ct).ConfigureAwait(false);
         await run.OpenAsync(ct).ConfigureAwait(false);
-        while (!session.IsComplete)
-        {
-            var roundStart = _time.GetTimestamp();
-            var gamma = NextGamma();
-            object request = Prepare(gamma);
-            draftMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
-            var done = false;
-            while (!done)
-            {
-                var reply = request is DraftRound { Stream: > 0 }
-                    ? await run.StreamAsync(step =>
-                    {
-                        firstToken ??= _time.GetElapsedTime(started);
-                        Emit(session, step.Start, step.Count, onCommitted);
-                    }, ct).ConfigureAwait(false)
-                    : await run.ExchangeAsync(request, ct).ConfigureAwait(false);
-                switch (reply)
-                {
-                    case null:
-                    case ErrorReply { Code: ErrorCode.UnknownSession or ErrorCode.PrefixMismatch }:
-                        // Moved to another verifier, or this one lacks the session: rebuild it there from the prefix.
-                        if (reply is ErrorReply lost)
-                        {
-                            Log.Reopening(_logger, settings.SessionId, lost.Code, lost.Message);
-                            _metrics?.Error(lost.Code == ErrorCode.UnknownSession ? "unknown_session" : "prefix_mismatch");
-                            session.ResetVerifier();
-                        }
-
-                        reopens++;
-                        await run.OpenAsync(ct).ConfigureAwait(false);
-                        gamma = NextGamma();
-                        request = Prepare(gamma);
-                        break;
-                    case StreamCompleted streamed:
-                        batchSum += (long)Math.Round(streamed.MeanBatch);
-                        maxBatch = Math.Max(maxBatch, streamed.MaxBatch);
-                        roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
-                        verifyMillis.Add(0);
-                        acceptedPerRound.Add(0);
-                        draftedPerRound.Add(0);
-                        _metrics?.Round(session.Drafted, session.AcceptedTotal, streamed.Tokens, roundMillis[^1], draftMillis[^1], 0, 0);
-                        run.Committed(store, fingerprint);
-                        done = true;
-                        break;
-                    case Verdict verdict:
-                        RoundStep step;
-                        try
-                        {
-                            step = session.Apply(verdict, proposals.Next);
-                        }
-                        catch (ProtocolViolationException ex)
-                        {
-                            // Nothing was committed; ask again (the verifier answers a duplicate with its cached verdict).
-                            Log.BadVerdict(_logger, session.Round, ex.Message);
-                            _metrics?.Error("invalid_verdict");
-                            if (++violations >= _options.MaxAttempts)
-                            {
-                                throw new GenerationException($"verifier {run.Verifier} kept sending invalid verdicts: {ex.Message}");
-                            }
-
-                            break;
-                        }
-
-                        if (step.Kind == RoundStepKind.NeedMoreProposals)
-                        {
-                            request = step.FollowUp!;
-                            break;
-                        }
-
-                        if (step.Kind == RoundStepKind.Ignored)
-                        {
-                            break; // not for the outstanding request: it is still outstanding
-                        }
-
-                        proposals.Observe(session);
-                        batchSum += verdict.BatchSize;
-                        maxBatch = Math.Max(maxBatch, verdict.BatchSize);
-                        verifyMillis.Add(verdict.VerifyMicros / 1000.0);
-                        roundMillis.Add(_time.GetElapsedTime(roundStart).TotalMilliseconds);
-                        acceptedPerRound.Add(verdict.Accepted);
-                        draftedPerRound.Add((int)(session.Drafted - draftedBefore));
-                        adaptive?.Observe(new RoundObservation(RoundShape.Chain(draftedPerRound[^1]), draftedPerRound[^1], verdict.Accepted, default, draftMillis[^1], verifyMillis[^1], roundMillis[^1] - draftMillis[^1], verdict.BatchSize));
-                        draftedBefore = session.Drafted;
-                        rowBytes = gamma > 0 && request is DraftRound ? connection.LastPublishBytes / (double)gamma : rowBytes;
-                        _metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, roundMillis[^1], draftMillis[^1], verifyMillis[^1], gamma);
-                        firstToken ??= _time.GetElapsedTime(started);
-                        Emit(session, step.Start, step.Count, onCommitted);
-                        run.Committed(store, fingerprint);
-                        done = true;
-                        break;
-                    case ErrorReply { Code: ErrorCode.Overloaded } slow when slowDown.Allows(session.Round):
-                        await slowDown.WaitAsync(slow.Message, ct).ConfigureAwait(false);
-                        break; // refused before it was processed: the same round goes again after the pause
-                    case ErrorReply error:
-                        throw new GenerationException($"verifier {run.Verifier} refused round {session.Round}: {error.Code}: {error.Message}");
-                    case SessionOpened:
-                        break; // a late answer to an open: the request is still outstanding
-                    default:
-                        throw new GenerationException($"verifier {run.Verifier} sent an unexpected {reply.GetType().Name}");
-                }
-            }
-        }
+        await loop.RunAsync(started, (start, count) => Emit(session, start, count, onCommitted), () => run.Committed(store, fingerprint), ct).ConfigureAwait(false);
 
         await CloseAsync(session, TopicScheme.VerifierRounds(run.Verifier, _options.DeviceId), ct).ConfigureAwait(false);
         store?.Delete(settings.SessionId);
@@ -291,20 +174,22 @@ public sealed partial class DraftWorker : IAsyncDisposable
             Accepted = session.AcceptedTotal,
             FollowUps = session.FollowUps,
             Retries = faults.Retries,
-            Reopens = reopens,
+            Reopens = loop.Reopens,
+            RoundsAhead = loop.AheadSent,
+            RoundsAheadHeld = loop.AheadHeld,
             Elapsed = _time.GetElapsedTime(started),
-            TimeToFirstToken = firstToken ?? TimeSpan.Zero,
+            TimeToFirstToken = loop.FirstToken ?? TimeSpan.Zero,
             UplinkPayloadBytes = requester.SentPayloadBytes - upPayload0,
             UplinkWireBytes = requester.SentWireBytes - upWire0,
             DownlinkPayloadBytes = Interlocked.Read(ref _downPayload) - downPayload0,
             DownlinkWireBytes = Interlocked.Read(ref _downWire) - downWire0,
-            RoundMillis = roundMillis,
-            DraftMillis = draftMillis,
-            VerifyMillis = verifyMillis,
-            AcceptedPerRound = acceptedPerRound,
-            DraftedPerRound = draftedPerRound,
-            MeanBatch = session.Rounds == 0 ? 0 : (double)batchSum / session.Rounds,
-            MaxBatch = maxBatch,
+            RoundMillis = loop.RoundMillis,
+            DraftMillis = loop.DraftMillis,
+            VerifyMillis = loop.VerifyMillis,
+            AcceptedPerRound = loop.AcceptedPerRound,
+            DraftedPerRound = loop.DraftedPerRound,
+            MeanBatch = session.Rounds == 0 ? 0 : (double)loop.BatchSum / session.Rounds,
+            MaxBatch = loop.MaxBatch,
             StateBytesWritten = store?.BytesWritten ?? 0,
             StateSyncs = store?.Syncs ?? 0,
             Faults = new FaultReport
@@ -373,51 +258,8 @@ public sealed partial class DraftWorker : IAsyncDisposable
         }
     }
 
-    /// <summary>
-    /// The step-down for a link too slow for the round's shape: a round of <paramref name="gamma"/> rows of
-    /// <paramref name="rowBytes"/> must go up within <see cref="EdgeOptions.TransferTimeoutCap"/> at the measured uplink
-    /// (base publish timeout + bytes / bandwidth × <see cref="MqttConnection.TransferSafetyFactor"/>). When it cannot,
-    /// γ steps down to the largest that fits (0, the verifier-decoding rung, when not even one row fits) where γ may
-    /// adapt (greedy, or sampling with <see cref="EdgeOptions.AdaptGammaInSampling"/>); in a sampling mode where it may
-    /// not, the generation fails closed with the reason rather than resending a round that can never be acknowledged.
-    /// </summary>
-    private int FitLink(SessionSettings settings, int gamma, double rowBytes, bool mayAdapt, MqttConnection connection)
-    {
-        if (gamma <= 0 || rowBytes <= 0 || connection.UplinkBytesPerSecond is not { } bps)
-        {
-            return gamma;
-        }
-
-        var seconds = (_options.TransferTimeoutCap - _options.PublishTimeout).TotalSeconds;
-        var fit = (int)Math.Min(gamma, Math.Floor(seconds * bps / MqttConnection.TransferSafetyFactor / rowBytes));
-        if (fit >= gamma)
-        {
-            return gamma;
-        }
-
-        if (!mayAdapt)
-        {
-            throw new GenerationException(string.Create(
-                System.Globalization.CultureInfo.InvariantCulture,
-                $"a {settings.Mode.Name()} round of γ = {gamma} ({gamma * rowBytes:0} bytes) cannot go up within the transfer timeout cap of {_options.TransferTimeoutCap.TotalSeconds:0} s at the measured uplink of {bps:0} B/s; lower --gamma, pick a sparser mode (dssd, rsr), or let γ step down with --adapt-in-sampling"));
-        }
-
-        var to = Math.Max(0, fit);
-        Log.SteppedDown(_logger, settings.SessionId, gamma, to, bps, _options.TransferTimeoutCap.TotalSeconds);
-        return to;
-    }
-
     private static partial class Log
     {
-        [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "Session {SessionId}: a round of γ = {From} cannot go up within {CapSeconds} s at the measured uplink of {BytesPerSecond} B/s; γ steps down to {To}")]
-        public static partial void SteppedDown(ILogger logger, string sessionId, int from, int to, double bytesPerSecond, double capSeconds);
-
-        [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Reopening session {SessionId} with the whole prefix: {Code}: {Reason}")]
-        public static partial void Reopening(ILogger logger, string sessionId, ErrorCode code, string reason);
-
-        [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message = "Invalid verdict for round {Round}, asking again: {Reason}")]
-        public static partial void BadVerdict(ILogger logger, long round, string reason);
-
         [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "Could not close session {SessionId}: {Reason}")]
         public static partial void CloseFailed(ILogger logger, string sessionId, string reason);
 

@@ -20,6 +20,12 @@ public sealed record GenerationReport
     public long FollowUps { get; init; }
     public long Retries { get; init; }
     public long Reopens { get; init; }
+
+    /// <summary>Rounds sent ahead of their predecessor's verdict (pipelined), and those whose predicted prefix came true
+    /// (the rest were drafted again on the real outcome).</summary>
+    public long RoundsAhead { get; init; }
+
+    public long RoundsAheadHeld { get; init; }
     public TimeSpan Elapsed { get; init; }
     public TimeSpan TimeToFirstToken { get; init; }
     public long UplinkPayloadBytes { get; init; }

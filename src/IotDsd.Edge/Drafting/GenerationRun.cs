@@ -179,14 +179,20 @@ internal sealed partial class GenerationRun : IDisposable
 
     /// <summary>
     /// Sends <paramref name="request"/> until something answers it. Returns null when the session moved to another
-    /// verifier (the caller reopens there and rebuilds the request).
+    /// verifier (the caller reopens there and rebuilds the request). With <paramref name="sent"/> (the same request,
+    /// already sent ahead to this verifier) the first attempt waits for that send's reply instead of sending again.
     /// </summary>
-    public Task<object?> ExchangeAsync(object request, CancellationToken ct)
+    public Task<object?> ExchangeAsync(object request, CancellationToken ct, AheadSend? sent = null)
     {
         var id = _requester.NewCorrelationId();
         return RetryAsync(
             async (attempt, token) =>
             {
+                if (attempt == 1 && sent is not null && sent.Verifier == Verifier)
+                {
+                    return await TakeOverAsync(sent, token).ConfigureAwait(false);
+                }
+
                 var reply = await _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, token).ConfigureAwait(false);
                 return reply is null ? Quiet : new Answer(reply.Decoded.Message!);
             },
@@ -213,6 +219,11 @@ internal sealed partial class GenerationRun : IDisposable
         var attempt = 0;
         while (true)
         {
+            if (attempt > 0)
+            {
+                await IdleAsync().ConfigureAwait(false); // a retry may touch the session: not while the loop drafts on it
+            }
+
             using var cts = await BeginAttemptAsync(++attempt, ct).ConfigureAwait(false);
             if (cts is null)
             {
@@ -255,6 +266,7 @@ internal sealed partial class GenerationRun : IDisposable
                 // what declare the link dead; the directory's last wills, or a verifier silent while the link is up,
                 // declare a verifier dead.
                 onQuiet(attempt);
+                await IdleAsync().ConfigureAwait(false);
                 _metrics?.Error("timeout");
                 _ladder.Failure();
                 if (_connection.IsConnected && ++_silentTimeouts >= _options.SilentVerifierTimeouts && LeaveSilent())

@@ -78,6 +78,19 @@ public sealed record EdgeOptions
     /// <summary>Deepest round the shape controller may choose (never below the session's γ, where it starts).</summary>
     public int MaxDepth { get; init; } = 16;
 
+    /// <summary>Largest token tree the shape controller may send (0: chains only); the verifier refuses more than its own
+    /// limit (<c>VerifierLimits.MaxTreeNodes</c>, 64 by default). Trees are offered in greedy and dsd (docs/protocol.md §14).</summary>
+    public int MaxTreeNodes { get; init; } = 64;
+
+    /// <summary>Greedy: rounds sent ahead of a pending verdict, each drafted on the predicted outcome of the one before
+    /// (0 or 1; docs/protocol.md, pipelined rounds). Ignored in sampling modes and with <see cref="Sequential"/>.</summary>
+    public int PipelineDepth { get; init; } = 1;
+
+    /// <summary>Pipelined rounds: outcomes of the pending round predicted, each with its own round sent ahead — "k drafts
+    /// accepted, then the draft's best other token" for k = 0, 1, …, and always "all accepted, then the draft's next
+    /// token". 0: one per possible k (γ + 1); 1: only "all accepted". More cost uplink bytes and draft time, never text.</summary>
+    public int PredictedOutcomes { get; init; }
+
     /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
     /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
     public int StreamTokens { get; init; } = 16;
@@ -123,6 +136,11 @@ public sealed record EdgeOptions
             return journal;
         }
 
+        if (MaxTreeNodes is < 0 or > 256)
+        {
+            return $"max tree nodes must be between 0 and 256, got {MaxTreeNodes}";
+        }
+
         if (MaxDepth is < 1 or > 32)
         {
             return $"max depth must be between 1 and 32, got {MaxDepth}";
@@ -146,6 +164,16 @@ public sealed record EdgeOptions
         if (TransferTimeoutCap < PublishTimeout || TransferTimeoutCap < RequestTimeout)
         {
             return $"transfer timeout cap ({TransferTimeoutCap.TotalMilliseconds} ms) must be at least the publish and request timeouts";
+        }
+
+        if (PredictedOutcomes is < 0 or > 65)
+        {
+            return $"predicted outcomes must be between 0 and 65, got {PredictedOutcomes}";
+        }
+
+        if (PipelineDepth is < 0 or > 1)
+        {
+            return $"pipeline depth must be 0 or 1, got {PipelineDepth}";
         }
 
         if (OfflineDraftTokens is < 0 or > 4096)

@@ -27,13 +27,29 @@ internal sealed partial class RoundProcessor(
     ILogger logger,
     TimeProvider time)
 {
+    /// <summary>Passes run in one call for deferred rounds beyond the first (each takes at least one round per session).</summary>
+    private const int MaxExtraPasses = 8;
+
     private readonly List<InboundMessage> _deferred = [];
+    private readonly HeldRounds _held = new();
     private readonly StreamedRounds _streams = new(sessions, connection, logger, time);
 
     /// <summary>True while streamed rounds are decoding: the loop must run passes without waiting for requests.</summary>
     public bool Streaming => _streams.Any;
 
     public async Task ProcessAsync(List<InboundMessage> batch, CancellationToken ct)
+    {
+        await PassAsync(batch, ct).ConfigureAwait(false);
+
+        // Rounds deferred behind their session's round in that pass (a pipelined round, or a conditional one released
+        // because the round it follows is now verified) go at once, not when the next request happens to arrive.
+        for (var passes = 0; _deferred.Count > 0 && passes < MaxExtraPasses && !ct.IsCancellationRequested; passes++)
+        {
+            await PassAsync([], ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task PassAsync(List<InboundMessage> batch, CancellationToken ct)
     {
         var replies = new List<Task>(batch.Count);
         var work = new List<(InboundMessage Message, string Device, VerifierSession Session, DraftRound Round)>();
@@ -98,6 +114,12 @@ internal sealed partial class RoundProcessor(
 
                         session.LastUsedTicks = time.GetTimestamp();
                         var check = session.Check(round);
+                        if (check.Kind == RoundCheckKind.Hold)
+                        {
+                            _held.Hold(device, session, round, message, stats);
+                            break;
+                        }
+
                         if (check.Kind == RoundCheckKind.Stale && round.Epoch == session.Epoch)
                         {
                             // Behind the session within its own epoch: a late duplicate, whose sender has moved on and
@@ -179,6 +201,7 @@ internal sealed partial class RoundProcessor(
             Verify(work, replies, ct);
         }
 
+        _held.Release(sessions, _deferred);
         await Task.WhenAll(replies).ConfigureAwait(false);
     }
 

@@ -1,0 +1,57 @@
+using IotDsd.Contracts.Messages;
+using IotDsd.Core.Adaptive;
+using IotDsd.Core.Sessions;
+using IotDsd.Edge.Hosting;
+using IotDsd.Messaging.Connections;
+
+namespace IotDsd.Edge.Drafting;
+
+/// <summary>Which shaper a generation runs with.</summary>
+internal static class RoundShapers
+{
+    /// <summary>
+    /// <see cref="EdgeOptions.Shape"/>: that shape every round. <see cref="EdgeOptions.Sequential"/>, or a sampling mode
+    /// without <see cref="EdgeOptions.AdaptGammaInSampling"/>: one chain of the session's γ, one round in flight, no
+    /// adaptation. Otherwise the <see cref="ShapeController"/> (docs/protocol.md §6): chains up to the session's γ
+    /// (<see cref="EdgeOptions.MaxDepth"/>), token trees where the session offers them, and rounds sent ahead in greedy.
+    /// </summary>
+    public static IRoundShaper For(EdgeOptions options, DraftSession session, SessionSettings settings, bool mayAdapt, LinkFit fit, MqttConnection connection)
+    {
+        if (options.Shape is { } pinned)
+        {
+            return new FixedShape(pinned);
+        }
+
+        if (options.Sequential || !mayAdapt)
+        {
+            return new FixedShape(RoundShape.Chain(settings.Gamma));
+        }
+
+        var trees = session.OffersTrees;
+        var limits = new ShapeLimits(
+            session.Settings.Gamma,
+            MaxWidth: trees ? 4 : 1,
+            MaxNodes: trees ? session.Settings.MaxTreeNodes : 0,
+            MaxPipeline: settings.Mode == DecodingMode.Greedy ? Math.Min(options.PipelineDepth, 1) : 0);
+        return new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
+            connection.UplinkBytesPerSecond is > 0 and var bps && fit.RowBytes > 0 ? shape.Nodes * fit.RowBytes * 1000 / bps : 0);
+    }
+
+    /// <summary>
+    /// The settings a session runs with: the user's, or — when the controller may shape its rounds — with room for the
+    /// deepest round it may choose (<see cref="EdgeOptions.MaxDepth"/>) and for token trees
+    /// (<see cref="EdgeOptions.MaxTreeNodes"/>).
+    /// </summary>
+    public static SessionSettings Shaped(EdgeOptions options, SessionSettings settings)
+    {
+        var mayAdapt = settings.Mode == DecodingMode.Greedy || options.AdaptGammaInSampling;
+        if (options.Shape is { } pinned)
+        {
+            return settings with { Gamma = Math.Max(settings.Gamma, pinned.Depth), MaxTreeNodes = pinned.IsTree ? Math.Max(settings.MaxTreeNodes, pinned.Nodes) : settings.MaxTreeNodes };
+        }
+
+        return options.Sequential || !mayAdapt
+            ? settings
+            : settings with { Gamma = Math.Max(settings.Gamma, options.MaxDepth), MaxTreeNodes = Math.Max(settings.MaxTreeNodes, options.MaxTreeNodes) };
+    }
+}
