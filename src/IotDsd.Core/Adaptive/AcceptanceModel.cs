@@ -127,6 +127,22 @@ public sealed class AcceptanceModel
 
     /// <summary>Chance that every draft of a chain of <paramref name="depth"/> is accepted and the bonus token is the
     /// draft's top one: the chance that a round sent ahead on the predicted outcome is verified.</summary>
+    public double ChainHit(int depth, int outcomes)
+    {
+        // Predictions "k drafts accepted, then the draft's second choice" for k < outcomes − 1, and "all accepted, then
+        // the draft's next token": disjoint outcomes, so their chances add.
+        double hit = 0, reach = 1;
+        var early = outcomes <= 0 ? depth : Math.Min(depth, outcomes - 1);
+        for (var k = 0; k < early; k++)
+        {
+            hit += reach * At(k + 1, 1);
+            reach *= Top(k + 1);
+        }
+
+        return hit + ChainHit(depth);
+    }
+
+    /// <summary>The chance that a round sent ahead on "every draft accepted, then the draft's next token" holds.</summary>
     public double ChainHit(int depth)
     {
         var p = 1.0;

@@ -5,7 +5,9 @@ namespace IotDsd.Core.Adaptive;
 /// <param name="MaxWidth">Children per tree node at most; 1 = chains only.</param>
 /// <param name="MaxNodes">Draft nodes per round at most (the verifier's tree budget); at most <paramref name="MaxDepth"/> means chains only.</param>
 /// <param name="MaxPipeline">Rounds sent ahead of a pending verdict at most (0 or 1).</param>
-public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int MaxNodes = 0, int MaxPipeline = 0)
+/// <param name="AheadOutcomes">Outcomes of the pending round a chain sent ahead is drafted for (one round each): 1
+/// "all accepted"; n also "k accepted, then the draft's second choice" for k &lt; n − 1; 0 one per k. Trees are not sent ahead.</param>
+public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int MaxNodes = 0, int MaxPipeline = 0, int AheadOutcomes = 1)
 {
     /// <summary>Chains of at most <paramref name="maxDepth"/>, one round in flight.</summary>
     public static ShapeLimits Chains(int maxDepth) => new(maxDepth);
@@ -236,6 +238,11 @@ public sealed class ShapeController : IRoundShaper
     {
         for (var pipeline = 0; pipeline <= _limits.MaxPipeline; pipeline++)
         {
+            if (pipeline > 0 && shape.IsTree)
+            {
+                break; // the device sends only chains ahead
+            }
+
             var candidate = shape with { Pipeline = pipeline };
             var rate = Goodput(candidate, accepted);
             if (rate > bestRate * (1 + 1e-9))
@@ -261,9 +268,11 @@ public sealed class ShapeController : IRoundShaper
         var time = sequential;
         if (shape.Pipeline > 0)
         {
-            var hit = _acceptance.ChainHit(shape.Depth);
-            // With one round ahead, two rounds share each round trip; the slowest stage bounds it below.
-            var ahead = Math.Max(Math.Max(sequential / (1 + shape.Pipeline), Math.Max(draft, verify)), transfer);
+            var outcomes = _limits.AheadOutcomes <= 0 ? shape.Depth + 1 : _limits.AheadOutcomes;
+            var hit = _acceptance.ChainHit(shape.Depth, outcomes);
+            // With one round ahead, two rounds share each round trip; the slowest stage bounds it below, and every
+            // predicted outcome's round is drafted and goes up.
+            var ahead = Math.Max(Math.Max(sequential / (1 + shape.Pipeline), Math.Max(draft * outcomes, verify)), transfer * outcomes);
             time = (hit * ahead) + ((1 - hit) * (sequential + transfer + _missMs));
         }
 

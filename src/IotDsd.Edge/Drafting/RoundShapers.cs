@@ -32,7 +32,8 @@ internal static class RoundShapers
             session.Settings.Gamma,
             MaxWidth: trees ? 4 : 1,
             MaxNodes: trees ? session.Settings.MaxTreeNodes : 0,
-            MaxPipeline: settings.Mode == DecodingMode.Greedy ? Math.Min(options.PipelineDepth, 1) : 0);
+            MaxPipeline: settings.Mode == DecodingMode.Greedy ? Math.Min(options.PipelineDepth, 1) : 0,
+            AheadOutcomes: options.PredictedOutcomes);
         return new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
             connection.UplinkBytesPerSecond is > 0 and var bps && fit.RowBytes > 0 ? shape.Nodes * fit.RowBytes * 1000 / bps : 0);
     }
