@@ -123,7 +123,9 @@ internal sealed partial class RoundLoop(
                         : run.ExchangeAsync(request, ct, inFlight);
                     inFlight = null;
                     fit.Sent(request);
-                    if (ahead is null && shape.Pipeline >= 1 && request is DraftRound { Stream: 0, Draft.Length: > 0 })
+                    // A round taken over from a send ahead usually has its verdict here already: take it first rather
+                    // than make it wait behind the drafting of the next rounds ahead.
+                    if (ahead is null && shape.Pipeline >= 1 && request is DraftRound { Stream: 0, Draft.Length: > 0 } && !exchange.IsCompleted)
                     {
                         ahead = DraftAhead(ct);
                     }
