@@ -75,7 +75,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
             }
         };
 
-        await using (var pipelined = await Pipeline.StartAsync(mosquitto.Port))
+        await using (var pipelined = await Pipeline.StartAsync(mosquitto.Port, device: o => o with { PipelineMinRoundTripMs = 0 }))
         {
             var report = await pipelined.GenerateAsync(prompt, DecodingMode.Greedy, 0f, tokens, session: "pipe");
             output.WriteLine($"pipelined: {report.Rounds} rounds, {report.RoundsAhead} sent ahead, {report.RoundsAheadHeld} held, {copies} copies, verifier duplicates {pipelined.Verifier.Stats.Duplicates}");
@@ -176,7 +176,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
         var slow = new LinkProfile { Delay = TimeSpan.FromMilliseconds(2) };
         link.Configure(slow, slow);
         await link.StartAsync();
-        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "pipe-device", null, log, TimeSpan.FromSeconds(1));
+        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "pipe-device", null, log, TimeSpan.FromSeconds(1), o => o with { PipelineMinRoundTripMs = 0 });
         var committed = 0;
         var settings = new SessionSettings { SessionId = "pf", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
         var run = worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, _ => Interlocked.Increment(ref committed), CancellationToken.None);

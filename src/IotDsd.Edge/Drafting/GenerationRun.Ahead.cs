@@ -5,34 +5,16 @@ namespace IotDsd.Edge.Drafting;
 
 /// <summary>
 /// A round sent ahead of its predecessor's verdict: one send under its own correlation id, not retried. Abandoning it
-/// stops the wait for its reply, never its publish (a publish cancelled while its PUBACK is due reads as a timeout on
-/// the link).
+/// only stops the caller's wait: the send and its wait for a reply run on (a publish cancelled while its PUBACK is due
+/// reads as a timeout on the link), and a late reply is dropped when its wait ends.
 /// </summary>
-internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> reply, CancellationTokenSource cancel, IDisposable listener) : IDisposable
+internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> reply)
 {
     public string Verifier { get; } = verifier;
     public long Id { get; } = id;
 
     /// <summary>The verifier's reply (null: none within the request timeout).</summary>
     public Task<InboundMessage?> Reply { get; } = reply;
-
-    /// <summary>Stops waiting for the reply (a late one is dropped as unmatched).</summary>
-    public void Cancel()
-    {
-        try
-        {
-            cancel.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
-
-    public void Dispose()
-    {
-        Cancel();
-        listener.Dispose();
-    }
 }
 
 /// <summary>Pipelined rounds: sending a round ahead, and keeping retries off the session while the loop drafts.</summary>
@@ -44,34 +26,10 @@ internal sealed partial class GenerationRun
     /// that takes it over, or abandoned.</summary>
     public AheadSend SendAhead(DraftRound request, CancellationToken ct)
     {
-        var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var listener = _requester.Listen(_requester.NewCorrelationId());
-        var reply = ReplyAsync(_requester.SendAsync(Topic, request, listener.Id, ct), listener, cts.Token);
+        var id = _requester.NewCorrelationId();
+        var reply = _requester.RequestAsync(Topic, request, _options.RequestTimeout, id, ct);
         _ = reply.ContinueWith(t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-        return new AheadSend(Verifier, listener.Id, reply, cts, new Both(listener, cts));
-    }
-
-    /// <summary>The first reply under the send's correlation id, or null after the request timeout (from the publish).</summary>
-    private async Task<InboundMessage?> ReplyAsync(Task send, MqttRequester.Listener listener, CancellationToken ct)
-    {
-        await send.ConfigureAwait(false);
-        try
-        {
-            return await listener.Reader.ReadAsync(ct).AsTask().WaitAsync(_options.RequestTimeout, _time, ct).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            return null;
-        }
-    }
-
-    private sealed class Both(IDisposable first, IDisposable second) : IDisposable
-    {
-        public void Dispose()
-        {
-            first.Dispose();
-            second.Dispose();
-        }
+        return new AheadSend(Verifier, id, reply);
     }
 
     /// <summary>
@@ -99,7 +57,6 @@ internal sealed partial class GenerationRun
     /// <summary>The first attempt of an exchange whose request was already sent ahead: waits for that send's reply.</summary>
     private static async Task<Answer> TakeOverAsync(AheadSend sent, CancellationToken token)
     {
-        using var stop = token.Register(sent.Cancel);
         var reply = await sent.Reply.WaitAsync(token).ConfigureAwait(false);
         return reply is null ? Quiet : new Answer(reply.Decoded.Message!);
     }

@@ -53,16 +53,7 @@ internal sealed partial class RoundLoop(
 
     /// <summary>The rounds drafted and sent ahead on predicted outcomes of the outstanding one, with what their
     /// observation needs.</summary>
-    private sealed record Ahead(IReadOnlyList<(DraftRound Request, AheadSend Send)> Rounds, RoundShape Shape, double DraftMs, long SentAt)
-    {
-        public void Dispose()
-        {
-            foreach (var (_, send) in Rounds)
-            {
-                send.Dispose();
-            }
-        }
-    }
+    private sealed record Ahead(IReadOnlyList<(DraftRound Request, AheadSend Send)> Rounds, RoundShape Shape, double DraftMs, long SentAt);
 
     /// <summary>One round taken over from those sent ahead.</summary>
     private sealed record Promoted(DraftRound Request, AheadSend Send, RoundShape Shape, double DraftMs, long SentAt);
@@ -106,7 +97,6 @@ internal sealed partial class RoundLoop(
             }
 
             var pipelined = promoted is not null;
-            var owned = promoted?.Send;
             promoted = null;
             Ahead? ahead = null;
             var done = false;
@@ -189,11 +179,6 @@ internal sealed partial class RoundLoop(
                                 AheadHeld++;
                                 var taken = ahead.Rounds.First(r => ReferenceEquals(r.Request, next));
                                 promoted = new Promoted(next, taken.Send, ahead.Shape, ahead.DraftMs, ahead.SentAt);
-                                foreach (var (_, other) in ahead.Rounds.Where(r => !ReferenceEquals(r.Request, next)))
-                                {
-                                    other.Dispose();
-                                }
-
                                 ahead = null;
                             }
 
@@ -214,7 +199,6 @@ internal sealed partial class RoundLoop(
             finally
             {
                 Abandon(ref ahead);
-                owned?.Dispose();
             }
         }
     }
@@ -243,11 +227,9 @@ internal sealed partial class RoundLoop(
         return new Ahead(sends, shape, draftMs, time.GetTimestamp());
     }
 
-    private static void Abandon(ref Ahead? ahead)
-    {
-        ahead?.Dispose();
-        ahead = null;
-    }
+    /// <summary>Forgets the rounds sent ahead: nothing to stop, as each one's wait ends with its reply or the request
+    /// timeout (a late reply is dropped).</summary>
+    private static void Abandon(ref Ahead? ahead) => ahead = null;
 
     /// <summary>Applies a verdict; returns the committed step, or null when the request stays outstanding (maybe replaced).</summary>
     private RoundStep? Apply(Verdict verdict, ref object request)

@@ -34,8 +34,32 @@ internal static class RoundShapers
             MaxNodes: trees ? session.Settings.MaxTreeNodes : 0,
             MaxPipeline: settings.Mode == DecodingMode.Greedy ? Math.Min(options.PipelineDepth, 1) : 0,
             AheadOutcomes: options.PredictedOutcomes);
-        return new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
+        var controller = new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
             connection.UplinkBytesPerSecond is > 0 and var bps && fit.RowBytes > 0 ? shape.Nodes * fit.RowBytes * 1000 / bps : 0);
+        return limits.MaxPipeline > 0 && options.PipelineMinRoundTripMs > 0 ? new AheadGate(controller, options.PipelineMinRoundTripMs) : controller;
+    }
+
+    /// <summary>
+    /// Sends nothing ahead until the measured round trip outside the verifier reaches <paramref name="minLinkMs"/>
+    /// (<see cref="EdgeOptions.PipelineMinRoundTripMs"/>): on a local link a round sent ahead saves almost nothing, and
+    /// its requests count against the verifier's per-device request limit.
+    /// </summary>
+    private sealed class AheadGate(IRoundShaper inner, double minLinkMs) : IRoundShaper
+    {
+        private double _linkMs = -1; // smoothed round trip less the verifier's batch time; −1 before the first round
+
+        public RoundShape Next(int maxDepth)
+        {
+            var shape = inner.Next(maxDepth);
+            return _linkMs >= minLinkMs ? shape : shape with { Pipeline = 0 };
+        }
+
+        public void Observe(in RoundObservation observation)
+        {
+            var link = Math.Max(0, observation.RoundTripMs - observation.VerifyMs);
+            _linkMs = _linkMs < 0 ? link : (0.8 * _linkMs) + (0.2 * link);
+            inner.Observe(observation);
+        }
     }
 
     /// <summary>

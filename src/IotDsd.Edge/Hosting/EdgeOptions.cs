@@ -86,10 +86,16 @@ public sealed record EdgeOptions
     /// (0 or 1; docs/protocol.md, pipelined rounds). Ignored in sampling modes and with <see cref="Sequential"/>.</summary>
     public int PipelineDepth { get; init; } = 1;
 
+    /// <summary>Pipelined rounds start once the measured round trip outside the verifier reaches this (ms; 0: always). On a
+    /// local link a round sent ahead saves almost nothing, and the extra requests count against the verifier's
+    /// per-device request limit.</summary>
+    public double PipelineMinRoundTripMs { get; init; } = 5;
+
     /// <summary>Pipelined rounds: outcomes of the pending round predicted, each with its own round sent ahead — "k drafts
     /// accepted, then the draft's best other token" for k = 0, 1, …, and always "all accepted, then the draft's next
-    /// token". 0: one per possible k (γ + 1); 1: only "all accepted". More cost uplink bytes and draft time, never text.</summary>
-    public int PredictedOutcomes { get; init; }
+    /// token". 0: one per possible k (γ + 1); 1: only "all accepted"; 2 (the default): also "the first draft rejected".
+    /// More cost uplink bytes, draft time and messages, never text.</summary>
+    public int PredictedOutcomes { get; init; } = 2;
 
     /// <summary>At the ladder's verifier-decoding rung, tokens the verifier decodes and streams down per request (never
     /// past max tokens); 0 sends γ = 0 rounds instead, one token per round trip.</summary>
@@ -164,6 +170,11 @@ public sealed record EdgeOptions
         if (TransferTimeoutCap < PublishTimeout || TransferTimeoutCap < RequestTimeout)
         {
             return $"transfer timeout cap ({TransferTimeoutCap.TotalMilliseconds} ms) must be at least the publish and request timeouts";
+        }
+
+        if (!(PipelineMinRoundTripMs >= 0))
+        {
+            return $"pipeline minimum round trip must be 0 ms or more, got {PipelineMinRoundTripMs}";
         }
 
         if (PredictedOutcomes is < 0 or > 65)
