@@ -116,6 +116,12 @@ public sealed record SessionOpened
     [Key(1)] public int Epoch { get; init; }
     [Key(2)] public string VerifierId { get; init; } = "";
     [Key(3)] public string TargetModel { get; init; } = "";
+
+    /// <summary>Token-tree nodes a round of this session may carry (0: chains only, as from a verifier without trees).</summary>
+    [Key(4)] public int MaxTreeNodes { get; init; }
+
+    /// <summary>The verifier understands <see cref="DraftRound.AfterRound"/> (false from a verifier without it: send nothing ahead).</summary>
+    [Key(5)] public bool ConditionalRounds { get; init; }
 }
 
 /// <summary>What follows the accepted drafts in a <see cref="Verdict"/>.</summary>

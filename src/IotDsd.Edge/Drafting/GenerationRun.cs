@@ -117,6 +117,8 @@ internal sealed partial class GenerationRun : IDisposable
                 case null:
                     continue; // moved to another verifier: open there
                 case SessionOpened opened when opened.Epoch == _session.Epoch:
+                    VerifierTrees = opened.MaxTreeNodes > 0;
+                    VerifierConditionalRounds = opened.ConditionalRounds;
                     return;
                 case ErrorReply { Code: ErrorCode.Overloaded } full when MoveAway(full.Message):
                     continue; // full (or over a per-device limit) there: open on another verifier

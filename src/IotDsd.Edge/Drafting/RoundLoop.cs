@@ -58,7 +58,19 @@ internal sealed partial class RoundLoop(
     /// <summary>One round taken over from those sent ahead.</summary>
     private sealed record Promoted(DraftRound Request, AheadSend Send, RoundShape Shape, double DraftMs, long SentAt);
 
-    private RoundShape NextShape() => ladder.Gamma <= 0 ? RoundShape.Chain(0) : shaper.Next(ladder.Gamma);
+    private RoundShape NextShape() => ladder.Gamma <= 0 ? RoundShape.Chain(0) : Supported(shaper.Next(ladder.Gamma));
+
+    /// <summary>What the session's verifier takes of a shape: a chain where it takes no trees, nothing ahead where it
+    /// does not understand conditional rounds (a verifier from before either says neither).</summary>
+    private RoundShape Supported(RoundShape shape)
+    {
+        if (shape.IsTree && !run.VerifierTrees)
+        {
+            shape = shape with { Width = 1, Nodes = shape.Depth };
+        }
+
+        return shape.Pipeline > 0 && !run.VerifierConditionalRounds ? shape with { Pipeline = 0 } : shape;
+    }
 
     private object Prepare(RoundShape shape) => fit.Fit(shape.Depth) is var gamma && gamma == 0 && options.StreamTokens > 0
         ? session.PrepareStream(options.StreamTokens, _proposals.Next) // verifier-side decoding, streamed down

@@ -18,7 +18,7 @@ namespace IotDsd.Testbed.Benches;
 internal static class WanShapes
 {
     /// <summary><c>--sequential</c>: one chain of γ, one round in flight, no adaptation.</summary>
-    public static EdgeOptions Sequential(EdgeOptions options) => options;
+    public static EdgeOptions Sequential(EdgeOptions options) => options with { Sequential = true };
 
     /// <summary>The device's default shape: the options as given.</summary>
     public static EdgeOptions Default(EdgeOptions options) => options;

@@ -304,7 +304,11 @@ internal sealed partial class RoundProcessor(
             limits.Opened(device, session);
         }
 
-        Reply(device, message, new SessionOpened { SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name }, replies, ct);
+        Reply(device, message, new SessionOpened
+        {
+            SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name,
+            MaxTreeNodes = Core.Speculative.TreeVerifier.OffersTrees(open.Mode) ? open.MaxTreeNodes : 0, ConditionalRounds = true,
+        }, replies, ct);
     }
 
     /// <summary>Replies for a check that is not "verify"; returns true when the round should be verified.</summary>
