@@ -1,6 +1,7 @@
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
 using IotDsd.Contracts.Wire;
+using IotDsd.Core.Adaptive;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
 using IotDsd.Core.Speculative;
@@ -75,7 +76,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
             }
         };
 
-        await using (var pipelined = await Pipeline.StartAsync(mosquitto.Port, device: o => o with { PipelineMinRoundTripMs = 0 }))
+        await using (var pipelined = await Pipeline.StartAsync(mosquitto.Port, device: o => o with { PipelineMinRoundTripMs = 0, Shape = RoundShape.Chain(4) with { Pipeline = 1 } }))
         {
             var report = await pipelined.GenerateAsync(prompt, DecodingMode.Greedy, 0f, tokens, session: "pipe");
             output.WriteLine($"pipelined: {report.Rounds} rounds, {report.RoundsAhead} sent ahead, {report.RoundsAheadHeld} held, {copies} copies, verifier duplicates {pipelined.Verifier.Stats.Duplicates}");
@@ -176,7 +177,7 @@ public sealed class PipelinedRoundsTests(ITestOutputHelper output)
         var slow = new LinkProfile { Delay = TimeSpan.FromMilliseconds(2) };
         link.Configure(slow, slow);
         await link.StartAsync();
-        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "pipe-device", null, log, TimeSpan.FromSeconds(1), o => o with { PipelineMinRoundTripMs = 0 });
+        await using var worker = await FaultRig.StartDeviceAsync(link.Port, "pipe-device", null, log, TimeSpan.FromSeconds(1), o => o with { PipelineMinRoundTripMs = 0, Shape = RoundShape.Chain(4) with { Pipeline = 1 } });
         var committed = 0;
         var settings = new SessionSettings { SessionId = "pf", Mode = DecodingMode.Greedy, Sampling = SamplingParams.Greedy, MaxTokens = tokens, Gamma = 4 };
         var run = worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, _ => Interlocked.Increment(ref committed), CancellationToken.None);

@@ -182,7 +182,7 @@ internal sealed partial class RoundLoop(
                             }
 
                             var drafted = (int)(session.Drafted - _draftedBefore);
-                            Observe(verdict, ShapeOf(request, shape), drafted, step, roundStart, sentAt, pipelined);
+                            Observe(verdict, ShapeOf(request, shape), shape.Depth, drafted, step, roundStart, sentAt, pipelined);
                             FirstToken ??= time.GetElapsedTime(started);
                             onCommitted(step.Start, step.Count);
                             committed();
@@ -277,7 +277,7 @@ internal sealed partial class RoundLoop(
         }
     }
 
-    private void Observe(Verdict verdict, RoundShape shape, int drafted, RoundStep step, long roundStart, long sentAt, bool pipelined)
+    private void Observe(Verdict verdict, RoundShape shape, int askedDepth, int drafted, RoundStep step, long roundStart, long sentAt, bool pipelined)
     {
         BatchSum += verdict.BatchSize;
         MaxBatch = Math.Max(MaxBatch, verdict.BatchSize);
@@ -298,7 +298,7 @@ internal sealed partial class RoundLoop(
             pipelined,
             pipelined));
         fit.Committed();
-        metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, RoundMillis[^1], DraftMillis[^1], VerifyMillis[^1], drafted);
+        metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, RoundMillis[^1], DraftMillis[^1], VerifyMillis[^1], askedDepth);
     }
 
     private static partial class Log
