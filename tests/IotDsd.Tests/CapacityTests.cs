@@ -266,7 +266,7 @@ public sealed class CapacityTests
         await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
         try
         {
-            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "adaptive", VerifierId = "v-adapt", MaxDepth = 12, MaxTreeNodes = 0 }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "adaptive", VerifierId = "v-adapt", MaxDepth = 12, MaxTreeNodes = 0, PipelineMinRoundTripMs = 0 }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
             await worker.StartAsync(CancellationToken.None);
             var prompt = TestEnvironment.Tokenizer.Encode("It was a dark");
             var sampling = new SamplingParams(temperature, 0, 1f);

@@ -33,8 +33,10 @@ public sealed class SequentialCliTests
         Assert.Equal(reference, sequential.GetProperty("text").GetString());
         Assert.Equal(reference, shaped.GetProperty("text").GetString());
         Assert.InRange(DraftedPerRound(sequential), 3.5, 4.0); // γ = 4 every round, save where the end clamps it
-        Assert.True(DraftedPerRound(shaped) > 4.5, $"the default drafted {DraftedPerRound(shaped):0.0} a round");
-        Assert.True(shaped.GetProperty("rounds").GetInt64() < sequential.GetProperty("rounds").GetInt64());
+        // In one process the round trip is far below EdgeOptions.PipelineMinRoundTripMs: there is nothing to hide, and
+        // the default keeps the sequential shape (the shapes over a slow link: RttStepTests, WanBenchTests).
+        Assert.InRange(DraftedPerRound(shaped), 3.5, 4.0);
+        Assert.Equal(sequential.GetProperty("rounds").GetInt64(), shaped.GetProperty("rounds").GetInt64());
     }
 
     [Fact]

@@ -16,8 +16,9 @@ internal sealed class DecayedLine(double decay)
         _xy = (_xy * decay) + (x * y);
     }
 
-    /// <summary>The fitted value at <paramref name="x"/>; flat (the mean) while only one x has been seen, rather than
-    /// extrapolating a slope from noise.</summary>
+    /// <summary>The fitted value at <paramref name="x"/>. While only one x has been seen there is no slope to fit: below
+    /// it the mean, above it the mean scaled in proportion (a larger round is assumed to cost in proportion to its size
+    /// until one has been measured), so an unmeasured shape never looks cheaper than it may be.</summary>
     public double At(double x)
     {
         if (_w <= 0)
@@ -30,7 +31,7 @@ internal sealed class DecayedLine(double decay)
         var varX = (_xx / _w) - (meanX * meanX);
         if (varX < 1e-9)
         {
-            return mean;
+            return x <= meanX || meanX <= 0 ? mean : mean * x / meanX;
         }
 
         var slope = Math.Max(0, ((_xy / _w) - (meanX * mean)) / varX);

@@ -36,28 +36,31 @@ internal static class RoundShapers
             AheadOutcomes: options.PredictedOutcomes);
         var controller = new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
             connection.UplinkBytesPerSecond is > 0 and var bps && fit.RowBytes > 0 ? shape.Nodes * fit.RowBytes * 1000 / bps : 0);
-        return limits.MaxPipeline > 0 && options.PipelineMinRoundTripMs > 0 ? new AheadGate(controller, options.PipelineMinRoundTripMs) : controller;
+        return options.PipelineMinRoundTripMs > 0 ? new LinkGate(controller, RoundShape.Chain(settings.Gamma), options.PipelineMinRoundTripMs) : controller;
     }
 
     /// <summary>
-    /// Sends nothing ahead until the measured round trip outside the verifier reaches <paramref name="minLinkMs"/>
-    /// (<see cref="EdgeOptions.PipelineMinRoundTripMs"/>): on a local link a round sent ahead saves almost nothing, and
-    /// its requests count against the verifier's per-device request limit.
+    /// The sequential shape (<paramref name="local"/>, a chain of the session's γ) until the measured round trip outside
+    /// the verifier reaches <paramref name="minLinkMs"/> (<see cref="EdgeOptions.PipelineMinRoundTripMs"/>): on a local
+    /// link there is no round trip to hide, and trees and rounds sent ahead only add draft and verifier work and
+    /// requests. The controller learns from every round meanwhile, and takes over once the link is slow enough.
     /// </summary>
-    private sealed class AheadGate(IRoundShaper inner, double minLinkMs) : IRoundShaper
+    private sealed class LinkGate(IRoundShaper inner, RoundShape local, double minLinkMs) : IRoundShaper
     {
-        private double _linkMs = -1; // smoothed round trip less the verifier's batch time; −1 before the first round
+        private double _linkMs = -1; // smoothed round trip less the verifier's batch time; −1 until the second round
+        private bool _warm; // the first round pays the models' and the connection's warm-up: it says nothing of the link
 
-        public RoundShape Next(int maxDepth)
-        {
-            var shape = inner.Next(maxDepth);
-            return _linkMs >= minLinkMs ? shape : shape with { Pipeline = 0 };
-        }
+        public RoundShape Next(int maxDepth) => _linkMs >= minLinkMs ? inner.Next(maxDepth) : local.Capped(maxDepth);
 
         public void Observe(in RoundObservation observation)
         {
-            var link = Math.Max(0, observation.RoundTripMs - observation.VerifyMs);
-            _linkMs = _linkMs < 0 ? link : (0.8 * _linkMs) + (0.2 * link);
+            if (_warm)
+            {
+                var link = Math.Max(0, observation.RoundTripMs - observation.VerifyMs);
+                _linkMs = _linkMs < 0 ? link : (0.8 * _linkMs) + (0.2 * link);
+            }
+
+            _warm = true;
             inner.Observe(observation);
         }
     }
