@@ -1,3 +1,4 @@
+using IotDsd.Contracts.Text;
 using System.Globalization;
 using IotDsd.Messaging.Diagnostics;
 using Microsoft.Extensions.Configuration;
@@ -97,7 +98,7 @@ internal sealed class LayeredConfiguration
             if (colon > 0 && sections.Contains(key[..colon]) && !known.Contains(key) && _root.GetSection(key).GetChildren().Any() is false)
             {
                 var guess = known.FirstOrDefault(k => k.StartsWith(key[..colon], StringComparison.OrdinalIgnoreCase)
-                    && Distance(k, key) <= 3);
+                    && EditDistance.Between(k, key, ignoreCase: true) <= 3);
                 _errors.Add($"{key} (from {SourceOf(key, null)}) is not a setting{(guess is null ? "" : $"; did you mean {guess}?")} (the settings are listed in docs/operations.md)");
             }
         }
@@ -220,30 +221,6 @@ internal sealed class LayeredConfiguration
         }
     }
 
-    private static int Distance(string a, string b)
-    {
-        a = a.ToUpperInvariant();
-        b = b.ToUpperInvariant();
-        var d = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++)
-        {
-            d[j] = j;
-        }
-
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var previous = d[0];
-            d[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var current = d[j];
-                d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
-                previous = current;
-            }
-        }
-
-        return d[b.Length];
-    }
 }
 
 /// <summary>A configuration that cannot be used: one line naming every problem and how to fix it.</summary>

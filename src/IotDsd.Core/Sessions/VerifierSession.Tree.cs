@@ -117,18 +117,11 @@ public sealed partial class VerifierSession
             accepted[i] = round.Draft[outcome.Path[i]];
         }
 
-        _digest.Append(round.Pending);
-        _digest.Append(accepted);
-        Known = round.CommittedLength + accepted.Length;
-
         // The pending tokens were fed as a chain before the tree: keeping the path after them is keeping a path of the
         // tree of drafts on a cache of the committed length.
         _sequence.KeepPath(round.CommittedLength, round.Draft, outcome.Path);
-        _lastRound = round.Round;
         _lastRejectedRow = null;
-        _followUps.Clear();
-        EndedAt = EndOfSequence(round.CommittedLength, accepted, outcome.Token);
-        _lastVerdict = new Verdict
+        return Remember(round, accepted, outcome.Token, new Verdict
         {
             SessionId = Open.SessionId,
             Epoch = Epoch,
@@ -141,25 +134,6 @@ public sealed partial class VerifierSession
             BatchSize = batchSize,
             QueueDepth = queueDepth,
             VerifyMicros = verifyMicros,
-        };
-        return _lastVerdict;
-    }
-
-    private int? EndOfSequence(int start, int[] accepted, int token)
-    {
-        if (Open.StopTokens is not { Length: > 0 } stops)
-        {
-            return null;
-        }
-
-        for (var i = 0; i < accepted.Length; i++)
-        {
-            if (Array.IndexOf(stops, accepted[i]) >= 0)
-            {
-                return start + i;
-            }
-        }
-
-        return Array.IndexOf(stops, token) >= 0 ? start + accepted.Length : null;
+        });
     }
 }

@@ -227,17 +227,10 @@ public sealed partial class VerifierSession : IDisposable
         var draftRows = round.DraftDistributions is { } bytes ? MemoryMarshal.Cast<byte, float>(bytes) : default;
         var outcome = SpeculativeVerifier.Verify(Open.Mode, rows, _vocab, round.Draft, round.DraftProbs, draftRows, random, firstPosition, round.Proposals, rule);
 
-        _digest.Append(round.Pending);
-        _digest.Append(round.Draft.AsSpan(0, outcome.Accepted));
-        Known = round.CommittedLength + outcome.Accepted;
-        _sequence.Truncate(Known);
-        _lastRound = round.Round;
-        _lastContent = ContentOf(round);
+        _sequence.Truncate(round.CommittedLength + outcome.Accepted);
         _lastRejectedRow = outcome.TargetRow;
         _lastRejectedPosition = firstPosition + outcome.Accepted;
-        _followUps.Clear();
-        EndedAt = EndOfSequence(round, outcome.Accepted, outcome.Kind == VerdictKind.Token ? outcome.Token : null);
-        _lastVerdict = new Verdict
+        return Remember(round, round.Draft.AsSpan(0, outcome.Accepted), outcome.Kind == VerdictKind.Token ? outcome.Token : null, new Verdict
         {
             SessionId = Open.SessionId,
             Epoch = Epoch,
@@ -252,27 +245,45 @@ public sealed partial class VerifierSession : IDisposable
             BatchSize = batchSize,
             QueueDepth = queueDepth,
             VerifyMicros = verifyMicros,
-        };
-        return _lastVerdict;
+        });
     }
 
-    /// <summary>The position of the first end-of-sequence token a verdict commits, or null.</summary>
-    private int? EndOfSequence(DraftRound round, int accepted, int? token)
+    /// <summary>
+    /// What every decided round (chain or tree) leaves behind, once the cache holds the committed prefix and the
+    /// <paramref name="accepted"/> drafts: the digest, the verified length, the end of sequence, and the verdict and
+    /// content a duplicate is answered from.
+    /// </summary>
+    private Verdict Remember(DraftRound round, ReadOnlySpan<int> accepted, int? token, Verdict verdict)
+    {
+        _digest.Append(round.Pending);
+        _digest.Append(accepted);
+        Known = round.CommittedLength + accepted.Length;
+        _lastRound = round.Round;
+        _lastContent = ContentOf(round);
+        _followUps.Clear();
+        EndedAt = EndOfSequence(round.CommittedLength, accepted, token);
+        _lastVerdict = verdict;
+        return verdict;
+    }
+
+    /// <summary>The position of the first end-of-sequence token a verdict commits (an accepted draft, then the verdict's
+    /// own token), or null.</summary>
+    private int? EndOfSequence(int start, ReadOnlySpan<int> accepted, int? token)
     {
         if (Open.StopTokens is not { Length: > 0 } stops)
         {
             return null;
         }
 
-        for (var i = 0; i < accepted; i++)
+        for (var i = 0; i < accepted.Length; i++)
         {
-            if (Array.IndexOf(stops, round.Draft[i]) >= 0)
+            if (Array.IndexOf(stops, accepted[i]) >= 0)
             {
-                return round.CommittedLength + i;
+                return start + i;
             }
         }
 
-        return token is { } t && Array.IndexOf(stops, t) >= 0 ? round.CommittedLength + accepted : null;
+        return token is { } t && Array.IndexOf(stops, t) >= 0 ? start + accepted.Length : null;
     }
 
     /// <summary>rsr follow-up: more proposals for the last rejected position. Idempotent per attempt.</summary>

@@ -1,3 +1,4 @@
+using IotDsd.Contracts.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
@@ -120,7 +121,7 @@ public static class ScenarioFile
             var field = path.Length == 0 ? property.Name : $"{path}.{property.Name}";
             if (!fields.TryGetValue(property.Name, out var info))
             {
-                var guess = fields.Keys.Select(k => (Key: k, Distance: Distance(k, property.Name))).Where(g => g.Distance <= 3).OrderBy(g => g.Distance).Select(g => g.Key).FirstOrDefault();
+                var guess = fields.Keys.Select(k => (Key: k, Distance: EditDistance.Between(k, property.Name))).Where(g => g.Distance <= 3).OrderBy(g => g.Distance).Select(g => g.Key).FirstOrDefault();
                 var prefix = path.Length == 0 ? "" : path + ".";
                 return guess is not null
                     ? $"unknown field {field}; did you mean {prefix}{guess}?"
@@ -200,28 +201,6 @@ public static class ScenarioFile
 
     private static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "...";
 
-    private static int Distance(string a, string b)
-    {
-        var d = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++)
-        {
-            d[j] = j;
-        }
-
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var previous = d[0];
-            d[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var current = d[j];
-                d[j] = Math.Min(Math.Min(d[j] + 1, d[j - 1] + 1), previous + (a[i - 1] == b[j - 1] ? 0 : 1));
-                previous = current;
-            }
-        }
-
-        return d[b.Length];
-    }
 
     public static string ToJson(Scenario scenario) => JsonSerializer.Serialize(scenario, Json);
 
