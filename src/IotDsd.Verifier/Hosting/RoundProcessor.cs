@@ -51,6 +51,7 @@ internal sealed partial class RoundProcessor(
 
     private async Task PassAsync(List<InboundMessage> batch, CancellationToken ct)
     {
+        sessions.Budget?.BeginPass(sessions);
         var replies = new List<Task>(batch.Count);
         var work = new List<(InboundMessage Message, string Device, VerifierSession Session, DraftRound Round)>();
         var inBatch = new HashSet<VerifierSession>();

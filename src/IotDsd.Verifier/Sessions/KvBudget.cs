@@ -18,6 +18,7 @@ public sealed class KvBudget
 
     private long _refusals;
     private long _evictions;
+    private long _heldTokens = -1; // tokens the live sessions hold, counted at the pass's start and kept up to date in it; −1: count on demand
 
     public KvBudget(long budgetBytes, long bytesPerToken, TimeSpan evictIdle)
     {
@@ -54,6 +55,12 @@ public sealed class KvBudget
         return tokens * bytesPerToken;
     }
 
+    /// <summary>
+    /// Counts what the live sessions hold once, at the start of a verifier pass, so that admitting each round of the
+    /// pass costs O(1) rather than a walk over every session.
+    /// </summary>
+    public void BeginPass(SessionTable sessions) => _heldTokens = Held(sessions, 1);
+
     /// <summary>Null when a new session with <paramref name="maxTokens"/> and <paramref name="maxGamma"/> fits (evicting idle ones if needed); else the refusal's reason.</summary>
     public string? AdmitOpen(SessionTable sessions, int maxTokens, int maxGamma, long nowTicks)
     {
@@ -68,8 +75,12 @@ public sealed class KvBudget
     private string? Admit(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
     {
         long needed = tokens * BytesPerToken;
-        long held = Held(sessions, BytesPerToken, session);
-        if (held + needed <= BudgetBytes) return null;
+        long held = _heldTokens >= 0 ? (_heldTokens - (session?.Known ?? 0)) * BytesPerToken : Held(sessions, BytesPerToken, session);
+        if (held + needed <= BudgetBytes)
+        {
+            Hold(session, tokens);
+            return null;
+        }
 
         long cutoff = nowTicks - (long)(EvictIdle.TotalSeconds * Stopwatch.Frequency);
         var idle = sessions.All.Where(e => !ReferenceEquals(e.Session, session) && e.Session.LastUsedTicks <= cutoff)
@@ -78,13 +89,27 @@ public sealed class KvBudget
         {
             if (held + needed <= BudgetBytes) break;
             held -= (long)s.Known * BytesPerToken;
+            if (_heldTokens >= 0) _heldTokens -= s.Known;
             sessions.Evict(device, s.Open.SessionId);
             Interlocked.Increment(ref _evictions);
         }
-        if (held + needed <= BudgetBytes) return null;
+        if (held + needed <= BudgetBytes)
+        {
+            Hold(session, tokens);
+            return null;
+        }
 
         Interlocked.Increment(ref _refusals);
         return $"the verifier's KV budget is full: {what} needs {needed >> 10} KiB and live sessions hold {held >> 20} MiB " +
             $"of {BudgetBytes >> 20} MiB (none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
+    }
+
+    /// <summary>Within a pass: an admitted round's session will hold <paramref name="tokens"/> (an open holds nothing yet).</summary>
+    private void Hold(VerifierSession? session, long tokens)
+    {
+        if (_heldTokens >= 0 && session is not null)
+        {
+            _heldTokens += tokens - session.Known;
+        }
     }
 }
