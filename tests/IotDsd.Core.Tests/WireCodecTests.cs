@@ -32,7 +32,7 @@ public sealed class WireCodecTests
         {
             SessionId = "sess-1", Epoch = 3, Round = 9, Attempt = 1, Accepted = 2, Kind = VerdictKind.Proposals, Token = -1,
             TargetDistribution = [0, 0, 128, 63], ProposalTokens = [7, 8, 9], ProposalProbs = [0.5f, 0.25f, 1e-9f],
-            BatchSize = 4, QueueDepth = 2, VerifyMicros = 1234,
+            BatchSize = 4, QueueDepth = 2, VerifyMicros = 1234, PassTokens = 37,
         },
         "ErrorReply" => new ErrorReply { Code = ErrorCode.PrefixMismatch, Message = "resend the prefix ✓", SessionId = "sess-1", Round = 9 },
         _ => throw new ArgumentOutOfRangeException(nameof(name)),
@@ -61,6 +61,7 @@ public sealed class WireCodecTests
         Assert.Equal([0.5f, 0.25f, 1e-9f], verdict.ProposalProbs!);
         Assert.Equal([0, 0, 128, 63], verdict.TargetDistribution!);
         Assert.Equal(1234, verdict.VerifyMicros);
+        Assert.Equal(37, verdict.PassTokens);
 
         var round = (DraftRound)WireCodec.Decode(WireCodec.Encode(Sample("DraftRound"))).Message!;
         Assert.Equal(0xDEADBEEFCAFEF00DUL, round.PrefixDigest);

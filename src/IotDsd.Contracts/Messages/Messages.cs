@@ -169,6 +169,17 @@ public sealed record Verdict
 
     /// <summary>Token tree: the accepted path's node indices, root first (<see cref="Accepted"/> of them).</summary>
     [Key(13)] public int[]? AcceptedNodes { get; init; }
+
+    /// <summary>Tokens the forward pass fed, all its sessions together (0: not reported): with <see cref="VerifyMicros"/>,
+    /// what a device fits the verifier's pass cost in (docs/protocol.md §6).</summary>
+    [Key(14)] public int PassTokens { get; init; }
+
+    /// <summary>The verifier's pass cost line, fitted over its own passes: a fixed part per pass, ms (0 with
+    /// <see cref="PassPerTokenMs"/> 0: not reported).</summary>
+    [Key(15)] public float PassFixedMs { get; init; }
+
+    /// <summary>The verifier's pass cost line: the part per token fed, ms.</summary>
+    [Key(16)] public float PassPerTokenMs { get; init; }
 }
 
 /// <summary>Why a request was refused.</summary>

@@ -40,4 +40,10 @@ public sealed record TokenChunk
 
     /// <summary>Streamed round: the round of the request (0 for a <see cref="StreamRequest"/>).</summary>
     [Key(6)] public long Round { get; init; }
+
+    /// <summary>Streamed round: the verifier's pass cost line, fixed part per pass and part per token fed, ms (both 0:
+    /// not reported); as <see cref="Verdict.PassFixedMs"/>.</summary>
+    [Key(7)] public float PassFixedMs { get; init; }
+
+    [Key(8)] public float PassPerTokenMs { get; init; }
 }

@@ -16,9 +16,27 @@ internal sealed class DecayedLine(double decay)
         _xy = (_xy * decay) + (x * y);
     }
 
-    /// <summary>The fitted value at <paramref name="x"/>. While only one x has been seen there is no slope to fit: below
-    /// it the mean, above it the mean scaled in proportion (a larger round is assumed to cost in proportion to its size
-    /// until one has been measured), so an unmeasured shape never looks cheaper than it may be.</summary>
+    /// <summary>Intercept and slope (a, b), both at least 0: where the points do not rise with x, or the line would cross
+    /// below zero at x = 0, the line through the origin and the means. (0, 0) when empty.</summary>
+    public (double A, double B) Fit()
+    {
+        if (_w <= 0)
+        {
+            return (0, 0);
+        }
+
+        var mean = _y / _w;
+        var meanX = _x / _w;
+        var varX = (_xx / _w) - (meanX * meanX);
+        var slope = varX < 1e-9 ? 0 : ((_xy / _w) - (meanX * mean)) / varX;
+        var intercept = mean - (slope * meanX);
+        return slope > 0 && intercept >= 0 ? (intercept, slope) : meanX > 0 ? (0, mean / meanX) : (mean, 0);
+    }
+
+    /// <summary>The fitted value at <paramref name="x"/>. While only one x has been seen there is no slope to fit, and
+    /// where the points slope down (noise: costs do not fall with size) none worth using: then below the mean x the mean,
+    /// above it the mean scaled in proportion (a larger round is assumed to cost in proportion to its size until a
+    /// rising line says otherwise), so an unmeasured shape never looks cheaper than it may be.</summary>
     public double At(double x)
     {
         if (_w <= 0)
@@ -29,12 +47,12 @@ internal sealed class DecayedLine(double decay)
         var mean = _y / _w;
         var meanX = _x / _w;
         var varX = (_xx / _w) - (meanX * meanX);
-        if (varX < 1e-9)
+        var slope = varX < 1e-9 ? 0 : ((_xy / _w) - (meanX * mean)) / varX;
+        if (slope <= 0)
         {
             return x <= meanX || meanX <= 0 ? mean : mean * x / meanX;
         }
 
-        var slope = Math.Max(0, ((_xy / _w) - (meanX * mean)) / varX);
         return Math.Max(0, mean + (slope * (x - meanX)));
     }
 }

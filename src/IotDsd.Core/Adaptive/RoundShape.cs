@@ -38,6 +38,14 @@ public readonly record struct RoundShape(int Depth, int Width, int Nodes, int Pi
 /// <param name="BatchSize">Sessions in the verifier's pass.</param>
 /// <param name="Pipelined">The round was sent ahead of its predecessor's verdict.</param>
 /// <param name="ConditionHeld">For a pipelined round: its predicted prefix came true and it was verified.</param>
+/// <param name="Streamed">For a streamed round (depth 0, the verifier decoding): the tokens it committed; its
+/// <paramref name="RoundTripMs"/> is the whole round and <paramref name="BatchSize"/> the passes' mean batch.</param>
+/// <param name="PassTokens">Tokens the verifier's pass fed, all sessions together; 0 when the verifier does not say.</param>
+/// <param name="QueueDepth">Requests waiting at the verifier when its pass ended (the verdict's): sessions competing
+/// for the next pass besides those in this one.</param>
+/// <param name="PassFixedMs">The verifier's pass cost line (<see cref="PassCost"/>), fixed part, ms; with
+/// <paramref name="PassPerTokenMs"/> 0 when the verifier does not send it.</param>
+/// <param name="PassPerTokenMs">The verifier's pass cost line, part per token fed, ms.</param>
 public readonly record struct RoundObservation(
     RoundShape Shape,
     int Drafted,
@@ -48,7 +56,12 @@ public readonly record struct RoundObservation(
     double RoundTripMs,
     int BatchSize,
     bool Pipelined = false,
-    bool ConditionHeld = false);
+    bool ConditionHeld = false,
+    int Streamed = 0,
+    int PassTokens = 0,
+    int QueueDepth = 0,
+    double PassFixedMs = 0,
+    double PassPerTokenMs = 0);
 
 /// <summary>Chooses each round's shape (docs/protocol.md §6). No I/O and no clock: the caller measures.</summary>
 public interface IRoundShaper

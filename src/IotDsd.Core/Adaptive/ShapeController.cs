@@ -7,7 +7,11 @@ namespace IotDsd.Core.Adaptive;
 /// <param name="MaxPipeline">Rounds sent ahead of a pending verdict at most (0 or 1).</param>
 /// <param name="AheadOutcomes">Outcomes of the pending round a chain sent ahead is drafted for (one round each): 1
 /// "all accepted"; n also "k accepted, then the draft's second choice" for k &lt; n − 1; 0 one per k. Trees are not sent ahead.</param>
-public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int MaxNodes = 0, int MaxPipeline = 0, int AheadOutcomes = 1)
+/// <param name="StreamTokens">Tokens a streamed round asks the verifier to decode (depth 0: no drafts, the verifier
+/// decodes and streams them down); 0 never streams. Streaming is on the menu only while the verifier's passes are
+/// shared (<see cref="ShapeController.SharedBatch"/>): it is the fallback for a loaded verifier on which speculation
+/// costs more than it saves.</param>
+public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int MaxNodes = 0, int MaxPipeline = 0, int AheadOutcomes = 1, int StreamTokens = 0)
 {
     /// <summary>Chains of at most <paramref name="maxDepth"/>, one round in flight.</summary>
     public static ShapeLimits Chains(int maxDepth) => new(maxDepth);
@@ -24,7 +28,9 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// a part per node), the round trip outside
 /// the verifier (the median of the last rounds' send-to-verdict time less the verifier's time and any modelled
 /// transfer), the modelled transfer (optional: the simulator knows its link), and the verifier's batch time (a line in
-/// batch × (nodes + 1), with the batch as recently seen — so a loaded verifier makes large rounds dear for everyone).
+/// the pass's tokens, fitted to the tokens each pass really fed where the verifier reports them, and predicted at
+/// batch × (nodes + 1) with the batch as recently seen — as if every session sent a round like this one — so a loaded
+/// verifier makes large rounds dear for everyone).
 /// A round sent ahead (pipeline 1) is verified when the pending round's whole chain and its bonus token come true (the
 /// main chain's hit chance); then two rounds share one round trip (each costs half the sequential time, or the slower
 /// of drafting and verifying where that is more); otherwise it was wasted uplink (its transfer) and a short reply, and the next round costs a full
@@ -32,7 +38,10 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// 1.5, 2, 3 and 4 × the depth; each sequential or pipelined: a few hundred candidates, evaluated from one best-first
 /// pass per (width, depth), tens of microseconds. A new shape must beat the current one by 3 % to replace it; every
 /// <see cref="ProbeEvery"/> rounds one round tries a neighbouring depth, so that the cost lines see more than one size
-/// (the first round, which pays the warm-up, teaches no costs). No I/O and no clock: the caller measures.
+/// (the first round, which pays the warm-up, teaches no costs). With <see cref="ShapeLimits.StreamTokens"/> and a
+/// shared verifier, depth 0 is on the menu too: a streamed round of K tokens costs one link round trip and K passes of
+/// one token per session (the same line at batch × 1), and commits K — the server-only rate, which speculation must beat
+/// on a compute-bound verifier (docs/protocol.md §6). No I/O and no clock: the caller measures.
 /// </summary>
 public sealed class ShapeController : IRoundShaper
 {
@@ -43,7 +52,24 @@ public sealed class ShapeController : IRoundShaper
     /// turn), so that its cost lines see more than one size: one size alone cannot tell a per-node cost from a fixed one.</summary>
     public const int ProbeEvery = 16;
 
+    /// <summary>The verifier's mean batch from which a streamed round is on the menu: below it the device has the
+    /// verifier to itself, and its drafts cost nobody else anything.</summary>
+    public const double SharedBatch = 2;
+
+    /// <summary>While streaming, after this many times <see cref="ShapeLimits.StreamTokens"/> streamed tokens one round
+    /// drafts the best chain, so that acceptance stays known.</summary>
+    public const int StreamProbeEvery = 8;
+
     private static readonly double[] NodeFactors = [1.5, 2, 3, 4];
+
+    /// <summary>
+    /// On a shared verifier, how much more goodput the model must predict for speculation than for streaming before it
+    /// speculates. The model prices every session's round as if all sent the same, but not how rounds in flight thin
+    /// the passes and lengthen the wait for the next: on the 2-core CPU with the small preset its speculative goodput
+    /// at 6–16 sessions was 1.4–1.9× what the sessions then got (docs/performance.md §4), while streaming got what it
+    /// predicted.
+    /// </summary>
+    public const double SharedMargin = 2;
 
     private readonly ShapeLimits _limits;
     private readonly Func<RoundShape, double, double>? _transferMs;
@@ -52,10 +78,13 @@ public sealed class ShapeController : IRoundShaper
     private readonly DecayedLine _verify;
     private readonly RecentMedian _link = new();
     private readonly double _decay;
-    private double _batch;
+    private readonly RecentMedian _batch = new();
     private double _missMs;
     private RoundShape _current;
     private int _observed;
+    private bool _streamSeen;
+    private (double FixedMs, double PerTokenMs)? _passCost; // the verifier's own line, when it sends one
+    private int _streamedSinceProbe;
     private long _nexts;
 
     /// <param name="limits">What it may choose.</param>
@@ -97,6 +126,13 @@ public sealed class ShapeController : IRoundShaper
 
     public ShapeLimits Limits => _limits;
 
+    /// <summary>Chains only, none sent ahead: the menu on a local link, where there is no round trip to hide (depth 0
+    /// stays on it where <see cref="ShapeLimits.StreamTokens"/> allows).</summary>
+    public bool ChainsOnly { get; set; }
+
+    /// <summary>True when a streamed round (depth 0) is on the menu now.</summary>
+    public bool MayStream => _limits.StreamTokens > 0 && Batch >= SharedBatch;
+
     /// <summary>What <see cref="Next"/> returns before the first observation.</summary>
     public RoundShape Initial { get; }
 
@@ -109,18 +145,46 @@ public sealed class ShapeController : IRoundShaper
     /// <summary>Estimated round trip outside drafting, verification and modelled transfer (network, broker, queueing), ms.</summary>
     public double LinkMs => _link.Value;
 
-    /// <summary>Mean batch of the verifier's passes lately (1 before any observation).</summary>
-    public double Batch => Math.Max(1, _batch);
+    /// <summary>The sessions sharing the verifier lately: the median over the last rounds of the pass's batch plus the
+    /// requests waiting when it ended (1 before any observation). Sessions busy on a round trip are out of the pass they
+    /// miss but still share the verifier; they come back as the queue.</summary>
+    public double Batch => Math.Max(1, _batch.Value);
 
     /// <summary>Rounds observed so far.</summary>
     public int Observed => _observed;
 
-    /// <summary>Verifier time of a round of <paramref name="nodes"/> in a batch of <paramref name="batch"/>: the fitted line in batch × (nodes + 1).</summary>
-    public double VerifyMs(int nodes, double batch) => _verify.At(Math.Max(1, batch) * (nodes + 1));
+    /// <summary>Verifier time of a round of <paramref name="nodes"/> in a batch of <paramref name="batch"/>, as if every
+    /// session in it sent such a round: the verifier's own cost line at batch × (nodes + 1) tokens where it sends one
+    /// (<see cref="PassCost"/>), else the line fitted to this device's rounds.</summary>
+    public double VerifyMs(int nodes, double batch)
+    {
+        var tokens = Math.Max(1, batch) * (nodes + 1);
+        return _passCost is var (fixedMs, perTokenMs) ? fixedMs + (perTokenMs * tokens) : _verify.At(tokens);
+    }
+
+    /// <summary>True once the verifier's pass time can be priced: the verifier sent its cost line, or rounds measured one.</summary>
+    public bool PassCostKnown => _passCost is not null || !_verify.Empty;
 
     /// <inheritdoc />
     public void Observe(in RoundObservation o)
     {
+        if ((o.PassPerTokenMs > 0 || o.PassFixedMs > 0) && double.IsFinite(o.PassPerTokenMs) && double.IsFinite(o.PassFixedMs))
+        {
+            _passCost = (Math.Max(0, o.PassFixedMs), Math.Max(0, o.PassPerTokenMs));
+        }
+
+        if (o.Shape.Depth == 0 && o.Streamed > 0 && double.IsFinite(o.RoundTripMs))
+        {
+            // A streamed round: the verifier's batch. Its time says little of one pass (other sessions' prompts and
+            // rounds share the passes, and chunks come several passes at a time); the verdicts of the rounds around it
+            // measure the passes themselves.
+            _observed++;
+            _streamSeen = true;
+            _streamedSinceProbe += o.Streamed;
+            _batch.Add(Math.Max(1, o.BatchSize) + Math.Max(0, o.QueueDepth));
+            return;
+        }
+
         var nodes = Math.Max(o.Drafted, o.Shape.Depth);
         if (nodes < 1 || o.Accepted < 0 || o.Accepted > nodes || !double.IsFinite(o.DraftMs) || !double.IsFinite(o.VerifyMs) || !double.IsFinite(o.RoundTripMs))
         {
@@ -133,7 +197,7 @@ public sealed class ShapeController : IRoundShaper
             // The first round of a generation pays the warm-up (first model calls, session open): it teaches acceptance
             // and the round trip but not the per-node costs.
             _acceptance.Observe(o);
-            _batch = Math.Max(1, o.BatchSize);
+            _batch.Add(Math.Max(1, o.BatchSize) + Math.Max(0, o.QueueDepth));
             _link.Add(Math.Max(0, o.RoundTripMs - o.VerifyMs - Transfer(o.Shape)));
             return;
         }
@@ -147,8 +211,10 @@ public sealed class ShapeController : IRoundShaper
         }
 
         _acceptance.Observe(o);
-        _batch = _batch <= 0 ? Math.Max(1, o.BatchSize) : (_batch * _decay) + (Math.Max(1, o.BatchSize) * (1 - _decay));
-        _verify.Add(Math.Max(1, o.BatchSize) * (nodes + 1), Math.Max(0, o.VerifyMs));
+        _batch.Add(Math.Max(1, o.BatchSize) + Math.Max(0, o.QueueDepth));
+        // The pass's cost in what it was made of: its tokens where the verifier says, else as if every session in it
+        // sent a round like this one.
+        _verify.Add(o.PassTokens > 0 ? o.PassTokens : Math.Max(1, o.BatchSize) * (nodes + 1), Math.Max(0, o.VerifyMs));
         if (!o.Pipelined)
         {
             // A round sent ahead waited for its predecessor too: only sequential rounds measure the link.
@@ -170,12 +236,34 @@ public sealed class ShapeController : IRoundShaper
             return Limit(Initial, cap);
         }
 
+        if (MayStream && !_streamSeen && _passCost is null)
+        {
+            // The verifier is shared, sends no cost line, and a streamed round has never been run: one shows what a
+            // pass of one token per session costs, which the chains' rounds (all of about one size) cannot.
+            _streamSeen = true;
+            return RoundShape.Chain(0);
+        }
+
         var preferred = Preferred(cap);
-        return ++_nexts % ProbeEvery == 0 && Probe(preferred, cap) is { } probe ? probe : preferred;
+        ++_nexts;
+        if (preferred.Depth == 0)
+        {
+            if (_streamedSinceProbe < StreamProbeEvery * _limits.StreamTokens)
+            {
+                return preferred;
+            }
+
+            _streamedSinceProbe = 0;
+            return Preferred(cap, mayStream: false, remember: false); // the best chain, so that its acceptance stays known
+        }
+
+        return _nexts % ProbeEvery == 0 && Probe(preferred, cap) is { } probe ? probe : preferred;
     }
 
     /// <summary>The shape it prefers now, no deeper than <paramref name="maxDepth"/>: <see cref="Next"/> without its probes.</summary>
-    public RoundShape Preferred(int maxDepth)
+    public RoundShape Preferred(int maxDepth) => Preferred(maxDepth, MayStream, remember: true);
+
+    private RoundShape Preferred(int maxDepth, bool mayStream, bool remember)
     {
         var cap = Math.Min(maxDepth, _limits.MaxDepth);
         if (cap < 1)
@@ -189,15 +277,24 @@ public sealed class ShapeController : IRoundShaper
         }
 
         var current = Limit(_current, cap);
+        if (current.Depth == 0 && !mayStream)
+        {
+            current = RoundShape.Chain(1); // the verifier is no longer shared: streaming is off the menu
+        }
+        else if (ChainsOnly && (current.IsTree || current.Pipeline > 0))
+        {
+            current = RoundShape.Chain(current.Depth);
+        }
 
         var best = current;
         var bestRate = Goodput(current) * (1 + Hysteresis);
         var budget = Math.Min(_limits.Nodes, 4 * cap);
+        var widest = ChainsOnly ? 1 : _limits.MaxWidth;
         Span<double> accepted = stackalloc double[Math.Max(budget, 1)];
-        for (var depth = 1; depth <= cap; depth++)
+        for (var depth = mayStream ? 0 : 1; depth <= cap; depth++)
         {
-            Consider(RoundShape.Chain(depth), _acceptance.ChainAccepted(depth), ref best, ref bestRate);
-            for (var width = 2; width <= _limits.MaxWidth && budget > depth; width++)
+            Consider(RoundShape.Chain(depth), depth == 0 ? 0 : _acceptance.ChainAccepted(depth), ref best, ref bestRate);
+            for (var width = 2; width <= widest && budget > depth; width++)
             {
                 var most = _acceptance.TreeAccepted(width, depth, accepted[..Math.Min(budget, (int)Math.Ceiling(NodeFactors[^1] * depth))]);
                 var lastNodes = depth;
@@ -213,7 +310,11 @@ public sealed class ShapeController : IRoundShaper
             }
         }
 
-        _current = best;
+        if (remember)
+        {
+            _current = best;
+        }
+
         return best;
     }
 
@@ -236,7 +337,7 @@ public sealed class ShapeController : IRoundShaper
 
     private void Consider(RoundShape shape, double accepted, ref RoundShape best, ref double bestRate)
     {
-        for (var pipeline = 0; pipeline <= _limits.MaxPipeline; pipeline++)
+        for (var pipeline = 0; pipeline <= (ChainsOnly || shape.Depth == 0 ? 0 : _limits.MaxPipeline); pipeline++)
         {
             if (pipeline > 0 && shape.IsTree)
             {
@@ -257,7 +358,11 @@ public sealed class ShapeController : IRoundShaper
     {
         if (shape.Depth < 1)
         {
-            return 0;
+            // A streamed round: K tokens for one round trip and K passes of one token per session, every session in the
+            // pass doing the same (never chosen before any pass has been measured: an empty cost line would make it look
+            // free). On a shared verifier speculation must beat it by SharedMargin.
+            var k = _limits.StreamTokens;
+            return k > 0 && PassCostKnown ? SharedMargin * k / Math.Max(LinkMs + (k * VerifyMs(0, Batch)), 1e-6) : 0;
         }
 
         var nodes = Math.Max(shape.Nodes, shape.Depth);

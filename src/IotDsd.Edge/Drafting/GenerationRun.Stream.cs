@@ -6,7 +6,8 @@ using Microsoft.Extensions.Logging;
 namespace IotDsd.Edge.Drafting;
 
 /// <summary>A streamed round ended: every token it asked for is committed.</summary>
-internal sealed record StreamCompleted(int Tokens, double MeanBatch, int MaxBatch);
+/// <param name="PassCost">The verifier's pass cost line from its last chunk (fixed ms, ms per token; 0, 0: not reported).</param>
+internal sealed record StreamCompleted(int Tokens, double MeanBatch, int MaxBatch, (float FixedMs, float PerTokenMs) PassCost);
 
 /// <summary>Verifier-side decoding: one streamed round, riding out the same faults as a speculative one.</summary>
 internal sealed partial class GenerationRun
@@ -25,6 +26,7 @@ internal sealed partial class GenerationRun
         var violations = 0;
         long chunks = 0, batchSum = 0, tokens = 0;
         var maxBatch = 0;
+        (float, float) passCost = default;
         return RunAsync();
 
         async Task<object?> RunAsync()
@@ -83,6 +85,7 @@ internal sealed partial class GenerationRun
 
                     chunks++;
                     batchSum += chunk.BatchSize;
+                    passCost = chunk.PassPerTokenMs > 0 || chunk.PassFixedMs > 0 ? (chunk.PassFixedMs, chunk.PassPerTokenMs) : passCost;
                     maxBatch = Math.Max(maxBatch, chunk.BatchSize);
                     tokens += step.Count;
                     if (step.Count > 0)
@@ -92,7 +95,7 @@ internal sealed partial class GenerationRun
 
                     if (step.Kind == RoundStepKind.Committed)
                     {
-                        return new Answer(new StreamCompleted((int)tokens, (double)batchSum / chunks, maxBatch));
+                        return new Answer(new StreamCompleted((int)tokens, (double)batchSum / chunks, maxBatch, passCost));
                     }
                 }
             }

@@ -28,7 +28,11 @@ internal sealed partial class RoundLoop(
     ILogger logger,
     TimeProvider time)
 {
+    /// <summary>How many times a run of streamed rounds doubles the tokens each asks for.</summary>
+    public const int MaxStreamDoublings = 3;
+
     private readonly ProposalBudget _proposals = new();
+    private int _streamsInRow;
     private readonly SlowDown _slowDown = new(logger, time, session.Settings.SessionId);
     private long _draftedBefore = session.Drafted;
     private long _violations;
@@ -72,9 +76,23 @@ internal sealed partial class RoundLoop(
         return shape.Pipeline > 0 && !run.VerifierConditionalRounds ? shape with { Pipeline = 0 } : shape;
     }
 
-    private object Prepare(RoundShape shape) => fit.Fit(shape.Depth) is var gamma && gamma == 0 && options.StreamTokens > 0
-        ? session.PrepareStream(options.StreamTokens, _proposals.Next) // verifier-side decoding, streamed down
-        : session.PrepareRound(shape.Capped(gamma), _proposals.Next);
+    /// <summary>The request for a round of <paramref name="shape"/>: a streamed round (verifier-side decoding) at depth 0.
+    /// On the ladder's verifier-decoding rung each asks for <see cref="EdgeOptions.StreamTokens"/>; chosen by the shaper
+    /// (a loaded verifier, §6) or the link fit, each streamed round in a row asks for twice the tokens of the one before,
+    /// up to <see cref="MaxStreamDoublings"/> doublings: every new request leaves the session out of a pass or so while
+    /// it goes up.</summary>
+    private object Prepare(RoundShape shape)
+    {
+        var gamma = fit.Fit(shape.Depth);
+        if (gamma == 0 && options.StreamTokens > 0)
+        {
+            var doublings = ladder.Gamma > 0 ? Math.Min(_streamsInRow++, MaxStreamDoublings) : 0;
+            return session.PrepareStream(options.StreamTokens << doublings, _proposals.Next);
+        }
+
+        _streamsInRow = 0;
+        return session.PrepareRound(shape.Capped(gamma), _proposals.Next);
+    }
 
     /// <summary>The shape a request was really drafted in (the session may draft a chain where a tree was asked for).</summary>
     private static RoundShape ShapeOf(object request, RoundShape asked) => request switch
@@ -161,6 +179,8 @@ internal sealed partial class RoundLoop(
                             AcceptedPerRound.Add(0);
                             DraftedPerRound.Add(0);
                             _draftedBefore = session.Drafted;
+                            shaper.Observe(new RoundObservation(RoundShape.Chain(0), 0, 0, default, DraftMillis[^1], 0, RoundMillis[^1], (int)Math.Round(streamed.MeanBatch), Streamed: streamed.Tokens,
+                                PassFixedMs: streamed.PassCost.FixedMs, PassPerTokenMs: streamed.PassCost.PerTokenMs));
                             metrics?.Round(session.Drafted, session.AcceptedTotal, streamed.Tokens, RoundMillis[^1], DraftMillis[^1], 0, 0);
                             committed();
                             done = true;
@@ -296,7 +316,11 @@ internal sealed partial class RoundLoop(
             time.GetElapsedTime(sentAt).TotalMilliseconds,
             verdict.BatchSize,
             pipelined,
-            pipelined));
+            pipelined,
+            PassTokens: verdict.PassTokens,
+            QueueDepth: verdict.QueueDepth,
+            PassFixedMs: verdict.PassFixedMs,
+            PassPerTokenMs: verdict.PassPerTokenMs));
         fit.Committed();
         metrics?.Round(session.Drafted, session.AcceptedTotal, step.Count, RoundMillis[^1], DraftMillis[^1], VerifyMillis[^1], askedDepth);
     }

@@ -33,7 +33,8 @@ internal static class RoundShapers
             MaxWidth: trees ? 4 : 1,
             MaxNodes: trees ? session.Settings.MaxTreeNodes : 0,
             MaxPipeline: settings.Mode == DecodingMode.Greedy ? Math.Min(options.PipelineDepth, 1) : 0,
-            AheadOutcomes: options.PredictedOutcomes);
+            AheadOutcomes: options.PredictedOutcomes,
+            StreamTokens: options.StreamTokens);
         var controller = new ShapeController(limits, RoundShape.Chain(settings.Gamma), transferMs: (shape, _) =>
             connection.UplinkBytesPerSecond is > 0 and var bps && fit.RowBytes > 0 ? shape.Nodes * fit.RowBytes * 1000 / bps : 0);
         return options.PipelineMinRoundTripMs > 0 ? new LinkGate(controller, RoundShape.Chain(settings.Gamma), options.PipelineMinRoundTripMs) : controller;
@@ -43,19 +44,27 @@ internal static class RoundShapers
     /// The sequential shape (<paramref name="local"/>, a chain of the session's γ) until the measured round trip outside
     /// the verifier reaches <paramref name="minLinkMs"/> (<see cref="EdgeOptions.PipelineMinRoundTripMs"/>): on a local
     /// link there is no round trip to hide, and trees and rounds sent ahead only add draft and verifier work and
-    /// requests. The controller learns from every round meanwhile, and takes over once the link is slow enough.
+    /// requests. The controller learns from every round meanwhile, and takes over once the link is slow enough. On a
+    /// local link with a shared verifier (<see cref="ShapeController.SharedBatch"/>) the controller picks the chain's
+    /// length, down to a streamed round: each session's drafts then cost the others' passes, and on a compute-bound
+    /// verifier deep chains cost more than they save.
     /// </summary>
-    private sealed class LinkGate(IRoundShaper inner, RoundShape local, double minLinkMs) : IRoundShaper
+    private sealed class LinkGate(ShapeController inner, RoundShape local, double minLinkMs) : IRoundShaper
     {
         private double _linkMs = -1; // smoothed round trip less the verifier's batch time; −1 until the second round
         private bool _warm; // the first round pays the models' and the connection's warm-up: it says nothing of the link
 
-        public RoundShape Next(int maxDepth) => _linkMs >= minLinkMs ? inner.Next(maxDepth) : local.Capped(maxDepth);
+        public RoundShape Next(int maxDepth)
+        {
+            inner.ChainsOnly = _linkMs < minLinkMs;
+            return !inner.ChainsOnly || (_warm && inner.Batch >= ShapeController.SharedBatch) ? inner.Next(maxDepth) : local.Capped(maxDepth);
+        }
 
         public void Observe(in RoundObservation observation)
         {
-            if (_warm)
+            if (_warm && observation.Streamed == 0)
             {
+                // A streamed round's time is its passes, not the link.
                 var link = Math.Max(0, observation.RoundTripMs - observation.VerifyMs);
                 _linkMs = _linkMs < 0 ? link : (0.8 * _linkMs) + (0.2 * link);
             }

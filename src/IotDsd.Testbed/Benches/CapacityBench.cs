@@ -43,7 +43,7 @@ internal static class CapacityBench
                 progress.Report(++pointsDone);
                 var ok = Meets(report, limit);
                 log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{report.System,-8} sessions {n,4}: TPOT p50 {report.TpotP50,8:0.0} p99 {report.TpotP99,8:0.0} ms, {report.TokensPerSecond,8:0.0} tok/s, batch {report.MeanBatch:0.0}, acceptance {report.AcceptanceRate:0.00} {(ok ? "within" : "OVER")} SLO"));
+                    $"{report.System,-8} sessions {n,4}: TPOT p50 {report.TpotP50,8:0.0} p99 {report.TpotP99,8:0.0} ms, {report.TokensPerSecond,8:0.0} tok/s, batch {report.MeanBatch:0.0}, acceptance {report.AcceptanceRate:0.00}{(report.UndraftedRounds > 0 ? $", {report.UndraftedRounds}/{report.Rounds} rounds streamed" : "")} {(ok ? "within" : "OVER")} SLO"));
                 if (report.Failed > 0 || report.LostTokens > 0 || report.DuplicatedTokens > 0)
                 {
                     throw new TestbedException($"{report.System} at {n} sessions: {report.Failed} failed, {report.LostTokens} lost, {report.DuplicatedTokens} duplicated: {string.Join("; ", report.Errors.Take(3))}");

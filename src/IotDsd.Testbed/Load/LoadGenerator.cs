@@ -179,7 +179,10 @@ internal static class LoadGenerator
                     var r = await workers[d].GenerateAsync(prompts[d % prompts.Length], s, null, ct).ConfigureAwait(false);
                     return new SessionSample(
                         r.Tokens.Count, s.MaxTokens, Matches(references, s.SessionId, r.Tokens), r.Elapsed.TotalMilliseconds, r.TimeToFirstToken.TotalMilliseconds,
-                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted) { Verifier = r.VerifierId, MaxBatch = r.MaxBatch };
+                        r.RoundMillis, r.UplinkPayloadBytes, r.DownlinkPayloadBytes, r.UplinkWireBytes, r.DownlinkWireBytes, r.MeanBatch, r.Retries, 0, r.Drafted, r.Accepted)
+                    {
+                        Verifier = r.VerifierId, MaxBatch = r.MaxBatch, Rounds = r.DraftedPerRound.Count, UndraftedRounds = r.DraftedPerRound.Count(n => n == 0),
+                    };
                 }, settings).ConfigureAwait(false);
             }
             finally

@@ -27,6 +27,11 @@ internal sealed record SessionSample(
     /// <summary>The largest forward pass the session's replies reported.</summary>
     public int MaxBatch { get; init; }
 
+    /// <summary>Rounds, and those without drafts (the verifier decoded: streamed rounds).</summary>
+    public int Rounds { get; init; }
+
+    public int UndraftedRounds { get; init; }
+
     /// <summary>Time per output token after the first.</summary>
     public double TimePerTokenMs => Tokens <= 1 ? ElapsedMs : (ElapsedMs - FirstTokenMs) / (Tokens - 1);
 }
@@ -60,6 +65,8 @@ internal sealed record LoadReport
     [JsonPropertyName("uplink_bytes_per_token")] public double UplinkPerToken { get; init; }
     [JsonPropertyName("downlink_bytes_per_token")] public double DownlinkPerToken { get; init; }
     [JsonPropertyName("wire_bytes_per_token")] public double WirePerToken { get; init; }
+    [JsonPropertyName("rounds")] public long Rounds { get; init; }
+    [JsonPropertyName("undrafted_rounds")] public long UndraftedRounds { get; init; }
     [JsonPropertyName("mean_batch")] public double MeanBatch { get; init; }
     [JsonPropertyName("max_batch")] public long MaxBatch { get; init; }
     [JsonPropertyName("retries")] public long Retries { get; init; }
@@ -95,6 +102,8 @@ internal sealed record LoadReport
             UplinkPerToken = PerToken(samples.Sum(s => s.UplinkPayload), tokens),
             DownlinkPerToken = PerToken(samples.Sum(s => s.DownlinkPayload), tokens),
             WirePerToken = PerToken(samples.Sum(s => s.UplinkWire + s.DownlinkWire), tokens),
+            Rounds = samples.Sum(s => (long)s.Rounds),
+            UndraftedRounds = samples.Sum(s => (long)s.UndraftedRounds),
             MeanBatch = Math.Round(meanBatch ?? (samples.Count == 0 ? 0 : samples.Average(s => s.MeanBatch)), 2),
             // The in-process verifier counts every pass; against an external one, the largest any reply reported.
             MaxBatch = Math.Max(maxBatch, samples.Count == 0 ? 0 : samples.Max(s => s.MaxBatch)),

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using IotDsd.Contracts.Messages;
 using IotDsd.Contracts.Topics;
+using IotDsd.Core.Adaptive;
 using IotDsd.Core.Models;
 using IotDsd.Core.Sampling;
 using IotDsd.Core.Sessions;
@@ -32,6 +33,7 @@ internal sealed partial class RoundProcessor(
 
     private readonly List<InboundMessage> _deferred = [];
     private readonly HeldRounds _held = new();
+    private readonly PassCost _passCost = new();
     private readonly StreamedRounds _streams = new(sessions, connection, logger, time);
 
     /// <summary>True while streamed rounds are decoding: the loop must run passes without waiting for requests.</summary>
@@ -373,12 +375,15 @@ internal sealed partial class RoundProcessor(
 
         var micros = (int)Math.Min(int.MaxValue, Stopwatch.GetElapsedTime(started).Ticks / 10);
         var depth = connection.Inbound.CanCount ? connection.Inbound.Count : 0;
+        var passTokens = requests.Sum(r => r.Tokens.Length);
+        _passCost.Add(passTokens, micros / 1000.0);
+        var (fixedMs, perTokenMs) = _passCost.Line;
         stats.Batch(requests.Length);
-        _streams.Complete(streamed, requests.Length, ct);
+        _streams.Complete(streamed, requests.Length, (fixedMs, perTokenMs), ct);
         for (var i = 0; i < work.Count; i++)
         {
             var (message, device, session, round) = work[i];
-            var verdict = session.Complete(round, requests[i].Logits.Span, requests.Length, depth, micros);
+            var verdict = session.Complete(round, requests[i].Logits.Span, requests.Length, depth, micros) with { PassTokens = passTokens, PassFixedMs = fixedMs, PassPerTokenMs = perTokenMs };
             stats.Verified(round.Draft.Length, verdict.Accepted);
             Reply(device, message, verdict, replies, ct);
         }

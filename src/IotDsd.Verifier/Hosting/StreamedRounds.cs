@@ -73,7 +73,7 @@ internal sealed partial class StreamedRounds(SessionTable sessions, MqttConnecti
     public static FeedRequest Begin(Entry entry) => entry.Session.BeginStreamStep();
 
     /// <summary>After the pass: each taken stream chooses its token and sends what is ready.</summary>
-    public int Complete(List<Entry> taken, int batchSize, CancellationToken ct)
+    public int Complete(List<Entry> taken, int batchSize, (float FixedMs, float PerTokenMs) passCost, CancellationToken ct)
     {
         var now = time.GetTimestamp();
         foreach (var entry in taken)
@@ -83,7 +83,7 @@ internal sealed partial class StreamedRounds(SessionTable sessions, MqttConnecti
             var decoded = entry.Stream.Tokens.Count;
             if (entry.Sent < decoded && (entry.Stream.IsDecoded || entry.InFlight is null || entry.InFlight.IsCompleted))
             {
-                entry.InFlight = PublishAsync(entry.Device, entry.Request, Chunk(entry.Session, entry.Stream, entry.Sent, decoded, batchSize), ct);
+                entry.InFlight = PublishAsync(entry.Device, entry.Request, Chunk(entry.Session, entry.Stream, entry.Sent, decoded, batchSize) with { PassFixedMs = passCost.FixedMs, PassPerTokenMs = passCost.PerTokenMs }, ct);
                 entry.Sent = decoded;
             }
 

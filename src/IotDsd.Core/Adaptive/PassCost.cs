@@ -1,0 +1,36 @@
+namespace IotDsd.Core.Adaptive;
+
+/// <summary>
+/// A verifier's forward-pass cost as a line in the tokens a pass feeds, all its sessions together: fitted by the
+/// verifier over its own passes (decayed least squares, half-life <see cref="HalfLife"/> passes) and sent with every
+/// verdict and streamed chunk, so that each device's round-shape controller prices a round at the verifier's real
+/// marginal cost per token (docs/protocol.md §6). A device cannot fit this line itself: it sees only the passes its
+/// own rounds ride in, which are all of about one size. Not thread-safe: the verifier's pass loop owns it.
+/// </summary>
+public sealed class PassCost
+{
+    /// <summary>Passes after which one weighs half.</summary>
+    public const int HalfLife = 256;
+
+    private readonly DecayedLine _line = new(Math.Pow(0.5, 1.0 / HalfLife));
+
+    /// <summary>Records a pass of <paramref name="tokens"/> tokens that took <paramref name="ms"/>.</summary>
+    public void Add(int tokens, double ms)
+    {
+        if (tokens > 0 && double.IsFinite(ms) && ms >= 0)
+        {
+            _line.Add(tokens, ms);
+        }
+    }
+
+    /// <summary>The line now: a fixed part per pass and a part per token, ms (both 0 before any pass). Where the points
+    /// do not rise with size (one size seen, or noise), the cost is taken as proportional to the tokens.</summary>
+    public (float FixedMs, float PerTokenMs) Line
+    {
+        get
+        {
+            var (a, b) = _line.Fit();
+            return ((float)a, (float)b);
+        }
+    }
+}
