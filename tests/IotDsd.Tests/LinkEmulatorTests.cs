@@ -205,6 +205,31 @@ public sealed class LinkEmulatorTests
     }
 
     [Fact]
+    public async Task MqttConnection_PublishesCancelledByTheCaller_NotCountedAsATimedOutLink()
+    {
+        // Over a 400 ms link, publishes whose caller gives up after 50 ms while the PUBACK is on its way: the caller's
+        // cancellation says nothing of the link, so three in a row (two timeouts declare a link dead) must leave the
+        // connection up, no dead link counted, and a later publish still acknowledged.
+        await using var broker = await EmbeddedBroker.StartAsync();
+        await using var link = new LinkEmulator(0, "127.0.0.1", broker.Port);
+        await link.StartAsync();
+        var settings = new MqttSettings { Broker = new BrokerAddress("127.0.0.1", link.Port), ClientId = "cancel-test", KeepAlive = TimeSpan.FromSeconds(30) };
+        await using var connection = new MqttConnection(settings, _ => false, NullLogger.Instance);
+        await connection.ConnectAsync([], CancellationToken.None);
+        link.Configure(new LinkProfile { Delay = TimeSpan.FromMilliseconds(200) }, new LinkProfile { Delay = TimeSpan.FromMilliseconds(200) });
+        for (var i = 0; i < 3; i++)
+        {
+            using var caller = new CancellationTokenSource(TimeSpan.FromMilliseconds(50));
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => connection.PublishRawAsync($"t/{i}", new byte[4096], retain: false, caller.Token));
+        }
+
+        Assert.Equal(0, connection.DeadLinksDetected);
+        Assert.Equal(1, connection.Connections);
+        await connection.PublishRawAsync("t/after", [1], retain: false, CancellationToken.None).WaitAsync(Patience);
+        Assert.Equal(1, connection.Connections);
+    }
+
+    [Fact]
     public void Configure_InvalidProfile_ClearError()
     {
         var link = new LinkEmulator(0, "127.0.0.1", 1);

@@ -40,6 +40,44 @@ public sealed class TreePipelineTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Open_TreeBudgetAboveTheVerifierLimit_GrantedTheLimitTreesWithinItTextExact()
+    {
+        // A device asking for 16-node trees on a verifier that allows 8: the open is granted 8 (SessionOpened[4]) and
+        // every tree round carries at most 8 nodes, where the verifier once refused the open.
+        const int tokens = 80;
+        const string prompt = "Once upon a time";
+        var reference = Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode(prompt), SamplingParams.Greedy, 0, "ref", tokens);
+        await using var broker = await EmbeddedBroker.StartAsync();
+        await using var watch = await WireWatch.StartAsync(broker.Port, "grant-device");
+        var log = new ErrorLog();
+        var address = new BrokerAddress("127.0.0.1", broker.Port);
+        var limits = new IotDsd.Verifier.Limits.VerifierLimits { MaxTreeNodes = 8 };
+        using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "grant-verifier", Limits = limits }, TestEnvironment.Target, log.CreateLogger<VerifierService>());
+        await verifier.StartAsync(CancellationToken.None);
+        await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        try
+        {
+            await using var worker = new DraftWorker(new EdgeOptions { Broker = address, DeviceId = "grant-device", VerifierId = "grant-verifier", Shape = new RoundShape(4, 3, 16, 0) }, TestEnvironment.Draft, log.CreateLogger<DraftWorker>());
+            await worker.StartAsync(CancellationToken.None);
+            using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            var settings = Pipeline.Settings("grant", DecodingMode.Greedy, 0f, tokens, seed: 1, gamma: 4) with { MaxTreeNodes = 16 };
+            var report = await worker.GenerateAsync(TestEnvironment.Tokenizer.Encode(prompt), settings, null, cts.Token);
+            Assert.Equal(reference, report.Tokens);
+            var seen = watch.Seen.Select(m => m.Message).ToList();
+            Assert.Equal(16, seen.OfType<OpenSession>().First().MaxTreeNodes);
+            Assert.Equal(8, seen.OfType<SessionOpened>().First().MaxTreeNodes);
+            var trees = seen.OfType<DraftRound>().Where(r => r.TreeParents is not null).ToList();
+            Assert.NotEmpty(trees);
+            Assert.All(trees, r => Assert.InRange(r.Draft.Length, 5, 8));
+            Assert.Empty(log.Errors);
+        }
+        finally
+        {
+            await verifier.StopAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
     public async Task GreedyTrees_ShippedStoriesPair_GiveTheTargetOnlyText()
     {
         const int tokens = 120;
@@ -91,15 +129,17 @@ public sealed class TreePipelineTests(ITestOutputHelper output)
         output.WriteLine($"dsd tree: {first.Rounds} rounds, up {first.UplinkBytesPerToken:0.0} B/token");
         Assert.Empty(pipeline.Log.Errors);
     }
+
     [Fact]
-    public async Task OpenAskingMoreTreeNodesThanTheVerifierAllows_FailsNamingTheLimit()
+    public async Task OpenAskingMoreTreeNodesThanTheDefaultLimit_GrantedSixtyFourTextExact()
     {
         await using var broker = await EmbeddedBroker.StartAsync();
         await using var pipeline = await Pipeline.StartAsync(broker.Port, device: o => o with { Shape = new RoundShape(4, 4, 100, 0) });
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var settings = Pipeline.Settings("too-many", DecodingMode.Greedy, 0f, 40, seed: 1, gamma: 4) with { MaxTreeNodes = 100 };
-        var error = await Assert.ThrowsAsync<GenerationException>(() => pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode("Once"), settings, null, cts.Token));
-        Assert.Contains("max tree nodes 100 exceeds this verifier's limit of 64", error.Message);
+        var report = await pipeline.Worker.GenerateAsync(TestEnvironment.Tokenizer.Encode("Once"), settings, null, cts.Token);
+        Assert.Equal(Autoregressive.Generate(TestEnvironment.Target, TestEnvironment.Tokenizer.Encode("Once"), SamplingParams.Greedy, 0, "ref", 40), report.Tokens);
+        Assert.Empty(pipeline.Log.Errors);
     }
 
     [Fact]

@@ -20,8 +20,12 @@ internal sealed class AheadSend(string verifier, long id, Task<InboundMessage?> 
 /// <summary>Pipelined rounds: sending a round ahead, and keeping retries off the session while the loop drafts.</summary>
 internal sealed partial class GenerationRun
 {
-    /// <summary>The verifier the session is open on takes token trees (older verifiers do not say so: chains only).</summary>
-    public bool VerifierTrees { get; private set; }
+    /// <summary>Nodes a token-tree round may carry on the verifier the session is open on: what it granted (at most what
+    /// the session asked for); 0 chains only (older verifiers do not say).</summary>
+    public int VerifierTreeNodes { get; private set; }
+
+    /// <summary>The verifier the session is open on takes token trees.</summary>
+    public bool VerifierTrees => VerifierTreeNodes > 0;
 
     /// <summary>The verifier the session is open on understands rounds sent ahead (older ones do not: none are sent).</summary>
     public bool VerifierConditionalRounds { get; private set; }

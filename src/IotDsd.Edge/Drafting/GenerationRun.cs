@@ -117,7 +117,7 @@ internal sealed partial class GenerationRun : IDisposable
                 case null:
                     continue; // moved to another verifier: open there
                 case SessionOpened opened when opened.Epoch == _session.Epoch:
-                    VerifierTrees = opened.MaxTreeNodes > 0;
+                    VerifierTreeNodes = opened.MaxTreeNodes;
                     VerifierConditionalRounds = opened.ConditionalRounds;
                     return;
                 case ErrorReply { Code: ErrorCode.Overloaded } full when MoveAway(full.Message):

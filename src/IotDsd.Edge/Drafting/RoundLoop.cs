@@ -64,13 +64,14 @@ internal sealed partial class RoundLoop(
 
     private RoundShape NextShape() => ladder.Gamma <= 0 ? RoundShape.Chain(0) : Supported(shaper.Next(ladder.Gamma));
 
-    /// <summary>What the session's verifier takes of a shape: a chain where it takes no trees, nothing ahead where it
-    /// does not understand conditional rounds (a verifier from before either says neither).</summary>
+    /// <summary>What the session's verifier takes of a shape: a chain where it takes no trees, a tree no larger than it
+    /// granted, nothing ahead where it does not understand conditional rounds (a verifier from before either says
+    /// neither).</summary>
     private RoundShape Supported(RoundShape shape)
     {
-        if (shape.IsTree && !run.VerifierTrees)
+        if (shape.IsTree && shape.Nodes > run.VerifierTreeNodes)
         {
-            shape = shape with { Width = 1, Nodes = shape.Depth };
+            shape = run.VerifierTreeNodes > shape.Depth ? shape with { Nodes = run.VerifierTreeNodes } : shape with { Width = 1, Nodes = shape.Depth };
         }
 
         return shape.Pipeline > 0 && !run.VerifierConditionalRounds ? shape with { Pipeline = 0 } : shape;

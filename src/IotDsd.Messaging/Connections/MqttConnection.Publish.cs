@@ -94,9 +94,15 @@ public sealed partial class MqttConnection
         {
             throw new MqttPublishException($"publish to '{message.Topic}' failed: not connected to {_settings.Broker}", ex);
         }
+        catch (MQTTnet.Exceptions.MqttCommunicationTimedOutException ex) when (ct.IsCancellationRequested)
+        {
+            // The caller gave up (a round sent ahead that is no longer wanted, a stopping service): that says nothing of
+            // the link, so it neither counts towards a dead link nor lowers the uplink estimate.
+            throw new OperationCanceledException($"publish to '{message.Topic}' cancelled", ex, ct);
+        }
         catch (MQTTnet.Exceptions.MqttCommunicationTimedOutException ex)
         {
-            // MQTTnet reports our own cancellation while it waits for the PUBACK this way.
+            // MQTTnet reports our own timeout's cancellation while it waits for the PUBACK this way.
             if (UplinkTimedOut(bytes, limit))
             {
                 ReportTimeout();

@@ -215,8 +215,9 @@ internal sealed partial class RoundProcessor(
         _ => "",
     };
 
-    private void HandleOpen(string device, InboundMessage message, OpenSession open, List<Task> replies, CancellationToken ct)
+    private void HandleOpen(string device, InboundMessage message, OpenSession asked, List<Task> replies, CancellationToken ct)
     {
+        var open = limits.Granted(asked);
         string? problem = null;
         if (open.DeviceId != device)
         {

@@ -117,16 +117,16 @@ public sealed class LimitGuard
     }
 
     /// <summary>Checks a new or re-opened session against the draft-length, session-count and memory limits.</summary>
+    /// <summary>The open as this verifier grants it: a token-tree budget above <see cref="VerifierLimits.MaxTreeNodes"/>
+    /// is lowered to it (the device learns the grant from <see cref="SessionOpened.MaxTreeNodes"/> and drafts within it).</summary>
+    public OpenSession Granted(OpenSession open) =>
+        open.MaxTreeNodes > _limits.MaxTreeNodes ? open with { MaxTreeNodes = _limits.MaxTreeNodes } : open;
+
     public LimitRefusal? CheckOpen(string device, OpenSession open)
     {
         if (open.MaxGamma > _limits.MaxGamma)
         {
             return Refuse(LimitKind.Gamma, ErrorCode.InvalidRequest, $"max gamma {open.MaxGamma} exceeds this verifier's limit of {_limits.MaxGamma}");
-        }
-
-        if (open.MaxTreeNodes > _limits.MaxTreeNodes)
-        {
-            return Refuse(LimitKind.TreeNodes, ErrorCode.InvalidRequest, $"max tree nodes {open.MaxTreeNodes} exceeds this verifier's limit of {_limits.MaxTreeNodes}");
         }
 
         var existing = _sessions.Find(device, open.SessionId);

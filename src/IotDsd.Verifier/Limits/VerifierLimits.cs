@@ -10,7 +10,8 @@ public sealed record VerifierLimits
     /// <summary>Largest draft length a session may declare (<c>OpenSession.MaxGamma</c>).</summary>
     public int MaxGamma { get; init; } = 32;
 
-    /// <summary>Most draft nodes a session may declare for token-tree rounds (<c>OpenSession.MaxTreeNodes</c>); 0: chains only.</summary>
+    /// <summary>Most draft nodes a token-tree round may carry; 0: chains only. A session that asks for more
+    /// (<c>OpenSession.MaxTreeNodes</c>) is granted this many (<c>SessionOpened.MaxTreeNodes</c>).</summary>
     public int MaxTreeNodes { get; init; } = 64;
 
     /// <summary>Most not-yet-sent committed tokens in one round: bounds the prompt, which travels in the first round.</summary>
@@ -97,7 +98,6 @@ public enum LimitKind
     SessionsPerDevice,
     RequestRate,
     DeviceMemory,
-    TreeNodes,
 }
 
 /// <summary>Thread-safe refusal counts per limit.</summary>
