@@ -28,7 +28,7 @@ internal sealed partial class RoundLoop(
     ILogger logger,
     TimeProvider time)
 {
-    /// <summary>How many times a run of streamed rounds doubles the tokens each asks for.</summary>
+    /// <summary>How many doublings of <see cref="EdgeOptions.StreamTokens"/> the streamed rounds of a run grow to.</summary>
     public const int MaxStreamDoublings = 3;
 
     private readonly ProposalBudget _proposals = new();
@@ -78,16 +78,16 @@ internal sealed partial class RoundLoop(
     }
 
     /// <summary>The request for a round of <paramref name="shape"/>: a streamed round (verifier-side decoding) at depth 0.
-    /// On the ladder's verifier-decoding rung each asks for <see cref="EdgeOptions.StreamTokens"/>; chosen by the shaper
-    /// (a loaded verifier, §6) or the link fit, each streamed round in a row asks for twice the tokens of the one before,
-    /// up to <see cref="MaxStreamDoublings"/> doublings: every new request leaves the session out of a pass or so while
-    /// it goes up.</summary>
+    /// On the ladder's verifier-decoding rung each asks for K = <see cref="EdgeOptions.StreamTokens"/>; chosen by the
+    /// shaper (a loaded verifier, §6) or the link fit, the first of a run asks for 2K and each one after it for
+    /// 2^<see cref="MaxStreamDoublings"/>·K (8K): every new request leaves the session out of a pass or so while it goes
+    /// up, and a run of them means the verifier stays loaded.</summary>
     private object Prepare(RoundShape shape)
     {
         var gamma = fit.Fit(shape.Depth);
         if (gamma == 0 && options.StreamTokens > 0)
         {
-            var doublings = ladder.Gamma > 0 ? Math.Min(_streamsInRow++, MaxStreamDoublings) : 0;
+            var doublings = ladder.Gamma > 0 ? Math.Min(1 + (2 * _streamsInRow++), MaxStreamDoublings) : 0;
             return session.PrepareStream(options.StreamTokens << doublings, _proposals.Next);
         }
 
