@@ -40,8 +40,8 @@ public readonly record struct ShapeLimits(int MaxDepth, int MaxWidth = 1, int Ma
 /// <see cref="ProbeEvery"/> rounds one round tries a neighbouring depth, so that the cost lines see more than one size
 /// (the first round, which pays the warm-up, teaches no costs). With <see cref="ShapeLimits.StreamTokens"/> and a
 /// shared verifier, depth 0 is on the menu too: a streamed round of K tokens costs one link round trip and K passes of
-/// one token per session (the same line at batch × 1), and commits K — the server-only rate, which speculation must beat
-/// on a compute-bound verifier (docs/protocol.md §6). No I/O and no clock: the caller measures.
+/// one token per session (the same line at batch × 1), and commits K — the server-only rate, which a chain must beat by
+/// <see cref="SharedMargin"/> (docs/protocol.md §6). No I/O and no clock: the caller measures.
 /// </summary>
 public sealed class ShapeController : IRoundShaper
 {
@@ -52,8 +52,8 @@ public sealed class ShapeController : IRoundShaper
     /// turn), so that its cost lines see more than one size: one size alone cannot tell a per-node cost from a fixed one.</summary>
     public const int ProbeEvery = 16;
 
-    /// <summary>The verifier's mean batch from which a streamed round is on the menu: below it the device has the
-    /// verifier to itself, and its drafts cost nobody else anything.</summary>
+    /// <summary>The sessions sharing the verifier (<see cref="Batch"/>) from which a streamed round is on the menu: below
+    /// it the device has the verifier to itself, and its drafts cost nobody else anything.</summary>
     public const double SharedBatch = 2;
 
     /// <summary>While streaming, after this many times <see cref="ShapeLimits.StreamTokens"/> streamed tokens one round
@@ -287,7 +287,7 @@ public sealed class ShapeController : IRoundShaper
         }
 
         var best = current;
-        var bestRate = Goodput(current) * (1 + Hysteresis);
+        var bestRate = Score(current, current.Depth == 0 ? 0 : ExpectedAccepted(current)) * (1 + Hysteresis);
         var budget = Math.Min(_limits.Nodes, 4 * cap);
         var widest = ChainsOnly ? 1 : _limits.MaxWidth;
         Span<double> accepted = stackalloc double[Math.Max(budget, 1)];
@@ -335,6 +335,10 @@ public sealed class ShapeController : IRoundShaper
         return accepted[^1];
     }
 
+    /// <summary>What the menu compares: the goodput, a streamed round's weighted by <see cref="SharedMargin"/> (a chain
+    /// must beat it by that much).</summary>
+    private double Score(RoundShape shape, double accepted) => Goodput(shape, accepted) * (shape.Depth == 0 ? SharedMargin : 1);
+
     private void Consider(RoundShape shape, double accepted, ref RoundShape best, ref double bestRate)
     {
         for (var pipeline = 0; pipeline <= (ChainsOnly || shape.Depth == 0 ? 0 : _limits.MaxPipeline); pipeline++)
@@ -345,7 +349,7 @@ public sealed class ShapeController : IRoundShaper
             }
 
             var candidate = shape with { Pipeline = pipeline };
-            var rate = Goodput(candidate, accepted);
+            var rate = Score(candidate, accepted);
             if (rate > bestRate * (1 + 1e-9))
             {
                 best = candidate;
@@ -360,9 +364,9 @@ public sealed class ShapeController : IRoundShaper
         {
             // A streamed round: K tokens for one round trip and K passes of one token per session, every session in the
             // pass doing the same (never chosen before any pass has been measured: an empty cost line would make it look
-            // free). On a shared verifier speculation must beat it by SharedMargin.
+            // free).
             var k = _limits.StreamTokens;
-            return k > 0 && PassCostKnown ? SharedMargin * k / Math.Max(LinkMs + (k * VerifyMs(0, Batch)), 1e-6) : 0;
+            return k > 0 && PassCostKnown ? k / Math.Max(LinkMs + (k * VerifyMs(0, Batch)), 1e-6) : 0;
         }
 
         var nodes = Math.Max(shape.Nodes, shape.Depth);
