@@ -59,6 +59,8 @@ public sealed class LinkEmulatorTests
         var echoed = await ReadExactlyAsync(stream, payload.Length);
         await send;
         Assert.Equal(payload, echoed);
+        // The emulator counts a chunk once its send has returned, which may be just after the reader has it.
+        await Security.ConfinementTests.WaitUntil(() => link.BytesDown >= payload.Length && link.BytesUp >= payload.Length);
         Assert.Equal(payload.Length, link.BytesUp);
         Assert.Equal(payload.Length, link.BytesDown);
     }
