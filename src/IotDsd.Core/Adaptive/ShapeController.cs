@@ -65,9 +65,8 @@ public sealed class ShapeController : IRoundShaper
     /// <summary>
     /// On a shared verifier, how much more goodput the model must predict for speculation than for streaming before it
     /// speculates. The model prices every session's round as if all sent the same, but not how rounds in flight thin
-    /// the passes and lengthen the wait for the next: on the 2-core CPU with the small preset its speculative goodput
-    /// at 6–16 sessions was 1.4–1.9× what the sessions then got (docs/performance.md §4), while streaming got what it
-    /// predicted.
+    /// the passes and lengthen the wait for the next; chosen with <c>iotdsd bench capacity</c> on a 2-core CPU
+    /// (docs/protocol.md §6).
     /// </summary>
     public const double SharedMargin = 2;
 

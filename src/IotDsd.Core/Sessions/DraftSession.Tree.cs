@@ -35,25 +35,15 @@ public sealed partial class DraftSession
             return PrepareRound(depth, proposals); // no room to branch: a chain (which also refuses a complete generation)
         }
 
+        BeginRound();
         _stream = null;
         var n = _committed.Count;
         var committed = CollectionsMarshal.AsSpan(_committed);
-        if (_sequence.Length >= n)
-        {
-            _sequence.Truncate(n - 1);
-        }
-
-        _sequence.Feed(committed[_sequence.Length..], _logits);
+        CatchUp(committed);
         var random = new RoundRandom(Settings.Seed, _sessionKey, Round);
         var tree = TreeDrafter.Draft(_sequence, n, _logits, depth, Math.Min(shape.Width, MaxTreeWidth), nodes, Settings.Sampling, random);
-        var request = new DraftRound
+        var request = Header(committed) with
         {
-            SessionId = Settings.SessionId,
-            Epoch = Epoch,
-            Round = Round,
-            CommittedLength = n,
-            PrefixDigest = PrefixDigest.Of(committed),
-            Pending = committed[VerifierKnown..].ToArray(),
             Draft = tree.Tokens,
             TreeParents = tree.Parents,
             DraftDistributions = tree.WireRows is { } rows ? MemoryMarshal.AsBytes(rows.AsSpan()).ToArray() : null,

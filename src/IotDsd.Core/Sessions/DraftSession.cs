@@ -159,7 +159,11 @@ public sealed partial class DraftSession : IDisposable
         return BuildRound(gamma, proposals);
     }
 
-    private DraftRound BuildRound(int gamma, int proposals)
+    /// <summary>
+    /// Starts a new round, chain or tree: refuses a complete generation, forgets rounds drafted ahead, and takes back the
+    /// counts of an abandoned outstanding round (it is drafted again).
+    /// </summary>
+    private void BeginRound()
     {
         if (IsComplete)
         {
@@ -172,7 +176,37 @@ public sealed partial class DraftSession : IDisposable
             ProposalsExamined = abandoned.ExaminedBefore;
             FollowUps = abandoned.FollowUpsBefore;
         }
+    }
 
+    /// <summary>
+    /// Brings the draft cache up to the committed prefix, so that <c>_logits</c> is the row after it. A round re-drafted
+    /// without a verdict (after ResetVerifier, or a retry with a smaller γ) left its own drafts in the cache: roll back so
+    /// at least the last committed token is fed again.
+    /// </summary>
+    private void CatchUp(ReadOnlySpan<int> committed)
+    {
+        if (_sequence.Length >= committed.Length)
+        {
+            _sequence.Truncate(committed.Length - 1);
+        }
+
+        _sequence.Feed(committed[_sequence.Length..], _logits);
+    }
+
+    /// <summary>A round's request as far as chains and trees share it: who, which round, the prefix and what is pending.</summary>
+    private DraftRound Header(ReadOnlySpan<int> committed) => new()
+    {
+        SessionId = Settings.SessionId,
+        Epoch = Epoch,
+        Round = Round,
+        CommittedLength = committed.Length,
+        PrefixDigest = PrefixDigest.Of(committed),
+        Pending = committed[VerifierKnown..].ToArray(),
+    };
+
+    private DraftRound BuildRound(int gamma, int proposals)
+    {
+        BeginRound();
         gamma = Math.Clamp(gamma, 0, Math.Min(Settings.Gamma, Settings.MaxTokens - Generated - 1));
         var n = _committed.Count;
         var committed = CollectionsMarshal.AsSpan(_committed);
@@ -182,15 +216,7 @@ public sealed partial class DraftSession : IDisposable
         var rankRows = Settings.Sampling.IsGreedy ? new Dictionary<int, int[]>() : null;
         if (gamma > 0)
         {
-            // A round re-drafted without a verdict (after ResetVerifier, or a retry with a smaller γ) left its own drafts
-            // in the cache: roll back so at least the last committed token is fed again.
-            if (_sequence.Length >= n)
-            {
-                _sequence.Truncate(n - 1);
-            }
-
-            // Bring the draft cache up to the committed prefix; the last row is Q_1.
-            _sequence.Feed(committed[_sequence.Length..], _logits);
+            CatchUp(committed); // the last row is Q_1
             for (var i = 0; i < gamma; i++)
             {
                 var q = rows.AsSpan(i * _vocab, _vocab);
@@ -206,14 +232,8 @@ public sealed partial class DraftSession : IDisposable
             }
         }
 
-        var request = new DraftRound
+        var request = Header(committed) with
         {
-            SessionId = Settings.SessionId,
-            Epoch = Epoch,
-            Round = Round,
-            CommittedLength = n,
-            PrefixDigest = PrefixDigest.Of(committed),
-            Pending = committed[VerifierKnown..].ToArray(),
             Draft = draft,
             DraftProbs = Settings.Mode is DecodingMode.Dssd or DecodingMode.Rsr ? ProbsOf(draft, rows) : null,
             DraftDistributions = Settings.Mode == DecodingMode.Dsd ? MemoryMarshal.AsBytes(rows.AsSpan()).ToArray() : null,

@@ -83,7 +83,7 @@ internal sealed partial class StreamedRounds(SessionTable sessions, MqttConnecti
             var decoded = entry.Stream.Tokens.Count;
             if (entry.Sent < decoded && (entry.Stream.IsDecoded || entry.InFlight is null || entry.InFlight.IsCompleted))
             {
-                entry.InFlight = PublishAsync(entry.Device, entry.Request, Chunk(entry.Session, entry.Stream, entry.Sent, decoded, batchSize) with { PassFixedMs = passCost.FixedMs, PassPerTokenMs = passCost.PerTokenMs }, ct);
+                entry.InFlight = PublishAsync(entry.Device, entry.Request, Chunk(entry.Session, entry.Stream, entry.Sent, decoded, batchSize, passCost), ct);
                 entry.Sent = decoded;
             }
 
@@ -99,7 +99,8 @@ internal sealed partial class StreamedRounds(SessionTable sessions, MqttConnecti
     /// <summary>The pass failed: these streams end here (the caller drops their sessions and tells their devices).</summary>
     public void Fail(List<Entry> taken) => _active.RemoveAll(taken.Contains);
 
-    private static TokenChunk Chunk(VerifierSession session, VerifierSession.DecodingStream stream, int from, int to, int batchSize) => new()
+    private static TokenChunk Chunk(
+        VerifierSession session, VerifierSession.DecodingStream stream, int from, int to, int batchSize, (float FixedMs, float PerTokenMs) passCost = default) => new()
     {
         SessionId = session.Open.SessionId,
         Epoch = session.Epoch,
@@ -108,6 +109,8 @@ internal sealed partial class StreamedRounds(SessionTable sessions, MqttConnecti
         Tokens = [.. stream.Tokens.Skip(from).Take(to - from)],
         Done = stream.IsDecoded && to == stream.Total,
         BatchSize = batchSize,
+        PassFixedMs = passCost.FixedMs,
+        PassPerTokenMs = passCost.PerTokenMs,
     };
 
     private async Task PublishAsync(string device, InboundMessage request, TokenChunk chunk, CancellationToken ct)
