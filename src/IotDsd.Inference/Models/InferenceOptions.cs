@@ -20,6 +20,12 @@ public sealed record InferenceOptions
     public int DeviceId { get; init; }
 
     /// <summary>
+    /// Allocates slot models' KV pools from the session's allocator even on the CPU (as on a GPU, where the pool must be
+    /// device memory), so the device path's code runs, and is tested, without a GPU.
+    /// </summary>
+    internal bool KvThroughAllocator { get; init; }
+
+    /// <summary>
     /// Options from <c>$IOTDSD_EXECUTION_PROVIDER</c> (cpu or cuda), <c>$IOTDSD_PROVIDER_LIBRARY</c> and
     /// <c>$IOTDSD_INTRA_OP_THREADS</c>; explicit
     /// arguments win over the environment.

@@ -6,9 +6,11 @@ namespace IotDsd.Inference.Transformer;
 
 /// <summary>
 /// A model's KV storage for the slot signature (<see cref="KvLayout.Slots"/>): one buffer per layer for keys and one
-/// for values, each laid out [slots, kv_heads, capacity, head_dim], in native memory. Each sequence owns one slot; a
-/// pass binds a view over a contiguous run of slots straight into the graph (no copy of anyone's past), and only the
-/// new tokens' keys and values are written back, at each sequence's length.
+/// for values, each laid out [slots, kv_heads, capacity, head_dim], where the model's provider wants its past: host
+/// memory on the CPU, device memory on a GPU (from the session's allocator). Each sequence owns one slot; a pass binds a
+/// view over a contiguous run of slots straight into the graph (no copy of anyone's past), and the graph writes the new
+/// tokens' keys and values in place (<see cref="SlotGraph"/>). Nothing here reads or writes the pool's bytes from the
+/// host: growth, zeroing and moves run as small graphs on the same provider (<see cref="KvPoolOps"/>).
 /// </summary>
 /// <remarks>
 /// Both dimensions grow by doubling, copying the pool once: <see cref="Capacity"/> (positions per slot, from 32 up to
@@ -16,12 +18,45 @@ namespace IotDsd.Inference.Transformer;
 /// the whole capacity (positions past a row's length are masked by the bias), so the capacity follows the longest
 /// live sequence. Not thread-safe: <see cref="SlotEngine"/> serializes every use under its lock.
 /// </remarks>
-internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
+internal sealed class KvPool : IDisposable
 {
     private const int MinCapacity = 32;
-    private NativeBuffer<byte>[] _cache = [];
+    private readonly TransformerModel model;
+    private readonly IDisposable? _memoryInfos;
+    private readonly OrtAllocator? _allocator;
+    private Block[] _cache = [];
     private SlotSequence?[] _owners = [];
     private int _inUse;
+    private long[] _moves = [];
+
+    public KvPool(TransformerModel model)
+    {
+        this.model = model;
+        Ops = new KvPoolOps(model);
+        Memory = OrtMemoryInfo.DefaultInstance;
+        var session = model.Session;
+        var infos = session.GetMemoryInfosForInputs();
+        int past = session.InputNames.ToList().IndexOf(model.Signature.Past[0]);
+        var info = past >= 0 && past < infos.Count ? infos[past] : null;
+        if (info is not null && (info.GetDeviceType() != OrtMemoryInfoDeviceType.CPU || model.Options.KvThroughAllocator))
+        {
+            _memoryInfos = infos;
+            Memory = info;
+            _allocator = new OrtAllocator(session, info);
+        }
+        else infos.Dispose();
+    }
+
+    /// <summary>Where the pool lives (the model's past inputs' memory).</summary>
+    public OrtMemoryInfo Memory { get; }
+
+    /// <summary>True when the pool is in memory the host cannot read (a GPU's).</summary>
+    public bool OnDevice => Memory.GetDeviceType() != OrtMemoryInfoDeviceType.CPU;
+
+    /// <summary>True when the buffers come from the session's allocator (always off the CPU; on it only when asked).</summary>
+    public bool FromAllocator => _allocator is not null;
+
+    internal KvPoolOps Ops { get; }
 
     /// <summary>Slots allocated.</summary>
     public int Slots => _owners.Length;
@@ -87,57 +122,78 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
     }
 
     /// <summary>
-    /// Bytes of cache <paramref name="index"/> (2·layer key, 2·layer+1 value) for <paramref name="count"/> positions
-    /// from <paramref name="position"/> of one head of one slot.
+    /// Moves the keys and values at positions <paramref name="start"/> + <paramref name="nodes"/>[i] of one slot to
+    /// <paramref name="start"/> + i, every layer and head, in one run where the pool lives (all read before any is written).
     /// </summary>
-    public Span<byte> Span(int index, int slot, int head, int position, int count) =>
-        _cache[index].Slice(slot * SlotStride + (head * (long)Capacity + position) * HeadBytes, checked((int)(count * HeadBytes)));
-
-    /// <summary>Moves <paramref name="count"/> positions of one slot from <paramref name="from"/> to <paramref name="to"/> (every layer and head).</summary>
-    public void Move(int slot, int from, int to, int count)
+    public void Move(int slot, int start, ReadOnlySpan<int> nodes)
     {
-        if (from == to || count == 0) return;
-        for (int i = 0; i < _cache.Length; i++)
+        int moves = 0;
+        for (int i = 0; i < nodes.Length; i++) moves += nodes[i] != i ? 1 : 0;
+        if (moves == 0) return;
+        int n = moves * model.KvHeads;
+        if (_moves.Length < 6 * n) _moves = new long[Math.Max(6 * n, 2 * _moves.Length)];
+        int k = 0;
+        for (int i = 0; i < nodes.Length; i++)
         {
-            for (int h = 0; h < model.KvHeads; h++) Span(i, slot, h, from, count).CopyTo(Span(i, slot, h, to, count));
+            if (nodes[i] == i) continue;
+            for (int h = 0; h < model.KvHeads; h++, k++)
+            {
+                _moves[3 * k] = slot;
+                _moves[3 * k + 1] = h;
+                _moves[3 * k + 2] = start + nodes[i];
+                _moves[3 * (n + k)] = slot;
+                _moves[3 * (n + k) + 1] = h;
+                _moves[3 * (n + k) + 2] = start + i;
+            }
+        }
+        using var from = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _moves.AsMemory(0, 3 * n), [n, 3]);
+        using var to = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, _moves.AsMemory(3 * n, 3 * n), [n, 3]);
+        var views = new OrtValue[_cache.Length];
+        try
+        {
+            for (int i = 0; i < views.Length; i++) views[i] = View(i, 0, Slots);
+            Ops.Move(views, from, to);
+        }
+        finally
+        {
+            foreach (var v in views) v?.Dispose();
         }
     }
 
     /// <summary>A tensor [rows, kv_heads, capacity, head_dim] over slots <paramref name="first"/>.. of cache <paramref name="index"/>.</summary>
-    public OrtValue View(int index, int first, int rows)
+    public OrtValue View(int index, int first, int rows) => View(_cache[index], first, rows, Capacity);
+
+    private OrtValue View(Block block, int first, int rows, int capacity)
     {
-        var buffer = _cache[index];
-        long bytes = rows * SlotStride;
-        if ((first + rows) * SlotStride > buffer.Length) throw new ArgumentOutOfRangeException(nameof(rows));
-        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float,
-            [rows, model.KvHeads, Capacity, model.HeadDim], (IntPtr)(buffer.Pointer + first * SlotStride), bytes);
+        long stride = model.KvHeads * capacity * HeadBytes, bytes = rows * stride;
+        if ((first + rows) * stride > block.Bytes) throw new ArgumentOutOfRangeException(nameof(rows));
+        return OrtValue.CreateTensorValueWithData(Memory, TensorElementType.Float,
+            [rows, model.KvHeads, capacity, model.HeadDim], block.Pointer + (nint)(first * stride), bytes);
     }
 
     private void Reallocate(int slots, int capacity)
     {
-        var fresh = new NativeBuffer<byte>[2 * model.Layers];
-        long freshStride = model.KvHeads * capacity * HeadBytes;
+        var fresh = new Block[2 * model.Layers];
+        long bytes = slots * model.KvHeads * capacity * HeadBytes;
         try
         {
-            for (int i = 0; i < fresh.Length; i++) fresh[i] = new NativeBuffer<byte>(slots * freshStride);
+            for (int i = 0; i < fresh.Length; i++)
+            {
+                fresh[i] = Allocate(bytes);
+                using var to = View(fresh[i], 0, slots, capacity);
+                long[] shape = [slots, model.KvHeads, capacity, model.HeadDim];
+                if (_cache.Length == 0) Ops.Zero(to, shape);
+                else
+                {
+                    using var from = View(_cache[i], 0, Slots, Capacity);
+                    Ops.Resize(from, [Slots, model.KvHeads, Capacity, model.HeadDim], to, shape);
+                }
+            }
         }
         catch
         {
             foreach (var b in fresh) b?.Dispose();
             throw;
-        }
-        if (_cache.Length > 0)
-        {
-            int bytes = checked((int)(Math.Min(Capacity, capacity) * HeadBytes));
-            for (int i = 0; i < fresh.Length; i++)
-            {
-                for (int s = 0; s < _owners.Length && s < slots; s++)
-                {
-                    if (_owners[s] is null) continue;
-                    for (int h = 0; h < model.KvHeads; h++)
-                        _cache[i].Slice(s * SlotStride + h * Capacity * HeadBytes, bytes).CopyTo(fresh[i].Slice(s * freshStride + h * capacity * HeadBytes, bytes));
-                }
-            }
         }
         foreach (var b in _cache) b.Dispose();
         _cache = fresh;
@@ -146,9 +202,32 @@ internal sealed unsafe class KvPool(TransformerModel model) : IDisposable
         Generation++;
     }
 
+    private Block Allocate(long bytes)
+    {
+        if (_allocator is null)
+        {
+            var buffer = new NativeBuffer<byte>(bytes);
+            unsafe { return new Block((nint)buffer.Pointer, bytes, buffer); }
+        }
+        if (bytes > uint.MaxValue)
+            throw new InvalidOperationException($"Model '{model.Name}': one layer's KV pool would need {bytes >> 20} MiB, more than the 4 GiB " +
+                "one device allocation may hold; lower the verifier's KV budget (--kv-budget-mb) or its sessions' max tokens.");
+        var allocation = _allocator.Allocate((uint)bytes);
+        return new Block(allocation.DangerousGetHandle(), bytes, allocation);
+    }
+
     public void Dispose()
     {
         foreach (var b in _cache) b.Dispose();
         _cache = [];
+        Ops.Dispose();
+        _allocator?.Dispose();
+        _memoryInfos?.Dispose();
+    }
+
+    /// <summary>One buffer of the pool: its address, size, and what frees it.</summary>
+    private sealed record Block(nint Pointer, long Bytes, IDisposable Owner) : IDisposable
+    {
+        public void Dispose() => Owner.Dispose();
     }
 }

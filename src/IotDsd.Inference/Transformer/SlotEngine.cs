@@ -10,8 +10,10 @@ internal readonly record struct SlotItem(SlotSequence Sequence, ReadOnlyMemory<i
 /// <summary>
 /// Forward passes of a slot-signature model (<see cref="KvLayout.Slots"/>) over any set of its sequences: the batch is
 /// the run of pool slots from the lowest to the highest sequence in it (slots in between that are not in the pass are
-/// idle rows: one masked token each, nothing kept), the past is the pool itself, bound in place, and the graph returns
-/// the new keys/values (copied into each slot at its length) and only the logits rows asked for.
+/// idle rows: one masked token each, nothing kept), the past is the pool itself, bound in place, the graph writes the
+/// new keys/values into each slot at its length (<c>kv_write_from</c>/<c>kv_write_to</c>, with <c>present</c> bound to
+/// the pool), and only the logits rows asked for come back. Wherever the pool lives (host or GPU), what crosses to it
+/// per pass is the ids, positions, bias and indices, and what comes back is the logits rows.
 /// </summary>
 /// <remarks>
 /// The engine writes the attention bias itself: row b, query i may see past position j when j &lt; length_b, and new
@@ -23,8 +25,9 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
     private const float Closed = -1e9f;
     private const int MaxCachedBindings = 128;
 
-    private readonly Dictionary<(int First, int Rows, int Chunk, int Logits), Binding> _bindings = [];
-    private NativeBuffer<long>? _ids, _positions, _indices;
+    private readonly Dictionary<(int First, int Rows, int Chunk, int Logits, int Writes), PassBinding> _bindings = [];
+    private readonly bool _writesInGraph = model.Signature.KvWriteFrom is not null;
+    private NativeBuffer<long>? _ids, _positions, _indices, _writeFrom, _writeTo;
     private NativeBuffer<float>? _bias;
     private NativeBuffer<byte>? _logits;
     private NativeBuffer<byte>[] _fresh = [];
@@ -47,7 +50,7 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
     /// </summary>
     public void Run(ReadOnlySpan<SlotItem> items)
     {
-        int first = int.MaxValue, last = -1, s = 1, reserve = 0, wanted = 0;
+        int first = int.MaxValue, last = -1, s = 1, reserve = 0, wanted = 0, writes = 0;
         if (_firstRow.Length < items.Length) _firstRow = new int[Math.Max(items.Length, 2 * _firstRow.Length)];
         for (int k = 0; k < items.Length; k++)
         {
@@ -60,16 +63,20 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
             s = Math.Max(s, item.Tokens.Length);
             reserve = Math.Max(reserve, item.Sequence.Length + item.Tokens.Length);
             wanted += item.Rows;
+            writes += item.Tokens.Length * model.KvHeads;
         }
         if (last < 0) return;
         Pool.Reserve(reserve);
         int rows = last - first + 1, c = Pool.Capacity, total = c + s, logitsRows = Math.Max(wanted, 1);
-        Ensure(rows, s, total, logitsRows);
+        Ensure(rows, s, total, logitsRows, writes);
 
         var ids = _ids!.Span[..(rows * s)];
         var positions = _positions!.Span[..(rows * s)];
         var bias = _bias!.Span[..(rows * s * total)];
         var indices = _indices!.Span;
+        var from = _writeFrom!.Span;
+        var to = _writeTo!.Span;
+        int w = 0;
         ids.Clear();
         positions.Clear();
         // Idle rows: every query sees only itself (finite, discarded); live rows are written below.
@@ -108,26 +115,26 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
                 else for (int j = i; j >= 0; j = parents[j]) row[c + j] = 0;
             }
             for (int j = 0; j < item.Rows; j++) indices[_firstRow[k] + j] = r * s + n - item.Rows + j;
+            // Token i's key/value row (row r, head h of the new [rows, kv_heads, s, head_dim]) goes to position length + i.
+            for (int h = 0; h < model.KvHeads; h++)
+            {
+                for (int i = 0; i < n; i++, w++)
+                {
+                    from[w] = ((long)r * model.KvHeads + h) * s + i;
+                    to[3 * w] = r;
+                    to[3 * w + 1] = h;
+                    to[3 * w + 2] = length + i;
+                }
+            }
         }
 
-        var binding = Bind(first, rows, s, logitsRows);
+        var binding = Bind(first, rows, s, logitsRows, writes);
         model.Session.RunWithBinding(model.RunOptions, binding.Io);
+        if (!_writesInGraph) Pool.Ops.Write(binding.Past, binding.Fresh, binding.From, binding.To);
         Passes++;
-
-        long headBytes = (long)model.HeadDim * model.KvElementSize;
         for (int k = 0; k < items.Length; k++)
         {
-            var item = items[k];
-            int n = item.Tokens.Length;
-            if (n == 0) continue;
-            var seq = item.Sequence;
-            int r = seq.Slot - first;
-            for (int i = 0; i < _fresh.Length; i++)
-            {
-                for (int h = 0; h < model.KvHeads; h++)
-                    _fresh[i].Slice(((long)r * model.KvHeads + h) * s * headBytes, checked((int)(n * headBytes))).CopyTo(Pool.Span(i, seq.Slot, h, seq.Length, n));
-            }
-            seq.Advance(n);
+            if (items[k].Tokens.Length > 0) items[k].Sequence.Advance(items[k].Tokens.Length);
         }
     }
 
@@ -137,16 +144,18 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
         if (rows > 0) model.CopyLogits(_logits!, _firstRow[item], rows, destination);
     }
 
-    private void Ensure(int rows, int s, int total, int logitsRows)
+    private void Ensure(int rows, int s, int total, int logitsRows, int writes)
     {
         bool changed = Pool.Generation != _generation;
         changed |= Grow(ref _ids, (long)rows * s);
         changed |= Grow(ref _positions, (long)rows * s);
         changed |= Grow(ref _bias, (long)rows * s * total);
         changed |= Grow(ref _indices, logitsRows);
+        changed |= Grow(ref _writeFrom, writes);
+        changed |= Grow(ref _writeTo, 3L * writes);
         changed |= Grow(ref _logits, (long)logitsRows * model.LogitsWidth * model.LogitsElementSize);
         long fresh = (long)rows * model.KvHeads * s * model.HeadDim * model.KvElementSize;
-        if (_fresh.Length == 0 || _fresh[0].Length < fresh)
+        if (!_writesInGraph && (_fresh.Length == 0 || _fresh[0].Length < fresh))
         {
             foreach (var b in _fresh) b.Dispose();
             _fresh = ForwardBuffers.Allocate(model.Layers, Math.Max(fresh, _fresh.Length == 0 ? 0 : 2 * _fresh[0].Length), false);
@@ -166,37 +175,43 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
         return true;
     }
 
-    private Binding Bind(int first, int rows, int s, int logitsRows)
+    private PassBinding Bind(int first, int rows, int s, int logitsRows, int writes)
     {
-        if (_bindings.TryGetValue((first, rows, s, logitsRows), out var cached)) return cached;
+        if (_bindings.TryGetValue((first, rows, s, logitsRows, writes), out var cached)) return cached;
         var sig = model.Signature;
         int c = Pool.Capacity;
-        var values = new List<OrtValue>(5 + 4 * model.Layers);
-        var io = model.Session.CreateIoBinding();
+        var binding = new PassBinding(model.Session.CreateIoBinding());
         try
         {
-            OrtValue Add(OrtValue v)
+            var io = binding.Io;
+            io.BindInput(sig.InputIds, binding.Add(_ids!.Tensor([rows, s])));
+            io.BindInput(sig.PositionIds!, binding.Add(_positions!.Tensor([rows, s])));
+            io.BindInput(sig.AttentionBias!, binding.Add(_bias!.Tensor([rows, 1, s, c + s])));
+            io.BindInput(sig.LogitsIndices!, binding.Add(_indices!.Tensor([logitsRows])));
+            binding.From = binding.Add(_writeFrom!.Tensor([writes]));
+            binding.To = binding.Add(_writeTo!.Tensor([writes, 3]));
+            if (_writesInGraph)
             {
-                values.Add(v);
-                return v;
+                io.BindInput(sig.KvWriteFrom!, binding.From);
+                io.BindInput(sig.KvWriteTo!, binding.To);
             }
-
-            io.BindInput(sig.InputIds, Add(_ids!.Tensor([rows, s])));
-            io.BindInput(sig.PositionIds!, Add(_positions!.Tensor([rows, s])));
-            io.BindInput(sig.AttentionBias!, Add(_bias!.Tensor([rows, 1, s, c + s])));
-            io.BindInput(sig.LogitsIndices!, Add(_indices!.Tensor([logitsRows])));
-            for (int i = 0; i < sig.Past.Length; i++) io.BindInput(sig.Past[i], Add(Pool.View(i, first, rows)));
-            io.BindOutput(sig.Logits, Add(_logits!.Tensor([logitsRows, model.LogitsWidth], sig.LogitsType)));
-            for (int i = 0; i < sig.Present.Length; i++)
-                io.BindOutput(sig.Present[i], Add(_fresh[i].Tensor([rows, model.KvHeads, s, model.HeadDim], sig.KvType)));
-            var binding = new Binding(io, values);
-            _bindings[(first, rows, s, logitsRows)] = binding;
+            io.BindOutput(sig.Logits, binding.Add(_logits!.Tensor([logitsRows, model.LogitsWidth], sig.LogitsType)));
+            for (int i = 0; i < sig.Past.Length; i++)
+            {
+                // The past view is also where present goes: the graph writes the new rows into the pool in place.
+                var past = binding.Add(Pool.View(i, first, rows));
+                binding.Past.Add(past);
+                io.BindInput(sig.Past[i], past);
+                var present = _writesInGraph ? past : binding.Add(_fresh[i].Tensor([rows, model.KvHeads, s, model.HeadDim], sig.KvType));
+                if (!_writesInGraph) binding.Fresh.Add(present);
+                io.BindOutput(sig.Present[i], present);
+            }
+            _bindings[(first, rows, s, logitsRows, writes)] = binding;
             return binding;
         }
         catch
         {
-            io.Dispose();
-            foreach (var v in values) v.Dispose();
+            binding.Dispose();
             throw;
         }
     }
@@ -218,8 +233,34 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
             _ids?.Dispose();
             _positions?.Dispose();
             _indices?.Dispose();
+            _writeFrom?.Dispose();
+            _writeTo?.Dispose();
             _bias?.Dispose();
             _logits?.Dispose();
         }
+    }
+}
+
+/// <summary>A pass's cached IO binding and the values bound in it (the pool views, and what a graph without in-graph writes needs to write them after).</summary>
+internal sealed class PassBinding(OrtIoBinding io) : IDisposable
+{
+    private readonly List<OrtValue> _values = [];
+
+    public OrtIoBinding Io { get; } = io;
+    public List<OrtValue> Past { get; } = [];
+    public List<OrtValue> Fresh { get; } = [];
+    public OrtValue From { get; set; } = null!;
+    public OrtValue To { get; set; } = null!;
+
+    public OrtValue Add(OrtValue value)
+    {
+        _values.Add(value);
+        return value;
+    }
+
+    public void Dispose()
+    {
+        Io.Dispose();
+        foreach (var v in _values) v.Dispose();
     }
 }

@@ -73,8 +73,7 @@ internal sealed class SlotSequence(TransformerModel model, SlotEngine engine) : 
         }
         lock (engine.Gate)
         {
-            // Ascending nodes: each moves to an earlier or the same position, so front to back never overwrites a later one.
-            for (int i = 0; i < nodes.Length; i++) engine.Pool.Move(Slot, treeStart + nodes[i], treeStart + i, 1);
+            engine.Pool.Move(Slot, treeStart, nodes);
             Length = treeStart + nodes.Length;
         }
     }

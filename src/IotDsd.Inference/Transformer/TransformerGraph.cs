@@ -36,7 +36,11 @@ public static class TransformerGraph
     /// new keys/values only). False: Optimum's signature (<c>attention_mask</c>, logits for every position, present =
     /// past + new), as earlier builds wrote it.
     /// </param>
-    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus, Action<int>? layersDone = null, bool slots = true)
+    /// <param name="slotWrites">
+    /// With <paramref name="slots"/>: true (the default) writes the new keys/values into the bound past in the graph;
+    /// false builds the slot signature as earlier builds wrote it (<c>present</c> = the new rows only).
+    /// </param>
+    public static byte[] Build(TransformerConfig config, ReadOnlySpan<byte> corpus, Action<int>? layersDone = null, bool slots = true, bool slotWrites = true)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (config.Validate() is { } bad) throw new ArgumentException($"Invalid transformer shape: {bad}.", nameof(config));
@@ -47,7 +51,7 @@ public static class TransformerGraph
         var ids = g.AddInput(InputIds, OnnxDataType.Int64, "batch_size", "sequence_length");
         var mask = slots ? "" : g.AddInput(AttentionMask, OnnxDataType.Int64, "batch_size", "total_sequence_length");
         var positions = g.AddInput(PositionIds, OnnxDataType.Int64, "batch_size", "sequence_length");
-        var (slotBias, logitsIndices) = slots ? SlotGraph.AddInputs(g) : ("", "");
+        var (slotBias, logitsIndices) = slots ? SlotGraph.AddInputs(g, slotWrites) : ("", "");
         for (int l = 0; l < config.Layers; l++)
         {
             g.AddInput(PastKey(l), OnnxDataType.Float, "batch_size", heads, "past_sequence_length", d);
@@ -80,7 +84,7 @@ public static class TransformerGraph
             string ctx;
             if (slots)
             {
-                ctx = g.Op("Transpose", [SlotGraph.Attend(g, q, k, val, PastKey(l), PastValue(l), PresentKey(l), PresentValue(l), bias, heads, heads, d)],
+                ctx = g.Op("Transpose", [SlotGraph.Attend(g, q, k, val, PastKey(l), PastValue(l), PresentKey(l), PresentValue(l), bias, heads, heads, d, slotWrites)],
                     OnnxAttribute.IntList("perm", [0, 2, 1, 3]));
             }
             else
@@ -113,7 +117,7 @@ public static class TransformerGraph
 
         if (slots) g.AddOutput(Logits, OnnxDataType.Float, "logits_rows", v);
         else g.AddOutput(Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
-        string presentLength = slots ? "sequence_length" : "total_sequence_length";
+        string presentLength = slots ? SlotGraph.PresentAxis(slotWrites) : "total_sequence_length";
         for (int l = 0; l < config.Layers; l++)
         {
             g.AddOutput(PresentKey(l), OnnxDataType.Float, "batch_size", heads, presentLength, d);

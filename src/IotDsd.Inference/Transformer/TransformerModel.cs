@@ -21,9 +21,10 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
     private readonly SlotEngine? _slots;
     private int _disposed;
 
-    private TransformerModel(InferenceSession session, string name, TransformerSignature signature, int vocab, int maxPositions)
+    private TransformerModel(InferenceSession session, string name, TransformerSignature signature, int vocab, int maxPositions, InferenceOptions options)
     {
         Session = session;
+        Options = options;
         Name = name;
         Signature = signature;
         VocabSize = vocab;
@@ -69,6 +70,9 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
     /// <summary>Bytes of the last slot pass's logits buffer (rows asked × width), for measurements; 0 for other layouts.</summary>
     internal long SlotLogitsBufferBytes => _slots?.LogitsBufferBytes ?? 0;
 
+    /// <summary>Where the KV pool lives: on the device (GPU memory), from the session's allocator (device or host), or neither (host buffers; other layouts).</summary>
+    internal (bool OnDevice, bool FromAllocator) KvPoolMemory => _slots is null ? (false, false) : (_slots.Pool.OnDevice, _slots.Pool.FromAllocator);
+
     /// <summary>Slot passes run so far (0 for other layouts).</summary>
     internal long SlotPasses => _slots?.Passes ?? 0;
 
@@ -79,6 +83,9 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
     public string? VocabularyDigest { get; init; }
 
     internal InferenceSession Session { get; }
+
+    /// <summary>How the session was made; the KV pool's own small graphs (<see cref="KvPoolOps"/>) run the same way.</summary>
+    internal InferenceOptions Options { get; }
     internal RunOptions RunOptions { get; } = new();
     internal TransformerSignature Signature { get; }
     internal int KvElementSize { get; }
@@ -128,7 +135,7 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
             signature = TransformerSignature.Inspect(path, session, operators, expected?.Names);
             if (expected is not null) Check(path, expected, signature);
             int vocab = vocabulary > 0 && vocabulary < signature.LogitsWidth ? vocabulary : signature.LogitsWidth;
-            model = new TransformerModel(session, name, signature, vocab, maxPositions > 0 ? maxPositions : int.MaxValue)
+            model = new TransformerModel(session, name, signature, vocab, maxPositions > 0 ? maxPositions : int.MaxValue, options)
             {
                 VocabularyDigest = vocabularyDigest,
             };

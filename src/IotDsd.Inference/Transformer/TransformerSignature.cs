@@ -92,6 +92,14 @@ internal sealed class TransformerSignature
     /// <summary><c>attention_bias</c> and <c>logits_indices</c> (<see cref="KvLayout.Slots"/>); null otherwise.</summary>
     public string? AttentionBias { get; init; }
     public string? LogitsIndices { get; init; }
+
+    /// <summary>
+    /// <c>kv_write_from</c> / <c>kv_write_to</c> (<see cref="SlotGraph"/>): the graph writes the new keys and values into
+    /// the bound past itself and returns it as <c>present</c>; null for slot graphs built before them, whose
+    /// <c>present</c> holds the new tokens only.
+    /// </summary>
+    public string? KvWriteFrom { get; init; }
+    public string? KvWriteTo { get; init; }
     public required TensorElementType MaskType { get; init; }
     public string? PositionIds { get; init; }
     public TensorElementType PositionsType { get; init; } = TensorElementType.Int64;
@@ -178,11 +186,19 @@ internal sealed class TransformerSignature
                 "cache is not supported: export with a floating-point cache)");
 
         var known = new HashSet<string>(StringComparer.Ordinal) { names.InputIds, names.AttentionMask };
+        bool writes = false;
         if (slots)
         {
             known.Add(SlotGraph.AttentionBias);
             known.Add(SlotGraph.LogitsIndices);
             if (stacked is not null || kvType != TensorElementType.Float) Fail($"'{SlotGraph.AttentionBias}' graphs take float32 per-layer key/value caches");
+            bool from = inputs.TryGetValue(SlotGraph.KvWriteFrom, out var f), to = inputs.TryGetValue(SlotGraph.KvWriteTo, out var t);
+            if (from != to) Fail($"it has one of '{SlotGraph.KvWriteFrom}' and '{SlotGraph.KvWriteTo}' without the other");
+            if (from && (f!.ElementDataType != TensorElementType.Int64 || t!.ElementDataType != TensorElementType.Int64 || t.Dimensions.Length != 2 || t.Dimensions[1] != 3))
+                Fail($"'{SlotGraph.KvWriteFrom}' must be int64 [writes] and '{SlotGraph.KvWriteTo}' int64 [writes, 3]");
+            writes = from;
+            known.Add(SlotGraph.KvWriteFrom);
+            known.Add(SlotGraph.KvWriteTo);
         }
         if (positions is not null) known.Add(positions);
         var past = new string[2 * layers];
@@ -237,6 +253,8 @@ internal sealed class TransformerSignature
             MaskType = maskType,
             AttentionBias = slots ? SlotGraph.AttentionBias : null,
             LogitsIndices = slots ? SlotGraph.LogitsIndices : null,
+            KvWriteFrom = writes ? SlotGraph.KvWriteFrom : null,
+            KvWriteTo = writes ? SlotGraph.KvWriteTo : null,
             PositionIds = positions,
             PositionsType = positionsType,
             UseCacheBranch = useCache,

@@ -187,38 +187,6 @@ public sealed class SlotEngineTests(TinyPairFixture pair) : IDisposable
         Assert.Equal(slots, model.KvPoolState.Slots); // the freed slot, not a new one
     }
 
-    /// <summary>
-    /// The slot engine on CUDA gives the CPU's rows (trees included). Runs where IOTDSD_PROVIDER_LIBRARY names the CUDA
-    /// provider library (a GPU host); skipped elsewhere. The pool and pass buffers are host memory bound through IO
-    /// binding on both providers (ONNX Runtime copies them to the device per pass; see docs/models.md).
-    /// </summary>
-    [SkippableFact]
-    public void SlotEngine_OnCuda_EqualsCpu()
-    {
-        var library = Environment.GetEnvironmentVariable(IotDsd.Inference.Execution.ExecutionProviders.LibraryEnvironmentVariable);
-        Skip.If(string.IsNullOrEmpty(library), "no CUDA provider library configured (IOTDSD_PROVIDER_LIBRARY): this machine has no GPU");
-        var options = new InferenceOptions { Provider = IotDsd.Inference.Execution.ExecutionProviderKind.Cuda, ProviderLibrary = library };
-        using var cuda = TransformerModel.Open(Path.Combine(pair.TargetDir, TransformerModelBuilder.ModelFileName), "cuda", options, 1024);
-        using var cpu = TransformerModel.Open(Path.Combine(pair.TargetDir, TransformerModelBuilder.ModelFileName), "cpu", null, 1024);
-        var prefix = Text("On the device and on the host");
-        int[] tree = Text(" alike!").Take(5).ToArray();
-        int[] parents = [-1, 0, 0, 2, -1];
-        int v = cpu.VocabSize;
-        var expected = new float[tree.Length * v];
-        var actual = new float[tree.Length * v];
-        using (var a = cpu.CreateSequence())
-        {
-            a.Feed(prefix, []);
-            a.FeedTree(tree, parents, expected, tree.Length);
-        }
-        using (var b = cuda.CreateSequence())
-        {
-            b.Feed(prefix, []);
-            b.FeedTree(tree, parents, actual, tree.Length);
-        }
-        AssertClose(expected, actual, "CUDA against CPU", 1e-3f);
-    }
-
     private static long PassCount(TransformerModel model) => model.SlotPasses;
 
     public void Dispose()

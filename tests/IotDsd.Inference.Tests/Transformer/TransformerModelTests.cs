@@ -58,7 +58,10 @@ public sealed class TransformerModelTests(TinyPairFixture pair, ITestOutputHelpe
         Assert.Equal(4, model.KvHeads);
         Assert.Equal(32, model.HeadDim);
         var inputs = model.Session.InputMetadata;
-        Assert.Equal(["input_ids", "position_ids", "attention_bias", "logits_indices", "past_key_values.0.key", "past_key_values.0.value"], inputs.Keys.Take(6));
+        Assert.Equal(["input_ids", "position_ids", "attention_bias", "logits_indices", "kv_write_from", "kv_write_to", "past_key_values.0.key", "past_key_values.0.value"], inputs.Keys.Take(8));
+        Assert.Equal("kv_write_from", model.Signature.KvWriteFrom);
+        // present is the past written in: the same length axis, bound to the same memory.
+        Assert.Equal(inputs["past_key_values.0.key"].Dimensions.Length, model.Session.OutputMetadata["present.0.key"].Dimensions.Length);
         Assert.Equal(KvLayout.Slots, model.Layout);
         Assert.Contains("present.3.value", model.Session.OutputMetadata.Keys);
         using var draft = (TransformerModel)ModelDirectory.Load(pair.DraftDir);
