@@ -150,6 +150,15 @@ step provider-check provider-check.jsonl 120 "${iotdsd[@]}" bench models --targe
   || fail "the $provider provider did not load (see $results/provider-check.jsonl.stderr)" 1
 grep -q "\"provider\":\"$provider\"" "$results/provider-check.jsonl" || fail "the check pass did not report provider $provider" 1
 echo "run.sh: the $provider provider loaded and ran a pass" >&2
+# The same greedy text with the target's KV pool in device memory as on the CPU (recorded in equality.json; float
+# differences between providers could flip a near tie, so a difference is reported, not fatal).
+eq=(generate --target "$models/tiny-target" --draft "$models/tiny-target" --prompt "Once upon a time" --temperature 0 --max-tokens 96 --json)
+step generate-provider generate-provider.jsonl 60 "${iotdsd[@]}" "${eq[@]}" --target-provider "$provider" --draft-provider cpu || failed=1
+step generate-cpu generate-cpu.jsonl 60 "${iotdsd[@]}" "${eq[@]}" --target-provider cpu --draft-provider cpu || failed=1
+same=false; texts() { sed 's/,"tokens":[0-9].*//' "$1"; } # the text, not the timing
+[ -s "$results/generate-cpu.jsonl" ] && [ "$(texts "$results/generate-provider.jsonl")" = "$(texts "$results/generate-cpu.jsonl")" ] && same=true
+echo "{\"provider\":\"$provider\",\"greedy_text_identical_to_cpu\":$same}" >"$results/equality.json"
+echo "run.sh: greedy text on $provider identical to the CPU's: $same" >&2
 
 # 4. Build both targets on this host (weights do not travel), then distil a draft from each.
 if [ "$dry" = 1 ]; then

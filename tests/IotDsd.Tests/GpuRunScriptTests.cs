@@ -90,7 +90,7 @@ public sealed class GpuRunScriptTests : IDisposable
         Assert.True(run.Code == 0, run.Output);
         Assert.Contains("the cpu provider loaded and ran a pass", run.Output, StringComparison.Ordinal);
         var steps = File.ReadAllLines(Path.Combine(results, "steps.jsonl")).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement).ToList();
-        Assert.Equal(14, steps.Count);
+        Assert.Equal(16, steps.Count);
         Assert.Equal(["build-llama-2b"], steps.Where(s => s.GetProperty("rc").GetInt32() != 0).Select(s => s.GetProperty("step").GetString()));
         Assert.Contains("llama-2b", File.ReadAllText(Path.Combine(results, "build-llama-2b.txt.stderr")), StringComparison.Ordinal);
         foreach (var (target, system) in new[] { ("small", "baseline"), ("small", "iotdsd"), ("llama", "baseline"), ("llama", "iotdsd") })
@@ -107,6 +107,10 @@ public sealed class GpuRunScriptTests : IDisposable
             Assert.NotEmpty(lines);
             Assert.All(lines, l => Assert.Equal("cpu", System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("provider").GetString()));
         }
+
+        // The provider's greedy text against the CPU's: on the CPU itself, the same text.
+        using (var equality = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(results, "equality.json"))))
+            Assert.True(equality.RootElement.GetProperty("greedy_text_identical_to_cpu").GetBoolean());
 
         using var summary = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(results, "run.json")));
         Assert.Equal("llama-tiny", summary.RootElement.GetProperty("llama_preset").GetString());

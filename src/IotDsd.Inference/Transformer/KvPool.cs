@@ -24,6 +24,7 @@ internal sealed class KvPool : IDisposable
     private readonly TransformerModel model;
     private readonly IDisposable? _memoryInfos;
     private readonly OrtAllocator? _allocator;
+    private readonly bool _ownsAllocator;
     private Block[] _cache = [];
     private SlotSequence?[] _owners = [];
     private int _inUse;
@@ -42,7 +43,16 @@ internal sealed class KvPool : IDisposable
         {
             _memoryInfos = infos;
             Memory = info;
-            _allocator = new OrtAllocator(session, info);
+            try
+            {
+                _allocator = new OrtAllocator(session, info);
+                _ownsAllocator = true;
+            }
+            catch (OnnxRuntimeException)
+            {
+                // A provider loaded through the plugin API registers its device allocators with the environment.
+                _allocator = OrtEnv.Instance().GetSharedAllocator(info);
+            }
         }
         else infos.Dispose();
     }
@@ -221,7 +231,7 @@ internal sealed class KvPool : IDisposable
         foreach (var b in _cache) b.Dispose();
         _cache = [];
         Ops.Dispose();
-        _allocator?.Dispose();
+        if (_ownsAllocator) _allocator?.Dispose();
         _memoryInfos?.Dispose();
     }
 
