@@ -149,7 +149,7 @@ step provider-check provider-check.jsonl 120 "${iotdsd[@]}" bench models --targe
   --provider "$provider" --provider-library "$IOTDSD_PROVIDER_LIBRARY" \
   || fail "the $provider provider did not load (see $results/provider-check.jsonl.stderr)" 1
 grep -q "\"provider\":\"$provider\"" "$results/provider-check.jsonl" || fail "the check pass did not report provider $provider" 1
-echo "run.sh: the $provider provider loaded and ran a pass" >&2
+echo "run.sh: the $provider provider loaded and ran a pass; the KV pool was in $(grep -o '"kv":"[a-z-]*"' "$results/provider-check.jsonl" | head -1 | cut -d'"' -f4) memory" >&2
 # The same greedy text with the target's KV pool in device memory as on the CPU (recorded in equality.json; float
 # differences between providers could flip a near tie, so a difference is reported, not fatal).
 eq=(generate --target "$models/tiny-target" --draft "$models/tiny-target" --prompt "Once upon a time" --temperature 0 --max-tokens 96 --json)

@@ -104,6 +104,9 @@ public sealed class TransformerCliTests : IDisposable
             var ms = o.GetProperty("verify_ms").GetDouble();
             Assert.True(ms > 0 && ms < 60_000, line);
             Assert.Equal("cpu", o.GetProperty("provider").GetString());
+            Assert.Equal("host", o.GetProperty("kv").GetString());
+            // One slot of the tiny shape's pool (4,096 B a position): 64 positions hold 8 or 40 cached tokens + 5.
+            Assert.Equal(64 * 4096, o.GetProperty("kv_slot_bytes").GetInt64());
         }
 
         Assert.Equal([(1, 8), (1, 40), (3, 8), (3, 40)], seen);

@@ -70,6 +70,9 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
     /// <summary>Bytes of the last slot pass's logits buffer (rows asked × width), for measurements; 0 for other layouts.</summary>
     internal long SlotLogitsBufferBytes => _slots?.LogitsBufferBytes ?? 0;
 
+    /// <summary>Where the KV caches live: "device" (a slot pool in GPU memory), "host" (a slot pool in host memory) or "per-session" (other layouts).</summary>
+    public string KvPlace => _slots is null ? "per-session" : _slots.Pool.OnDevice ? "device" : "host";
+
     /// <summary>Where the KV pool lives: on the device (GPU memory), from the session's allocator (device or host), or neither (host buffers; other layouts).</summary>
     internal (bool OnDevice, bool FromAllocator) KvPoolMemory => _slots is null ? (false, false) : (_slots.Pool.OnDevice, _slots.Pool.FromAllocator);
 

@@ -58,7 +58,8 @@ internal static class ModelsBench
 
     /// <summary>
     /// Verification cost against the cached context: for every (batch, context) the median time of one batched γ
-    /// verification pass, one JSON object a line (<c>batch</c>, <c>context</c>, <c>gamma</c>, <c>verify_ms</c>) or a table.
+    /// verification pass, one JSON object a line (<c>batch</c>, <c>context</c>, <c>gamma</c>, <c>verify_ms</c>, <c>provider</c>,
+    /// <c>threads</c>, <c>kv</c>: where the KV caches lived, <c>kv_slot_bytes</c>: one session's slot of the pool) or a table.
     /// </summary>
     public static void RunContexts(ILanguageModel target, InferenceOptions options, int n, int[] sizes, int[] contexts, int gamma, bool json, TextWriter o)
     {
@@ -77,6 +78,10 @@ internal static class ModelsBench
             foreach (var c in contexts)
             {
                 var ms = ModelBenchmark.ContextVerifyMillis(target, b, c, gamma, n);
+                // The pool keeps its shape after the point's sessions end: one slot is what a session held.
+                var (place, slotBytes) = target is IotDsd.Inference.Transformer.TransformerModel tm
+                    ? (tm.KvPlace, tm.KvPoolState.Slots > 0 ? tm.KvPoolState.Bytes / tm.KvPoolState.Slots : 0)
+                    : ("per-session", 0L);
                 if (!headed)
                 {
                     o.WriteLine(string.Create(CultureInfo.InvariantCulture, $"provider {options.Provider}, {options.IntraOpThreads} intra-op thread(s), {Environment.ProcessorCount} cores, medians of {n}, target {target.Name}"));
@@ -87,7 +92,7 @@ internal static class ModelsBench
                 }
 
                 o.WriteLine(json
-                    ? string.Create(CultureInfo.InvariantCulture, $"{{\"batch\":{b},\"context\":{c},\"gamma\":{gamma},\"verify_ms\":{ms:0.000},\"provider\":\"{options.Provider.ToString().ToLowerInvariant()}\",\"threads\":{options.IntraOpThreads}}}")
+                    ? string.Create(CultureInfo.InvariantCulture, $"{{\"batch\":{b},\"context\":{c},\"gamma\":{gamma},\"verify_ms\":{ms:0.000},\"provider\":\"{options.Provider.ToString().ToLowerInvariant()}\",\"threads\":{options.IntraOpThreads},\"kv\":\"{place}\",\"kv_slot_bytes\":{slotBytes}}}")
                     : string.Create(CultureInfo.InvariantCulture, $"| {b} | {c} | {ms:0.000} |"));
                 progress.Advance();
             }
