@@ -24,6 +24,13 @@ public static class StoriesModels
     /// </summary>
     private const int BuilderVersion = 3;
 
+    /// <summary>
+    /// The target's own version, bumped when only its graph changes (4: the graph writes the new keys and values into
+    /// the KV pool; a v3 target would still run, its rows written by the pool's graph). The draft, distilled from the
+    /// target's outputs, which did not change, keeps <see cref="BuilderVersion"/>.
+    /// </summary>
+    private const int TargetVersion = 4;
+
     /// <summary>Completions sampled from the target to distil the draft, and tokens in each.</summary>
     public static DistillationSettings Distillation { get; } = new(Sequences: 128, TokensPerSequence: 256, Batch: 32, PromptBytes: 0,
         Sampling: new SamplingParams(1f, 0, 1f), Seed: 260);
@@ -47,7 +54,7 @@ public static class StoriesModels
         var checkpoint = CheckpointBytes();
         var tokenizer = TokenizerBytes();
         var hash = Convert.ToHexStringLower(SHA256.HashData([.. checkpoint, .. tokenizer]))[..12];
-        string target = Path.Combine(root, $"{Name}-target-{hash}-v{BuilderVersion}");
+        string target = Path.Combine(root, $"{Name}-target-{hash}-v{TargetVersion}");
         string draft = Path.Combine(root, $"{Name}-draft-o{DraftOrder}-{hash}-v{BuilderVersion}");
         try
         {
