@@ -85,6 +85,67 @@ public sealed class KvBudgetTests
     }
 
     [Fact]
+    public void PoolTarget_CountsSlotsTimesTheLongest_RefusesWhatTokensAloneWouldAdmit()
+    {
+        // A real slot-signature target: its pool makes every slot as long as the longest session, slots 1, 2, 4, 8, …
+        var dir = Path.Combine(Path.GetTempPath(), $"iotdsd-kvpool-{Guid.NewGuid():N}");
+        try
+        {
+            IotDsd.Inference.Transformer.TransformerModelBuilder.Build("tiny", "target", 3, dir, IotDsd.Inference.Ngram.DefaultModels.Corpus.Span, "fortunes-en");
+            using var pool = (IotDsd.Inference.Transformer.TransformerModel)IotDsd.Inference.Models.ModelDirectory.Load(dir);
+            long bpt = pool.CacheBytesPerToken; // 4,096 B a position
+            long now = Stopwatch.GetTimestamp();
+            using var table = new SessionTable();
+            var a = Verified("a", now);
+            var b = Verified("b", now);
+            var c = Verified("c", now);
+            table.Put("dev", a);
+            table.Put("dev", b);
+            table.Put("dev", c);
+            Assert.All(new[] { a, b, c }, s => Assert.InRange(s.Known, 1, 50));
+
+            // Three sessions of under 64 tokens: 4 slots × 64 positions, far more than their tokens.
+            var budget = new KvBudget(4 * 64 * bpt, bpt, TimeSpan.FromSeconds(30), pool);
+            Assert.True(budget.CountsPool);
+            Assert.Equal(4 * 64 * bpt, budget.HeldBytes(table));
+            long tokens = a.Known + b.Known + c.Known;
+            Assert.True(tokens * bpt < budget.HeldBytes(table), $"{tokens} tokens against 256 positions");
+            budget.BeginPass(table);
+
+            // A round within 64 positions fits; one to 100 tokens would make every slot 128 long: refused, though the
+            // tokens alone (under 250 in all) would fit.
+            Assert.Null(budget.AdmitRound(table, a, 60, now));
+            var longer = budget.AdmitRound(table, a, 100, now);
+            Assert.NotNull(longer);
+            Assert.Contains("would make the KV pool 2 MiB", longer, StringComparison.Ordinal);
+            Assert.Contains("KV budget is full", longer, StringComparison.Ordinal);
+            Assert.Null(new KvBudget(4 * 64 * bpt, bpt, TimeSpan.FromSeconds(30)).AdmitRound(table, a, 100, now)); // tokens alone
+
+            // A fourth session fits the four slots; a fifth would double them.
+            Assert.Null(budget.AdmitOpen(table, 40, 4, now));
+            table.Put("dev", Verified("d", now));
+            Assert.NotNull(budget.AdmitOpen(table, 40, 4, now));
+            Assert.Equal(2, budget.Refusals);
+
+            // The rule is the pool's own: what it predicts for 6 sessions, the longest 300 tokens, is what it allocates.
+            var sequences = Enumerable.Range(0, 6).Select(_ => pool.CreateSequence()).ToList();
+            long predicted = pool.KvPoolPositions(6, 300)!.Value;
+            for (int i = 0; i < sequences.Count; i++)
+            {
+                sequences[i].Feed(Enumerable.Range(0, i == 0 ? 300 : 10 + i).Select(t => t % 200).ToArray(), new float[pool.VocabSize]);
+            }
+
+            Assert.Equal(predicted * bpt, pool.KvPoolState.Bytes);
+            Assert.Equal((8, 320), (pool.KvPoolState.Slots, pool.KvPoolState.Capacity));
+            foreach (var s in sequences) s.Dispose();
+        }
+        finally
+        {
+            try { Directory.Delete(dir, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    [Fact]
     public async Task Verifier_OpenPastItsKvBudget_RefusedOverloadedAndCounted_SmallerOneOpens()
     {
         await using var broker = await EmbeddedBroker.StartAsync();

@@ -57,6 +57,7 @@ public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutp
         using var verifier = new VerifierService(new VerifierOptions { Broker = address, VerifierId = "tf-verifier", BatchWait = batchWait }, pair.Target, log.CreateLogger<VerifierService>());
         await verifier.StartAsync(CancellationToken.None);
         await verifier.Ready.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.True(verifier.KvBudget.CountsPool); // a slot-signature target: the budget counts its pool
         var workers = new List<DraftWorker>();
         try
         {
@@ -68,6 +69,7 @@ public sealed class TransformerPipelineTests(TinyTransformerPair pair, ITestOutp
             }
 
             var result = await body(workers);
+            Assert.InRange(verifier.KvPoolBytes, 1, verifier.KvBudget.BudgetBytes); // the pool was used, within the budget
             foreach (var error in log.Errors.Take(3))
             {
                 output.WriteLine(error);

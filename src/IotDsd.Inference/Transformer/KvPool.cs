@@ -14,7 +14,7 @@ namespace IotDsd.Inference.Transformer;
 /// </summary>
 /// <remarks>
 /// Both dimensions grow by doubling, copying the pool once: <see cref="Capacity"/> (positions per slot, from 32 up to
-/// the model's context) when a sequence needs more, and the slot count when every slot is taken. A pass attends over
+/// the model's context) when a sequence needs more, and the slot count (1, 2, 4, …) when every slot is taken. A pass attends over
 /// the whole capacity (positions past a row's length are masked by the bias), so the capacity follows the longest
 /// live sequence. Not thread-safe: <see cref="SlotEngine"/> serializes every use under its lock.
 /// </remarks>
@@ -97,7 +97,7 @@ internal sealed class KvPool : IDisposable
             return i;
         }
         int slot = _owners.Length;
-        Reallocate(Math.Max(4, 2 * _owners.Length), Math.Max(Capacity, MinCapacity));
+        Reallocate(SlotsFor(slot + 1), Math.Max(Capacity, MinCapacity));
         _owners[slot] = owner;
         _inUse++;
         return slot;
@@ -121,6 +121,26 @@ internal sealed class KvPool : IDisposable
         foreach (var owner in _owners) needed = Math.Max(needed, owner?.Length ?? 0);
         int fit = Fit(needed);
         if (fit > Capacity || fit <= Capacity / 2) Reallocate(Math.Max(_owners.Length, 4), fit);
+    }
+
+    /// <summary>
+    /// Positions (slots × capacity) the pool would hold with <paramref name="sequences"/> live sequences, the longest
+    /// <paramref name="longest"/> positions long: the slots grow by doubling and never shrink, and the capacity follows
+    /// <see cref="Reserve"/>'s rule from where it is now.
+    /// </summary>
+    public long PositionsFor(int sequences, long longest)
+    {
+        int fit = Fit((int)Math.Clamp(longest, 0, int.MaxValue));
+        int capacity = fit > Capacity || fit <= Capacity / 2 ? fit : Capacity;
+        return (long)SlotsFor(sequences) * capacity;
+    }
+
+    /// <summary>The slots the pool holds once <paramref name="sequences"/> have one: 1, 2, 4, … (never fewer than now).</summary>
+    private int SlotsFor(int sequences)
+    {
+        int slots = Math.Max(1, _owners.Length);
+        while (slots < sequences) slots *= 2;
+        return slots;
     }
 
     /// <summary>The capacity for <paramref name="positions"/>: rounded up to 64, or to an eighth of the power of two below it.</summary>

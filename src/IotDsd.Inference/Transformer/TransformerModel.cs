@@ -15,7 +15,7 @@ namespace IotDsd.Inference.Transformer;
 /// a cache per sequence (<see cref="TransformerSequence"/>) and batched passes over a padded copy
 /// (<see cref="TransformerBatch"/>).
 /// </summary>
-public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
+public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity, IKvPoolModel
 {
     private readonly TransformerBatch _batch;
     private readonly SlotEngine? _slots;
@@ -69,6 +69,13 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity
 
     /// <summary>Bytes of the last slot pass's logits buffer (rows asked × width), for measurements; 0 for other layouts.</summary>
     internal long SlotLogitsBufferBytes => _slots?.LogitsBufferBytes ?? 0;
+
+    /// <inheritdoc />
+    public long? KvPoolPositions(int sequences, long longest)
+    {
+        if (_slots is null) return null;
+        lock (_slots.Gate) return _slots.Pool.PositionsFor(sequences, longest);
+    }
 
     /// <summary>Where the KV caches live: "device" (a slot pool in GPU memory), "host" (a slot pool in host memory) or "per-session" (other layouts).</summary>
     public string KvPlace => _slots is null ? "per-session" : _slots.Pool.OnDevice ? "device" : "host";

@@ -71,6 +71,7 @@ public sealed class VerifierDiagnostics(VerifierService service, string model, I
                     ["cache_bytes_per_token"] = service.Limits.BytesPerCachedToken,
                     ["memory_bytes"] = service.Limits.AccountedBytes,
                     ["kv_budget_bytes"] = service.KvBudget.BudgetBytes,
+                    ["kv_pool_bytes"] = service.KvPoolBytes,
                     ["kv_refusals"] = service.KvBudget.Refusals,
                     ["kv_evictions"] = service.KvBudget.Evictions,
                 },

@@ -41,7 +41,7 @@ public sealed partial class VerifierService : BackgroundService
         _logger = logger;
         _time = time ?? TimeProvider.System;
         Limits = new LimitGuard(options.Limits, _sessions, target.VocabSize, _time, target.CacheBytesPerToken);
-        _sessions.Budget = new KvBudget(options.Limits.KvBudgetBytes ?? KvBudget.DefaultBytes(), Limits.BytesPerCachedToken, options.Limits.KvEvictIdle);
+        _sessions.Budget = new KvBudget(options.Limits.KvBudgetBytes ?? KvBudget.DefaultBytes(), Limits.BytesPerCachedToken, options.Limits.KvEvictIdle, target as IKvPoolModel);
         _load = new LoadReporter(options, () => SessionCount, () => QueueDepth, _time, Limits.BytesPerCachedToken, () => Limits.AccountedBytes);
         StatusRejects = new PresenceRejects(logger, _time);
     }
@@ -56,6 +56,9 @@ public sealed partial class VerifierService : BackgroundService
 
     /// <summary>The global KV budget: its size, refusals and evictions.</summary>
     public KvBudget KvBudget => _sessions.Budget!;
+
+    /// <summary>Bytes the target's KV pool has allocated now (host or GPU memory); 0 for a target without one.</summary>
+    public long KvPoolBytes => (_target as IotDsd.Inference.Transformer.TransformerModel)?.KvPoolState.Bytes ?? 0;
 
     /// <summary>Refusals by reason: decode failures and refused requests.</summary>
     public ErrorCounters Errors { get; } = new();

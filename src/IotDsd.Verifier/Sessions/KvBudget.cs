@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using IotDsd.Core.Models;
 using IotDsd.Core.Sessions;
 
 namespace IotDsd.Verifier.Sessions;
@@ -11,6 +12,12 @@ namespace IotDsd.Verifier.Sessions;
 /// <see cref="EvictIdle"/> are dropped, least recently used first (a device whose session was evicted gets the usual
 /// "expired" answer and reopens); if that is not enough the request is refused as <c>Overloaded</c> and counted.
 /// </summary>
+/// <remarks>
+/// A target that keeps every session in one KV pool (<see cref="IKvPoolModel"/>: every slot as long as the longest live
+/// session, slots grown by doubling) holds more than the sum of its sessions' tokens. With one, the budget counts what
+/// the pool would hold instead: its slots for the live sessions × the longest session's positions, so that the pool
+/// itself, in host or GPU memory, never outgrows the budget.
+/// </remarks>
 public sealed class KvBudget
 {
     /// <summary>The share of the memory available to the process that the default budget takes.</summary>
@@ -19,9 +26,20 @@ public sealed class KvBudget
     private long _refusals;
     private long _evictions;
     private long _heldTokens = -1; // tokens the live sessions hold, counted at the pass's start and kept up to date in it; −1: count on demand
+    private readonly Func<int, long, long?>? _poolPositions;
+    private (int Count, long Longest)? _shape; // with a pool: live sessions and the longest, counted at the pass's start
 
-    public KvBudget(long budgetBytes, long bytesPerToken, TimeSpan evictIdle)
+    /// <param name="budgetBytes">The budget.</param>
+    /// <param name="bytesPerToken">Bytes one cached token (one pool position) takes.</param>
+    /// <param name="evictIdle">How long a session must be idle before it may be evicted.</param>
+    /// <param name="pool">The target when it keeps sessions in one pool (<see cref="IKvPoolModel"/>); null: count tokens.</param>
+    public KvBudget(long budgetBytes, long bytesPerToken, TimeSpan evictIdle, IKvPoolModel? pool = null)
     {
+        if (pool?.KvPoolPositions(1, 1) is not null)
+        {
+            _poolPositions = pool.KvPoolPositions;
+        }
+
         ArgumentOutOfRangeException.ThrowIfLessThan(budgetBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(bytesPerToken, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(evictIdle, TimeSpan.FromSeconds(1));
@@ -59,7 +77,37 @@ public sealed class KvBudget
     /// Counts what the live sessions hold once, at the start of a verifier pass, so that admitting each round of the
     /// pass costs O(1) rather than a walk over every session.
     /// </summary>
-    public void BeginPass(SessionTable sessions) => _heldTokens = Held(sessions, 1);
+    public void BeginPass(SessionTable sessions)
+    {
+        _heldTokens = Held(sessions, 1);
+        _shape = _poolPositions is null ? null : Shape(sessions);
+    }
+
+    /// <summary>True when the budget counts the target's pool (slots × the longest session) rather than tokens.</summary>
+    public bool CountsPool => _poolPositions is not null;
+
+    /// <summary>Bytes the live sessions hold as the budget counts them: the pool's for a pool target, else their tokens'.</summary>
+    public long HeldBytes(SessionTable sessions)
+    {
+        ArgumentNullException.ThrowIfNull(sessions);
+        return _poolPositions is null ? Held(sessions, BytesPerToken) : PoolBytes(Shape(sessions));
+    }
+
+    private static (int Count, long Longest) Shape(SessionTable sessions)
+    {
+        int count = 0;
+        long longest = 0;
+        foreach (var (_, s) in sessions.All)
+        {
+            count++;
+            longest = Math.Max(longest, s.Known);
+        }
+
+        return (count, longest);
+    }
+
+    private long PoolBytes((int Count, long Longest) shape) =>
+        shape.Count == 0 ? 0 : (_poolPositions!(shape.Count, shape.Longest) ?? 0) * BytesPerToken;
 
     /// <summary>Null when a new session with <paramref name="maxTokens"/> and <paramref name="maxGamma"/> fits (evicting idle ones if needed); else the refusal's reason.</summary>
     public string? AdmitOpen(SessionTable sessions, int maxTokens, int maxGamma, long nowTicks)
@@ -74,6 +122,11 @@ public sealed class KvBudget
 
     private string? Admit(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
     {
+        if (_poolPositions is not null)
+        {
+            return AdmitToPool(sessions, session, tokens, nowTicks, what);
+        }
+
         long needed = tokens * BytesPerToken;
         long held = _heldTokens >= 0 ? (_heldTokens - (session?.Known ?? 0)) * BytesPerToken : Held(sessions, BytesPerToken, session);
         if (held + needed <= BudgetBytes)
@@ -102,6 +155,43 @@ public sealed class KvBudget
         Interlocked.Increment(ref _refusals);
         return $"the verifier's KV budget is full: {what} needs {needed >> 10} KiB and live sessions hold {held >> 20} MiB " +
             $"of {BudgetBytes >> 20} MiB (none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
+    }
+
+    /// <summary>
+    /// With a pool target: admits when the pool, with this session (an open counts one more, at its reservation) at
+    /// <paramref name="tokens"/>, fits the budget; else evicts idle sessions, least recently used first, while that helps.
+    /// </summary>
+    private string? AdmitToPool(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
+    {
+        var shape = _shape ?? Shape(sessions);
+        long After((int Count, long Longest) s) => PoolBytes((s.Count + (session is null ? 1 : 0), Math.Max(s.Longest, tokens)));
+        long needed = After(shape);
+        if (needed > BudgetBytes)
+        {
+            long cutoff = nowTicks - (long)(EvictIdle.TotalSeconds * Stopwatch.Frequency);
+            var idle = sessions.All.Where(e => !ReferenceEquals(e.Session, session) && e.Session.LastUsedTicks <= cutoff)
+                .OrderBy(e => e.Session.LastUsedTicks).ToList();
+            foreach (var (device, s) in idle)
+            {
+                if (needed <= BudgetBytes) break;
+                sessions.Evict(device, s.Open.SessionId);
+                Interlocked.Increment(ref _evictions);
+                shape = Shape(sessions);
+                needed = After(shape);
+            }
+        }
+
+        if (needed <= BudgetBytes)
+        {
+            // What this pass has admitted so far: one more session for an open, the round's length for a round.
+            _shape = _shape is null ? null : (shape.Count + (session is null ? 1 : 0), Math.Max(shape.Longest, tokens));
+            return null;
+        }
+
+        Interlocked.Increment(ref _refusals);
+        return $"the verifier's KV budget is full: {what} would make the KV pool {needed >> 20} MiB ({shape.Count + (session is null ? 1 : 0)} sessions, " +
+            $"every slot as long as the longest, {Math.Max(shape.Longest, tokens)} tokens) of {BudgetBytes >> 20} MiB " +
+            $"(none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
     }
 
     /// <summary>Within a pass: an admitted round's session will hold <paramref name="tokens"/> (an open holds nothing yet).</summary>
