@@ -110,6 +110,44 @@ public sealed class ShapeControllerStreamTests
         Assert.All(shapes.Skip(140), s => Assert.True(s.Depth >= 1, $"still streaming alone: {s}"));
     }
 
+    [Theory]
+    [InlineData(16, true)]  // a CPU verifier shared by 16: one token per session per pass beats even a perfect chain
+    [InlineData(8, true)]
+    [InlineData(4, true)]
+    [InlineData(2, false)]  // at 2, a chain whose drafts were all accepted would win: acceptance is unknown, so chain
+    [InlineData(1, false)]  // alone: never
+    public void Prime_LoadAtOpen_StreamsTheFirstRoundOnlyWhereNoChainCouldWin(int sessions, bool streams)
+    {
+        var controller = Controller();
+        controller.Prime(sessions, Cpu.Fixed, Cpu.PerSession + Cpu.PerToken);
+        Assert.True(controller.Primed);
+        var perfect = Enumerable.Range(1, 8).Max(d => (d + 1) / (Cpu.Fixed + ((Cpu.PerSession + Cpu.PerToken) * sessions * (d + 1))));
+        var stream = ShapeController.SharedMargin / (Cpu.Fixed + ((Cpu.PerSession + Cpu.PerToken) * sessions));
+        Assert.Equal(streams, sessions >= ShapeController.SharedBatch && stream > perfect); // the rule, in the test's own terms
+        Assert.Equal(streams ? 0 : 4, controller.Next(8).Depth);
+    }
+
+    [Fact]
+    public void Prime_MemoryBoundVerifier_FirstRoundIsAChain_AndWithoutALineOrAfterARound_PrimingChangesNothing()
+    {
+        // A GPU-like line at 64 sessions: chains cost about what a stream does, so the first round speculates.
+        var gpu = Controller();
+        gpu.Prime(64, Gpu.Fixed, Gpu.PerSession + Gpu.PerToken);
+        Assert.Equal(4, gpu.Next(8).Depth);
+
+        // No cost line yet (a verifier that has run no pass): nothing to price a stream with.
+        var fresh = Controller();
+        fresh.Prime(16, 0, 0);
+        Assert.Equal(4, fresh.Next(8).Depth);
+
+        // Priming after the first round is ignored: what the rounds measured stands.
+        var running = Controller();
+        Run(running, Cpu, 0.9, _ => 1, 10);
+        running.Prime(16, Cpu.Fixed, Cpu.PerSession + Cpu.PerToken);
+        Assert.False(running.Primed);
+        Assert.True(running.Next(8).Depth >= 1);
+    }
+
     [Fact]
     public void Next_NoStreamTokens_NeverStreams()
     {

@@ -27,7 +27,7 @@ public sealed class WireCodecTests
         },
         "MoreProposals" => new MoreProposals { SessionId = "sess-1", Epoch = 3, Round = 9, Attempt = 2, Proposals = 16 },
         "CloseSession" => new CloseSession { SessionId = "sess-1", Epoch = 3 },
-        "SessionOpened" => new SessionOpened { SessionId = "sess-1", Epoch = 3, VerifierId = "ver-a", TargetModel = "qwen-0.5b" },
+        "SessionOpened" => new SessionOpened { SessionId = "sess-1", Epoch = 3, VerifierId = "ver-a", TargetModel = "qwen-0.5b", MaxTreeNodes = 64, ConditionalRounds = true, Sessions = 12, PassFixedMs = 21.5f, PassPerTokenMs = 2.25f },
         "Verdict" => new Verdict
         {
             SessionId = "sess-1", Epoch = 3, Round = 9, Attempt = 1, Accepted = 2, Kind = VerdictKind.Proposals, Token = -1,

@@ -122,6 +122,18 @@ public sealed record SessionOpened
 
     /// <summary>The verifier understands <see cref="DraftRound.AfterRound"/> (false from a verifier without it: send nothing ahead).</summary>
     [Key(5)] public bool ConditionalRounds { get; init; }
+
+    /// <summary>
+    /// Sessions the verifier holds, this one included, when it opened it: the load a first round will share (0: not
+    /// reported, as from a verifier without it).
+    /// </summary>
+    [Key(6)] public int Sessions { get; init; }
+
+    /// <summary>The verifier's pass cost line when it opened the session, as in <see cref="Verdict.PassFixedMs"/> (0 and 0: none yet).</summary>
+    [Key(7)] public float PassFixedMs { get; init; }
+
+    /// <summary>The line's slope, ms per token fed, as in <see cref="Verdict.PassPerTokenMs"/>.</summary>
+    [Key(8)] public float PassPerTokenMs { get; init; }
 }
 
 /// <summary>What follows the accepted drafts in a <see cref="Verdict"/>.</summary>

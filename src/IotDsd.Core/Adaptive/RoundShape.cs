@@ -71,6 +71,14 @@ public interface IRoundShaper
 
     /// <summary>Learns from a finished round.</summary>
     void Observe(in RoundObservation observation);
+
+    /// <summary>
+    /// Before the first round: the load the verifier reported when it opened the session (<paramref name="sessions"/>
+    /// sharing it, and its pass cost line, 0 and 0 when it has none yet). Shapers that do not price the verifier ignore it.
+    /// </summary>
+    void Prime(int sessions, double passFixedMs, double passPerTokenMs)
+    {
+    }
 }
 
 /// <summary>One fixed shape every round: <c>--sequential</c> (a chain of γ, one round in flight) and pinned shapes.</summary>

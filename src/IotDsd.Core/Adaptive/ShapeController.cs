@@ -85,6 +85,7 @@ public sealed class ShapeController : IRoundShaper
     private (double FixedMs, double PerTokenMs)? _passCost; // the verifier's own line, when it sends one
     private int _streamedSinceProbe;
     private long _nexts;
+    private bool _primed;
 
     /// <param name="limits">What it may choose.</param>
     /// <param name="initial">The shape before the first observation (capped by the limits).</param>
@@ -135,6 +136,9 @@ public sealed class ShapeController : IRoundShaper
     /// <summary>What <see cref="Next"/> returns before the first observation.</summary>
     public RoundShape Initial { get; }
 
+    /// <summary>True once the verifier's load at open was given (<see cref="Prime"/>).</summary>
+    public bool Primed => _primed;
+
     /// <summary>The acceptance it has learned.</summary>
     public AcceptanceModel Acceptance => _acceptance;
 
@@ -163,6 +167,49 @@ public sealed class ShapeController : IRoundShaper
 
     /// <summary>True once the verifier's pass time can be priced: the verifier sent its cost line, or rounds measured one.</summary>
     public bool PassCostKnown => _passCost is not null || !_verify.Empty;
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// The sessions and the cost line stand for the first round's batch and pass price. They can make the first round a
+    /// streamed one, but only where the stream beats every chain even with all its drafts accepted: acceptance is
+    /// unknown before a round, and a stream teaches none.
+    /// </remarks>
+    public void Prime(int sessions, double passFixedMs, double passPerTokenMs)
+    {
+        if (_observed > 0 || sessions < 1)
+        {
+            return;
+        }
+
+        if ((passPerTokenMs > 0 || passFixedMs > 0) && double.IsFinite(passFixedMs) && double.IsFinite(passPerTokenMs))
+        {
+            _passCost = (Math.Max(0, passFixedMs), Math.Max(0, passPerTokenMs));
+        }
+
+        _batch.Add(sessions);
+        _primed = true;
+    }
+
+    /// <summary>The first round, before any observation: the initial shape, or a streamed round where a primed load
+    /// makes it better than any chain could be (<see cref="Prime"/>).</summary>
+    private RoundShape First(int cap)
+    {
+        if (!_primed || !MayStream || !PassCostKnown)
+        {
+            return Limit(Initial, cap);
+        }
+
+        var stream = Score(RoundShape.Chain(0), 0);
+        for (var depth = 1; depth <= cap; depth++)
+        {
+            if (Goodput(RoundShape.Chain(depth), depth) >= stream)
+            {
+                return Limit(Initial, cap);
+            }
+        }
+
+        return RoundShape.Chain(0);
+    }
 
     /// <inheritdoc />
     public void Observe(in RoundObservation o)
@@ -232,7 +279,7 @@ public sealed class ShapeController : IRoundShaper
 
         if (_observed == 0)
         {
-            return Limit(Initial, cap);
+            return First(cap);
         }
 
         if (MayStream && !_streamSeen && _passCost is null)

@@ -30,6 +30,16 @@ internal sealed partial class GenerationRun
     /// <summary>The verifier the session is open on understands rounds sent ahead (older ones do not: none are sent).</summary>
     public bool VerifierConditionalRounds { get; private set; }
 
+    /// <summary>The verifier's load when it last opened the session: its sessions and pass cost line (zeros from a verifier that sends none).</summary>
+    public (int Sessions, double PassFixedMs, double PassPerTokenMs) VerifierLoadAtOpen { get; private set; }
+
+    private void Opened(SessionOpened opened)
+    {
+        VerifierTreeNodes = opened.MaxTreeNodes;
+        VerifierConditionalRounds = opened.ConditionalRounds;
+        VerifierLoadAtOpen = (opened.Sessions, opened.PassFixedMs, opened.PassPerTokenMs);
+    }
+
     private volatile TaskCompletionSource? _drafting;
 
     /// <summary>Sends <paramref name="request"/> (a round drafted ahead) once; its reply is awaited by the exchange

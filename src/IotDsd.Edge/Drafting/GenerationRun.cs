@@ -117,8 +117,7 @@ internal sealed partial class GenerationRun : IDisposable
                 case null:
                     continue; // moved to another verifier: open there
                 case SessionOpened opened when opened.Epoch == _session.Epoch:
-                    VerifierTreeNodes = opened.MaxTreeNodes;
-                    VerifierConditionalRounds = opened.ConditionalRounds;
+                    Opened(opened);
                     return;
                 case ErrorReply { Code: ErrorCode.Overloaded } full when MoveAway(full.Message):
                     continue; // full (or over a per-device limit) there: open on another verifier

@@ -106,6 +106,8 @@ internal sealed partial class RoundLoop(
     /// <summary>Runs rounds until the session is complete; <paramref name="onCommitted"/> sees each committed stretch.</summary>
     public async Task RunAsync(long started, Action<int, int> onCommitted, Action committed, CancellationToken ct)
     {
+        var (sessions, fixedMs, perTokenMs) = run.VerifierLoadAtOpen;
+        shaper.Prime(sessions, fixedMs, perTokenMs); // a controller may make the first round a stream (protocol §6)
         Promoted? promoted = null;
         while (!session.IsComplete)
         {

@@ -57,8 +57,10 @@ internal static class RoundShapers
         public RoundShape Next(int maxDepth)
         {
             inner.ChainsOnly = _linkMs < minLinkMs;
-            return !inner.ChainsOnly || (_warm && inner.Batch >= ShapeController.SharedBatch) ? inner.Next(maxDepth) : local.Capped(maxDepth);
+            return !inner.ChainsOnly || ((_warm || inner.Primed) && inner.Batch >= ShapeController.SharedBatch) ? inner.Next(maxDepth) : local.Capped(maxDepth);
         }
+
+        public void Prime(int sessions, double passFixedMs, double passPerTokenMs) => inner.Prime(sessions, passFixedMs, passPerTokenMs);
 
         public void Observe(in RoundObservation observation)
         {

@@ -312,6 +312,7 @@ internal sealed partial class RoundProcessor(
         {
             SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name,
             MaxTreeNodes = Core.Speculative.TreeVerifier.OffersTrees(open.Mode) ? open.MaxTreeNodes : 0, ConditionalRounds = true,
+            Sessions = sessions.Count, PassFixedMs = (float)_passCost.Line.FixedMs, PassPerTokenMs = (float)_passCost.Line.PerTokenMs,
         }, replies, ct);
     }
 
