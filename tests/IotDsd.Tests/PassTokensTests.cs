@@ -12,6 +12,16 @@ namespace IotDsd.Tests;
 public sealed class PassTokensTests
 {
     [Fact]
+    public void PassCost_Measure_GivesALineBeforeAnyRound()
+    {
+        var cost = new IotDsd.Core.Adaptive.PassCost();
+        Assert.Equal((0f, 0f), cost.Line);
+        cost.Measure(TestEnvironment.Target);
+        var (fixedMs, perTokenMs) = cost.Line;
+        Assert.True(fixedMs >= 0 && perTokenMs >= 0 && fixedMs + (16 * perTokenMs) > 0, $"line {fixedMs} + {perTokenMs}/token");
+    }
+
+    [Fact]
     public async Task Verdicts_LoneSession_ReportTheTokensItsRoundsFedAndTheCostLine()
     {
         await using var broker = await EmbeddedBroker.StartAsync();
@@ -36,14 +46,16 @@ public sealed class PassTokensTests
         // The verifier's cost line (Verdict[15], [16]) is there from the first pass: a pass costs something.
         Assert.All(verdicts, v => Assert.True(v.PassFixedMs + (v.PassPerTokenMs * v.PassTokens) > 0, "no pass cost line"));
 
-        // SessionOpened[6–8]: the verifier's sessions and its line at open. The first open came before any pass (no
-        // line yet); a second generation's open carries the line the first one's passes fitted.
+        // SessionOpened[6–8]: the verifier's sessions and its line at open. The first open came before any round's
+        // pass, but the verifier measured its passes at start; a second generation's open carries the line the first
+        // one's passes refitted.
         var report2 = await pipeline.GenerateAsync("Once upon a time", DecodingMode.Greedy, 0f, 20, session: "pass-2");
         Assert.Equal(20, report2.Tokens.Count);
         var opens = watch.Seen.Select(s => s.Message).OfType<SessionOpened>().ToList();
         var first = opens.First(o => o.SessionId == "pass");
         var second = opens.Last(o => o.SessionId == "pass-2");
         Assert.Equal(1, first.Sessions);
+        Assert.True(first.PassFixedMs + (first.PassPerTokenMs * 10) > 0, $"no line at the first open: {first.PassFixedMs} + {first.PassPerTokenMs}/token");
         Assert.Equal(1, second.Sessions); // the first session was closed
         Assert.True(second.PassFixedMs + (second.PassPerTokenMs * 10) > 0, $"no line at open: {second.PassFixedMs} + {second.PassPerTokenMs}/token");
     }

@@ -23,6 +23,33 @@ public sealed class PassCost
         }
     }
 
+    /// <summary>
+    /// Before any real pass: a warm-up pass, then passes of 1 and 16 tokens of a throwaway sequence of
+    /// <paramref name="model"/>, so that the line exists from the verifier's first open (<c>SessionOpened[7–8]</c>);
+    /// real passes outweigh them soon. A model with too short a context for 18 tokens is left unmeasured.
+    /// </summary>
+    public void Measure(Models.ILanguageModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        try
+        {
+            using var sequence = model.CreateSequence();
+            var logits = new float[model.VocabSize];
+            sequence.Feed([0], logits);
+            foreach (var n in (int[])[1, 16])
+            {
+                var tokens = Enumerable.Range(1, n).Select(i => i % model.VocabSize).ToArray();
+                var started = System.Diagnostics.Stopwatch.GetTimestamp();
+                sequence.Feed(tokens, logits);
+                Add(n, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            }
+        }
+        catch (ArgumentException)
+        {
+            // Too short a context: the line comes from the first rounds instead.
+        }
+    }
+
     /// <summary>The line now: a fixed part per pass and a part per token, ms (both 0 before any pass). Where the points
     /// do not rise with size (one size seen, or noise), the cost is taken as proportional to the tokens.</summary>
     public (float FixedMs, float PerTokenMs) Line

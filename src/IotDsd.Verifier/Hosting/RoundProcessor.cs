@@ -39,6 +39,9 @@ internal sealed partial class RoundProcessor(
     /// <summary>True while streamed rounds are decoding: the loop must run passes without waiting for requests.</summary>
     public bool Streaming => _streams.Any;
 
+    /// <summary>Measures the target's pass cost before the first request, so the line exists from the first open (<see cref="PassCost.Measure"/>).</summary>
+    public void Calibrate() => _passCost.Measure(target);
+
     public async Task ProcessAsync(List<InboundMessage> batch, CancellationToken ct)
     {
         await PassAsync(batch, ct).ConfigureAwait(false);

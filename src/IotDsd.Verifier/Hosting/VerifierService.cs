@@ -98,6 +98,7 @@ public sealed partial class VerifierService : BackgroundService
         _ready.TrySetResult();
         Log.Started(_logger, _options.VerifierId, _options.Broker.ToString(), _target.Name);
         var processor = new RoundProcessor(_options, _target, _sessions, connection, Stats, Errors, Limits, _logger, _time);
+        processor.Calibrate();
         var batch = new List<InboundMessage>(_options.MaxBatch);
         var nextSweep = _time.GetTimestamp();
         using var reportingStop = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
