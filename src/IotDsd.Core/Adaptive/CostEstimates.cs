@@ -25,10 +25,7 @@ internal sealed class DecayedLine(double decay)
             return (0, 0);
         }
 
-        var mean = _y / _w;
-        var meanX = _x / _w;
-        var varX = (_xx / _w) - (meanX * meanX);
-        var slope = varX < 1e-9 ? 0 : ((_xy / _w) - (meanX * mean)) / varX;
+        var (meanX, mean, slope) = Moments();
         var intercept = mean - (slope * meanX);
         return slope > 0 && intercept >= 0 ? (intercept, slope) : meanX > 0 ? (0, mean / meanX) : (mean, 0);
     }
@@ -44,16 +41,22 @@ internal sealed class DecayedLine(double decay)
             return 0;
         }
 
-        var mean = _y / _w;
-        var meanX = _x / _w;
-        var varX = (_xx / _w) - (meanX * meanX);
-        var slope = varX < 1e-9 ? 0 : ((_xy / _w) - (meanX * mean)) / varX;
+        var (meanX, mean, slope) = Moments();
         if (slope <= 0)
         {
             return x <= meanX || meanX <= 0 ? mean : mean * x / meanX;
         }
 
         return Math.Max(0, mean + (slope * (x - meanX)));
+    }
+
+    /// <summary>The means of x and y and the least-squares slope (0 while only one x has been seen); not when empty.</summary>
+    private (double MeanX, double MeanY, double Slope) Moments()
+    {
+        var mean = _y / _w;
+        var meanX = _x / _w;
+        var varX = (_xx / _w) - (meanX * meanX);
+        return (meanX, mean, varX < 1e-9 ? 0 : ((_xy / _w) - (meanX * mean)) / varX);
     }
 }
 

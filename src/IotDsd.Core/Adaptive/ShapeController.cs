@@ -85,7 +85,6 @@ public sealed class ShapeController : IRoundShaper
     private (double FixedMs, double PerTokenMs)? _passCost; // the verifier's own line, when it sends one
     private int _streamedSinceProbe;
     private long _nexts;
-    private bool _primed;
 
     /// <param name="limits">What it may choose.</param>
     /// <param name="initial">The shape before the first observation (capped by the limits).</param>
@@ -137,7 +136,7 @@ public sealed class ShapeController : IRoundShaper
     public RoundShape Initial { get; }
 
     /// <summary>True once the verifier's load at open was given (<see cref="Prime"/>).</summary>
-    public bool Primed => _primed;
+    public bool Primed { get; private set; }
 
     /// <summary>The acceptance it has learned.</summary>
     public AcceptanceModel Acceptance => _acceptance;
@@ -181,20 +180,25 @@ public sealed class ShapeController : IRoundShaper
             return;
         }
 
-        if ((passPerTokenMs > 0 || passFixedMs > 0) && double.IsFinite(passFixedMs) && double.IsFinite(passPerTokenMs))
-        {
-            _passCost = (Math.Max(0, passFixedMs), Math.Max(0, passPerTokenMs));
-        }
-
+        TakeLine(passFixedMs, passPerTokenMs);
         _batch.Add(sessions);
-        _primed = true;
+        Primed = true;
+    }
+
+    /// <summary>Keeps the verifier's cost line where it sent one (both parts 0: it did not; not finite: ignored).</summary>
+    private void TakeLine(double fixedMs, double perTokenMs)
+    {
+        if ((perTokenMs > 0 || fixedMs > 0) && double.IsFinite(fixedMs) && double.IsFinite(perTokenMs))
+        {
+            _passCost = (Math.Max(0, fixedMs), Math.Max(0, perTokenMs));
+        }
     }
 
     /// <summary>The first round, before any observation: the initial shape, or a streamed round where a primed load
     /// makes it better than any chain could be (<see cref="Prime"/>).</summary>
     private RoundShape First(int cap)
     {
-        if (!_primed || !MayStream || !PassCostKnown)
+        if (!Primed || !MayStream || !PassCostKnown)
         {
             return Limit(Initial, cap);
         }
@@ -214,10 +218,7 @@ public sealed class ShapeController : IRoundShaper
     /// <inheritdoc />
     public void Observe(in RoundObservation o)
     {
-        if ((o.PassPerTokenMs > 0 || o.PassFixedMs > 0) && double.IsFinite(o.PassPerTokenMs) && double.IsFinite(o.PassFixedMs))
-        {
-            _passCost = (Math.Max(0, o.PassFixedMs), Math.Max(0, o.PassPerTokenMs));
-        }
+        TakeLine(o.PassFixedMs, o.PassPerTokenMs);
 
         if (o.Shape.Depth == 0 && o.Streamed > 0 && double.IsFinite(o.RoundTripMs))
         {

@@ -11,4 +11,7 @@ public interface IKvPoolModel : ILanguageModel
     /// longest <paramref name="longest"/> tokens long; null when this model keeps a cache per sequence after all.
     /// </summary>
     long? KvPoolPositions(int sequences, long longest);
+
+    /// <summary>Bytes the pool has allocated now (host or GPU memory); 0 without one.</summary>
+    long KvPoolBytes { get; }
 }

@@ -126,7 +126,7 @@ public static class LlamaGraph
 
         if (slots) g.AddOutput(TransformerGraph.Logits, OnnxDataType.Float, "logits_rows", v);
         else g.AddOutput(TransformerGraph.Logits, OnnxDataType.Float, "batch_size", "sequence_length", v);
-        string presentLength = slots ? SlotGraph.PresentLength : "total_sequence_length";
+        string presentLength = slots ? SlotGraph.PresentAxis(writes: true) : "total_sequence_length";
         for (int l = 0; l < c.Layers; l++)
         {
             g.AddOutput(TransformerGraph.PresentKey(l), OnnxDataType.Float, "batch_size", kvHeads, presentLength, d);

@@ -32,7 +32,7 @@ internal sealed class KvPoolOps(TransformerModel model) : IDisposable
     {
         _zero ??= Create(ZeroGraph());
         using var dims = OrtValue.CreateTensorValueFromMemory(shape, [4]);
-        Run(_zero, [("shape", dims)], [(Out, target)]);
+        Run(_zero, [("shape", dims)], target);
     }
 
     /// <summary>Copies the overlap of <paramref name="from"/> (<paramref name="fromShape"/>) into <paramref name="to"/> (<paramref name="toShape"/>) and zeroes the rest.</summary>
@@ -48,7 +48,7 @@ internal sealed class KvPoolOps(TransformerModel model) : IDisposable
         }
         using var e = OrtValue.CreateTensorValueFromMemory(ends, [4]);
         using var p = OrtValue.CreateTensorValueFromMemory(pads, [8]);
-        Run(_resize, [(Pool, from), ("ends", e), ("pads", p)], [(Out, to)]);
+        Run(_resize, [(Pool, from), ("ends", e), ("pads", p)], to);
     }
 
     /// <summary>
@@ -58,39 +58,54 @@ internal sealed class KvPoolOps(TransformerModel model) : IDisposable
     public void Move(IReadOnlyList<OrtValue> pools, OrtValue from, OrtValue to)
     {
         _move ??= Create(MoveGraph(pools.Count));
-        var inputs = new List<(string, OrtValue)>(pools.Count + 2) { (From, from), (To, to) };
-        var outputs = new List<(string, OrtValue)>(pools.Count);
-        for (int i = 0; i < pools.Count; i++)
-        {
-            inputs.Add(($"{Pool}{i}", pools[i]));
-            outputs.Add(($"{Out}{i}", pools[i]));
-        }
-        Run(_move, inputs, outputs);
+        using var io = BindInPlace(_move, pools, null, from, to);
+        _move.RunWithBinding(model.RunOptions, io);
     }
 
     /// <summary>
-    /// Writes rows of <paramref name="fresh"/> (each [rows, heads, seq, head_dim], flattened to rows of head_dim and picked
-    /// by <paramref name="from"/> [n]) into <paramref name="pools"/> at <paramref name="to"/> [n, 3], in place.
+    /// A binding that writes rows of <paramref name="fresh"/> (each [rows, heads, seq, head_dim], flattened to rows of
+    /// head_dim and picked by <paramref name="from"/> [n]) into <paramref name="pools"/> at <paramref name="to"/> [n, 3],
+    /// in place: made once per pass shape, run after each pass with <see cref="RunWrite"/>, so a steady decode allocates
+    /// nothing here either.
     /// </summary>
-    public void Write(IReadOnlyList<OrtValue> pools, IReadOnlyList<OrtValue> fresh, OrtValue from, OrtValue to)
+    public OrtIoBinding BindWrite(IReadOnlyList<OrtValue> pools, IReadOnlyList<OrtValue> fresh, OrtValue from, OrtValue to)
     {
         _write ??= Create(WriteGraph(pools.Count));
-        var inputs = new List<(string, OrtValue)>(2 * pools.Count + 2) { (From, from), (To, to) };
-        var outputs = new List<(string, OrtValue)>(pools.Count);
-        for (int i = 0; i < pools.Count; i++)
-        {
-            inputs.Add(($"{Pool}{i}", pools[i]));
-            inputs.Add(($"{Fresh}{i}", fresh[i]));
-            outputs.Add(($"{Out}{i}", pools[i]));
-        }
-        Run(_write, inputs, outputs);
+        return BindInPlace(_write, pools, fresh, from, to);
     }
 
-    private void Run(InferenceSession session, IReadOnlyList<(string Name, OrtValue Value)> inputs, IReadOnlyList<(string Name, OrtValue Value)> outputs)
+    /// <summary>Runs a binding made by <see cref="BindWrite"/>.</summary>
+    public void RunWrite(OrtIoBinding io) => _write!.RunWithBinding(model.RunOptions, io);
+
+    /// <summary>Binds <c>from</c>, <c>to</c>, each pool as input and as its own output, and each fresh buffer beside its pool.</summary>
+    private static OrtIoBinding BindInPlace(InferenceSession session, IReadOnlyList<OrtValue> pools, IReadOnlyList<OrtValue>? fresh, OrtValue from, OrtValue to)
+    {
+        var io = session.CreateIoBinding();
+        try
+        {
+            io.BindInput(From, from);
+            io.BindInput(To, to);
+            for (int i = 0; i < pools.Count; i++)
+            {
+                io.BindInput($"{Pool}{i}", pools[i]);
+                if (fresh is not null) io.BindInput($"{Fresh}{i}", fresh[i]);
+                io.BindOutput($"{Out}{i}", pools[i]);
+            }
+            return io;
+        }
+        catch
+        {
+            io.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs a graph of one output that is not also an input (zeroing, resizing).</summary>
+    private void Run(InferenceSession session, IReadOnlyList<(string Name, OrtValue Value)> inputs, OrtValue output)
     {
         using var io = session.CreateIoBinding();
         foreach (var (name, value) in inputs) io.BindInput(name, value);
-        foreach (var (name, value) in outputs) io.BindOutput(name, value);
+        io.BindOutput(Out, output);
         session.RunWithBinding(model.RunOptions, io);
     }
 

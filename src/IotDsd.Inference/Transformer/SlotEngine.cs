@@ -130,7 +130,7 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
 
         var binding = Bind(first, rows, s, logitsRows, writes);
         model.Session.RunWithBinding(model.RunOptions, binding.Io);
-        if (!_writesInGraph) Pool.Ops.Write(binding.Past, binding.Fresh, binding.From, binding.To);
+        if (binding.Write is { } write) Pool.Ops.RunWrite(write);
         Passes++;
         for (int k = 0; k < items.Length; k++)
         {
@@ -188,24 +188,25 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
             io.BindInput(sig.PositionIds!, binding.Add(_positions!.Tensor([rows, s])));
             io.BindInput(sig.AttentionBias!, binding.Add(_bias!.Tensor([rows, 1, s, c + s])));
             io.BindInput(sig.LogitsIndices!, binding.Add(_indices!.Tensor([logitsRows])));
-            binding.From = binding.Add(_writeFrom!.Tensor([writes]));
-            binding.To = binding.Add(_writeTo!.Tensor([writes, 3]));
+            var from = binding.Add(_writeFrom!.Tensor([writes]));
+            var to = binding.Add(_writeTo!.Tensor([writes, 3]));
             if (_writesInGraph)
             {
-                io.BindInput(sig.KvWriteFrom!, binding.From);
-                io.BindInput(sig.KvWriteTo!, binding.To);
+                io.BindInput(sig.KvWriteFrom!, from);
+                io.BindInput(sig.KvWriteTo!, to);
             }
             io.BindOutput(sig.Logits, binding.Add(_logits!.Tensor([logitsRows, model.LogitsWidth], sig.LogitsType)));
+            var pasts = new OrtValue[sig.Past.Length];
+            var fresh = new OrtValue[_writesInGraph ? 0 : sig.Past.Length];
             for (int i = 0; i < sig.Past.Length; i++)
             {
                 // The past view is also where present goes: the graph writes the new rows into the pool in place.
-                var past = binding.Add(Pool.View(i, first, rows));
-                binding.Past.Add(past);
+                var past = pasts[i] = binding.Add(Pool.View(i, first, rows));
                 io.BindInput(sig.Past[i], past);
-                var present = _writesInGraph ? past : binding.Add(_fresh[i].Tensor([rows, model.KvHeads, s, model.HeadDim], sig.KvType));
-                if (!_writesInGraph) binding.Fresh.Add(present);
-                io.BindOutput(sig.Present[i], present);
+                io.BindOutput(sig.Present[i], _writesInGraph ? past : fresh[i] = binding.Add(_fresh[i].Tensor([rows, model.KvHeads, s, model.HeadDim], sig.KvType)));
             }
+            // A graph that returns the new rows instead: the pool's write graph puts them in after the pass.
+            if (!_writesInGraph) binding.Write = Pool.Ops.BindWrite(pasts, fresh, from, to);
             _bindings[(first, rows, s, logitsRows, writes)] = binding;
             return binding;
         }
@@ -241,16 +242,14 @@ internal sealed class SlotEngine(TransformerModel model) : IDisposable
     }
 }
 
-/// <summary>A pass's cached IO binding and the values bound in it (the pool views, and what a graph without in-graph writes needs to write them after).</summary>
+/// <summary>A pass's cached IO binding, the values bound in it, and for a graph without in-graph writes the binding of
+/// the pool's write graph that puts the new rows in after the pass.</summary>
 internal sealed class PassBinding(OrtIoBinding io) : IDisposable
 {
     private readonly List<OrtValue> _values = [];
 
     public OrtIoBinding Io { get; } = io;
-    public List<OrtValue> Past { get; } = [];
-    public List<OrtValue> Fresh { get; } = [];
-    public OrtValue From { get; set; } = null!;
-    public OrtValue To { get; set; } = null!;
+    public OrtIoBinding? Write { get; set; }
 
     public OrtValue Add(OrtValue value)
     {
@@ -260,6 +259,7 @@ internal sealed class PassBinding(OrtIoBinding io) : IDisposable
 
     public void Dispose()
     {
+        Write?.Dispose();
         Io.Dispose();
         foreach (var v in _values) v.Dispose();
     }

@@ -33,9 +33,6 @@ public static class SlotGraph
     public const string KvWriteFrom = "kv_write_from";
     public const string KvWriteTo = "kv_write_to";
 
-    /// <summary>The length axis of <c>present.N.key/value</c> (the past's: they are the past, written in).</summary>
-    public const string PresentLength = "past_sequence_length";
-
     /// <summary>
     /// Declares <c>attention_bias</c>, <c>logits_indices</c> and, when <paramref name="writes"/> (the default; false
     /// builds the signature of earlier builds, whose <c>present</c> holds the new rows only), <c>kv_write_from</c> and
@@ -55,7 +52,7 @@ public static class SlotGraph
     }
 
     /// <summary>The length axis of <c>present</c>: the past's when the graph writes it in, the new tokens' otherwise.</summary>
-    public static string PresentAxis(bool writes) => writes ? PresentLength : "sequence_length";
+    public static string PresentAxis(bool writes) => writes ? "past_sequence_length" : "sequence_length";
 
     /// <summary>
     /// <paramref name="cache"/> [batch, kv_heads, past, d] with the rows of <paramref name="fresh"/> [batch, kv_heads, seq, d]

@@ -77,11 +77,14 @@ public sealed class TransformerModel : ITreeBatchModel, IVocabularyIdentity, IKv
         lock (_slots.Gate) return _slots.Pool.PositionsFor(sequences, longest);
     }
 
+    /// <inheritdoc />
+    public long KvPoolBytes => KvPoolState.Bytes;
+
     /// <summary>Where the KV caches live: "device" (a slot pool in GPU memory), "host" (a slot pool in host memory) or "per-session" (other layouts).</summary>
     public string KvPlace => _slots is null ? "per-session" : _slots.Pool.OnDevice ? "device" : "host";
 
-    /// <summary>Where the KV pool lives: on the device (GPU memory), from the session's allocator (device or host), or neither (host buffers; other layouts).</summary>
-    internal (bool OnDevice, bool FromAllocator) KvPoolMemory => _slots is null ? (false, false) : (_slots.Pool.OnDevice, _slots.Pool.FromAllocator);
+    /// <summary>The KV pool's buffers come from the session's allocator (always off the CPU; on it only when asked).</summary>
+    internal bool KvPoolFromAllocator => _slots?.Pool.FromAllocator ?? false;
 
     /// <summary>Slot passes run so far (0 for other layouts).</summary>
     internal long SlotPasses => _slots?.Passes ?? 0;

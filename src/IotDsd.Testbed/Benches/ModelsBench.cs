@@ -79,8 +79,8 @@ internal static class ModelsBench
             {
                 var ms = ModelBenchmark.ContextVerifyMillis(target, b, c, gamma, n);
                 // The pool keeps its shape after the point's sessions end: one slot is what a session held.
-                var (place, slotBytes) = target is IotDsd.Inference.Transformer.TransformerModel tm
-                    ? (tm.KvPlace, tm.KvPoolState.Slots > 0 ? tm.KvPoolState.Bytes / tm.KvPoolState.Slots : 0)
+                var (place, slotBytes) = target is IotDsd.Inference.Transformer.TransformerModel tm && tm.KvPoolState is var pool
+                    ? (tm.KvPlace, pool.Slots > 0 ? pool.Bytes / pool.Slots : 0)
                     : ("per-session", 0L);
                 if (!headed)
                 {

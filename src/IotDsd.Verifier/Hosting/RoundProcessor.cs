@@ -311,11 +311,12 @@ internal sealed partial class RoundProcessor(
             limits.Opened(device, session);
         }
 
+        var (fixedMs, perTokenMs) = _passCost.Line;
         Reply(device, message, new SessionOpened
         {
             SessionId = open.SessionId, Epoch = open.Epoch, VerifierId = options.VerifierId, TargetModel = target.Name,
             MaxTreeNodes = Core.Speculative.TreeVerifier.OffersTrees(open.Mode) ? open.MaxTreeNodes : 0, ConditionalRounds = true,
-            Sessions = sessions.Count, PassFixedMs = (float)_passCost.Line.FixedMs, PassPerTokenMs = (float)_passCost.Line.PerTokenMs,
+            Sessions = sessions.Count, PassFixedMs = fixedMs, PassPerTokenMs = perTokenMs,
         }, replies, ct);
     }
 

@@ -58,7 +58,7 @@ public sealed partial class VerifierService : BackgroundService
     public KvBudget KvBudget => _sessions.Budget!;
 
     /// <summary>Bytes the target's KV pool has allocated now (host or GPU memory); 0 for a target without one.</summary>
-    public long KvPoolBytes => (_target as IotDsd.Inference.Transformer.TransformerModel)?.KvPoolState.Bytes ?? 0;
+    public long KvPoolBytes => (_target as IKvPoolModel)?.KvPoolBytes ?? 0;
 
     /// <summary>Refusals by reason: decode failures and refused requests.</summary>
     public ErrorCounters Errors { get; } = new();

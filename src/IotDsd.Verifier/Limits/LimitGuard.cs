@@ -116,12 +116,12 @@ public sealed class LimitGuard
         return true;
     }
 
-    /// <summary>Checks a new or re-opened session against the draft-length, session-count and memory limits.</summary>
     /// <summary>The open as this verifier grants it: a token-tree budget above <see cref="VerifierLimits.MaxTreeNodes"/>
     /// is lowered to it (the device learns the grant from <see cref="SessionOpened.MaxTreeNodes"/> and drafts within it).</summary>
     public OpenSession Granted(OpenSession open) =>
         open.MaxTreeNodes > _limits.MaxTreeNodes ? open with { MaxTreeNodes = _limits.MaxTreeNodes } : open;
 
+    /// <summary>Checks a new or re-opened session against the draft-length, session-count and memory limits.</summary>
     public LimitRefusal? CheckOpen(string device, OpenSession open)
     {
         if (open.MaxGamma > _limits.MaxGamma)

@@ -74,12 +74,12 @@ public sealed class KvBudget
     }
 
     /// <summary>
-    /// Counts what the live sessions hold once, at the start of a verifier pass, so that admitting each round of the
-    /// pass costs O(1) rather than a walk over every session.
+    /// Counts what the live sessions hold once, at the start of a verifier pass (their tokens, or for a pool target their
+    /// number and the longest), so that admitting each round of the pass costs O(1) rather than a walk over every session.
     /// </summary>
     public void BeginPass(SessionTable sessions)
     {
-        _heldTokens = Held(sessions, 1);
+        _heldTokens = _poolPositions is null ? Held(sessions, 1) : -1;
         _shape = _poolPositions is null ? null : Shape(sessions);
     }
 
@@ -109,6 +109,23 @@ public sealed class KvBudget
     private long PoolBytes((int Count, long Longest) shape) =>
         shape.Count == 0 ? 0 : (_poolPositions!(shape.Count, shape.Longest) ?? 0) * BytesPerToken;
 
+    /// <summary>
+    /// Bytes the caches would take once <paramref name="session"/> (null: a new one, at its reservation) holds
+    /// <paramref name="tokens"/>: the live sessions' tokens and these, or for a pool target the pool with one more
+    /// session for an open and every slot as long as the longest.
+    /// </summary>
+    private long After(SessionTable sessions, VerifierSession? session, long tokens)
+    {
+        if (_poolPositions is null)
+        {
+            long held = _heldTokens >= 0 ? (_heldTokens - (session?.Known ?? 0)) * BytesPerToken : Held(sessions, BytesPerToken, session);
+            return held + (tokens * BytesPerToken);
+        }
+
+        var (count, longest) = _shape ?? Shape(sessions);
+        return PoolBytes((count + (session is null ? 1 : 0), Math.Max(longest, tokens)));
+    }
+
     /// <summary>Null when a new session with <paramref name="maxTokens"/> and <paramref name="maxGamma"/> fits (evicting idle ones if needed); else the refusal's reason.</summary>
     public string? AdmitOpen(SessionTable sessions, int maxTokens, int maxGamma, long nowTicks)
     {
@@ -122,84 +139,49 @@ public sealed class KvBudget
 
     private string? Admit(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
     {
-        if (_poolPositions is not null)
-        {
-            return AdmitToPool(sessions, session, tokens, nowTicks, what);
-        }
-
-        long needed = tokens * BytesPerToken;
-        long held = _heldTokens >= 0 ? (_heldTokens - (session?.Known ?? 0)) * BytesPerToken : Held(sessions, BytesPerToken, session);
-        if (held + needed <= BudgetBytes)
-        {
-            Hold(session, tokens);
-            return null;
-        }
-
-        long cutoff = nowTicks - (long)(EvictIdle.TotalSeconds * Stopwatch.Frequency);
-        var idle = sessions.All.Where(e => !ReferenceEquals(e.Session, session) && e.Session.LastUsedTicks <= cutoff)
-            .OrderBy(e => e.Session.LastUsedTicks).ToList();
-        foreach (var (device, s) in idle)
-        {
-            if (held + needed <= BudgetBytes) break;
-            held -= (long)s.Known * BytesPerToken;
-            if (_heldTokens >= 0) _heldTokens -= s.Known;
-            sessions.Evict(device, s.Open.SessionId);
-            Interlocked.Increment(ref _evictions);
-        }
-        if (held + needed <= BudgetBytes)
-        {
-            Hold(session, tokens);
-            return null;
-        }
-
-        Interlocked.Increment(ref _refusals);
-        return $"the verifier's KV budget is full: {what} needs {needed >> 10} KiB and live sessions hold {held >> 20} MiB " +
-            $"of {BudgetBytes >> 20} MiB (none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
-    }
-
-    /// <summary>
-    /// With a pool target: admits when the pool, with this session (an open counts one more, at its reservation) at
-    /// <paramref name="tokens"/>, fits the budget; else evicts idle sessions, least recently used first, while that helps.
-    /// </summary>
-    private string? AdmitToPool(SessionTable sessions, VerifierSession? session, long tokens, long nowTicks, string what)
-    {
-        var shape = _shape ?? Shape(sessions);
-        long After((int Count, long Longest) s) => PoolBytes((s.Count + (session is null ? 1 : 0), Math.Max(s.Longest, tokens)));
-        long needed = After(shape);
-        if (needed > BudgetBytes)
+        long total = After(sessions, session, tokens);
+        if (total > BudgetBytes)
         {
             long cutoff = nowTicks - (long)(EvictIdle.TotalSeconds * Stopwatch.Frequency);
             var idle = sessions.All.Where(e => !ReferenceEquals(e.Session, session) && e.Session.LastUsedTicks <= cutoff)
                 .OrderBy(e => e.Session.LastUsedTicks).ToList();
             foreach (var (device, s) in idle)
             {
-                if (needed <= BudgetBytes) break;
+                if (total <= BudgetBytes) break;
                 sessions.Evict(device, s.Open.SessionId);
                 Interlocked.Increment(ref _evictions);
-                shape = Shape(sessions);
-                needed = After(shape);
+                if (_heldTokens >= 0) _heldTokens -= s.Known;
+                if (_shape is not null) _shape = Shape(sessions);
+                total = After(sessions, session, tokens);
             }
         }
 
-        if (needed <= BudgetBytes)
+        if (total <= BudgetBytes)
         {
-            // What this pass has admitted so far: one more session for an open, the round's length for a round.
-            _shape = _shape is null ? null : (shape.Count + (session is null ? 1 : 0), Math.Max(shape.Longest, tokens));
+            Hold(session, tokens);
             return null;
         }
 
         Interlocked.Increment(ref _refusals);
-        return $"the verifier's KV budget is full: {what} would make the KV pool {needed >> 20} MiB ({shape.Count + (session is null ? 1 : 0)} sessions, " +
-            $"every slot as long as the longest, {Math.Max(shape.Longest, tokens)} tokens) of {BudgetBytes >> 20} MiB " +
+        var takes = _poolPositions is null
+            ? $"needs {tokens * BytesPerToken >> 10} KiB and would bring the sessions' caches to {total >> 20} MiB"
+            : $"would make the KV pool {total >> 20} MiB (every slot as long as the longest session, {Math.Max((_shape ?? Shape(sessions)).Longest, tokens)} tokens)";
+        return $"the verifier's KV budget is full: {what} {takes} of {BudgetBytes >> 20} MiB " +
             $"(none idle for {EvictIdle.TotalSeconds:0} s to evict); retry later or use another verifier";
     }
 
-    /// <summary>Within a pass: an admitted round's session will hold <paramref name="tokens"/> (an open holds nothing yet).</summary>
+    /// <summary>Within a pass: an admitted round's session will hold <paramref name="tokens"/>; an open holds nothing yet,
+    /// but in a pool takes a slot as long as its reservation.</summary>
     private void Hold(VerifierSession? session, long tokens)
     {
         if (_heldTokens >= 0 && session is not null)
         {
             _heldTokens += tokens - session.Known;
+        }
+
+        if (_shape is var (count, longest))
+        {
+            _shape = (count + (session is null ? 1 : 0), Math.Max(longest, tokens));
         }
     }
 }

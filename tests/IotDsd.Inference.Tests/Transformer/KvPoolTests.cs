@@ -116,8 +116,8 @@ public sealed class KvPoolTests(TinyPairFixture pair) : IDisposable
     {
         using var host = TransformerModel.Open(TargetPath, "host", null, 1024);
         using var allocated = TransformerModel.Open(TargetPath, "allocated", new InferenceOptions { KvThroughAllocator = true }, 1024);
-        Assert.Equal((false, false), host.KvPoolMemory);
-        Assert.Equal((false, true), allocated.KvPoolMemory);
+        Assert.Equal(("host", false), (host.KvPlace, host.KvPoolFromAllocator));
+        Assert.Equal(("host", true), (allocated.KvPlace, allocated.KvPoolFromAllocator));
         var expected = Scenario(host);
         var actual = Scenario(allocated);
         Assert.Equal(expected.Shapes, actual.Shapes);
@@ -136,6 +136,15 @@ public sealed class KvPoolTests(TinyPairFixture pair) : IDisposable
         Assert.Null(old.Signature.KvWriteFrom);
         Assert.NotNull(current.Signature.KvWriteFrom);
         AssertSameRows(Scenario(current).Rows, Scenario(old).Rows, "slot graph without in-graph writes", 0f);
+
+        // Its write graph's binding is cached with the pass's: a steady decode still allocates nothing.
+        using var seq = old.CreateSequence();
+        var row = new float[old.VocabSize];
+        seq.Feed(Text("Warm up"), row);
+        for (int i = 0; i < 3; i++) seq.Feed([IotDsd.Core.Sampling.Distribution.ArgMax(row)], row);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++) seq.Feed([IotDsd.Core.Sampling.Distribution.ArgMax(row)], row); // within the 64-position capacity
+        Assert.Equal(0, (GC.GetAllocatedBytesForCurrentThread() - before) / 20);
     }
 
     [Fact]
@@ -172,7 +181,7 @@ public sealed class KvPoolTests(TinyPairFixture pair) : IDisposable
         Skip.If(string.IsNullOrEmpty(library), "no CUDA provider library configured (IOTDSD_PROVIDER_LIBRARY): this machine has no GPU");
         using var cuda = TransformerModel.Open(TargetPath, "cuda", new InferenceOptions { Provider = ExecutionProviderKind.Cuda, ProviderLibrary = library }, 1024);
         using var cpu = TransformerModel.Open(TargetPath, "cpu", null, 1024);
-        Assert.Equal((true, true), cuda.KvPoolMemory);
+        Assert.Equal(("device", true), (cuda.KvPlace, cuda.KvPoolFromAllocator));
         var expected = Scenario(cpu);
         var actual = Scenario(cuda);
         Assert.Equal(expected.Shapes, actual.Shapes);
